@@ -1,0 +1,64 @@
+# Makefile — chainwatch top level: build, install, check, demo, bench, format; delegates to components
+#
+# Components build into build/ (build/san/ with SANITIZE=1). The extension is built with PGXS in
+# extension/ and installed into the server's directories (needs root).
+
+TOP := $(abspath .)
+PREFIX ?= /usr/local
+PG_CONFIG ?= pg_config
+PYTHON ?= /usr/bin/python3
+export PG_CONFIG PYTHON
+
+# C components with their own Makefile; order matters (common first).
+C_COMPONENTS := common tools/kafka-mock tools/txgen
+C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common extension tools ingestor apiserver tests bench -name '*.[ch]')
+
+.PHONY: all deps build extension install install-extension check demo bench format format-check lint clean \
+        $(C_COMPONENTS)
+
+all: build extension
+
+build: $(C_COMPONENTS)
+
+$(C_COMPONENTS):
+	$(MAKE) -C $@ TOP=$(TOP)
+
+tools/kafka-mock tools/txgen: common
+
+extension: common
+	$(MAKE) -C extension with_llvm=no PG_CONFIG=$(PG_CONFIG)
+
+deps:
+	@bash tools/deps.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 build/bin/* $(DESTDIR)$(PREFIX)/bin/
+	$(MAKE) install-extension
+
+install-extension: extension
+	$(MAKE) -C extension with_llvm=no PG_CONFIG=$(PG_CONFIG) install
+
+# check: every suite, from a clean stack in a temporary directory; ends with "N passed, N failed".
+check: deps
+	@bash tests/run-all.sh
+
+demo: deps
+	@bash tools/demo.sh
+
+bench: deps
+	@bash bench/run-all.sh
+
+format:
+	clang-format -i $(filter %.c %.h,$(C_SOURCES))
+
+format-check:
+	clang-format --dry-run -Werror $(filter %.c %.h,$(C_SOURCES))
+
+lint: format-check
+	bash -n tools/*.sh tests/*.sh
+	$(PYTHON) -m py_compile tools/*.py tests/integration/*.py
+
+clean:
+	rm -rf build
+	-$(MAKE) -C extension clean with_llvm=no PG_CONFIG=$(PG_CONFIG)

@@ -1,0 +1,41 @@
+/* extension/src/chainwatch.h — declarations shared by the chainwatch extension's C modules */
+#ifndef CHAINWATCH_H
+#define CHAINWATCH_H
+
+#include "postgres.h"
+#include "fmgr.h"
+#include "utils/array.h"
+
+#include "forest.h"
+
+/* custom SQLSTATEs (class CW): documented in docs/errors.md */
+#define ERRCODE_CW_MODEL_NOT_ACTIVE MAKE_SQLSTATE('C', 'W', '0', '0', '1')
+#define ERRCODE_CW_BATCH_REPLAYED MAKE_SQLSTATE('C', 'W', '0', '0', '2')
+
+#define CW_RESERVOIR_ROWS 100000
+
+/* model_cache.c — deserialized models cached per backend, invalidated through the relcache */
+typedef struct CachedModel {
+    int32 id;
+    uint32 checksum;
+    forest *forest; /* malloc'd, owned by the cache */
+} CachedModel;
+
+extern CachedModel *ModelCacheGet(int32 model_id);
+extern CachedModel *ModelCacheGetActive(void);
+extern CachedModel *ModelCacheResolve(FunctionCallInfo fcinfo, int model_arg);
+extern void ModelCacheInit(void);
+extern Oid ModelCacheModelsRelid(void);
+
+/* features.c — turning SQL values into feature vectors, with validation */
+extern double FeatureFromNumeric(Datum num, const char *what);
+extern void FeatureCheck(const forest *f, const double *x, int n);
+extern double *FeaturesFromArray(ArrayType *arr, int *n_out);
+extern void ForestErrorReport(const forest_error *err, const char *context);
+
+/* model_io.c */
+extern int32 ModelInsert(const char *name, forest *f, const char *source, double contamination,
+                         bool has_contamination, int64 seed, bool has_seed, int64 training_rows,
+                         const forest_score_summary *summary);
+
+#endif /* CHAINWATCH_H */

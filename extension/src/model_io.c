@@ -1,0 +1,137 @@
+/* extension/src/model_io.c — storing models (ModelInsert) and the JSON import/export functions */
+#include "chainwatch.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+/*
+ * ModelInsert serializes f and inserts it into chainwatch.models with its parameters; returns
+ * the new id. Parameters of f itself (features, trees, sample size, threshold, transform)
+ * come from the forest so they can never disagree with the stored bytes.
+ */
+int32 ModelInsert(const char *name, forest *f, const char *source, double contamination,
+                  bool has_contamination, int64 seed, bool has_seed, int64 training_rows,
+                  const forest_score_summary *summary)
+{
+    size_t size = forest_serialized_size(f);
+    bytea *blob = palloc(VARHDRSZ + size);
+    Oid rel = ModelCacheModelsRelid();
+    StringInfoData sql;
+    Datum values[13];
+    char nulls[13];
+    Oid types[13] = {TEXTOID, TEXTOID, INT4OID, TEXTARRAYOID, TEXTOID, INT4OID, INT4OID,
+                     FLOAT8OID, FLOAT8OID, INT8OID, INT8OID, JSONBOID, BYTEAOID};
+    int nf = forest_n_features(f);
+    bool isnull;
+    int32 id;
+
+    SET_VARSIZE(blob, VARHDRSZ + size);
+    forest_serialize(f, (uint8_t *) VARDATA(blob));
+    memset(nulls, ' ', sizeof(nulls));
+
+    values[0] = CStringGetTextDatum(name);
+    values[1] = CStringGetTextDatum(source);
+    values[2] = Int32GetDatum(nf);
+    if (forest_feature_name(f, 0)) {
+        Datum *names = palloc(sizeof(Datum) * nf);
+        for (int i = 0; i < nf; i++)
+            names[i] = CStringGetTextDatum(forest_feature_name(f, i));
+        values[3] = PointerGetDatum(construct_array(names, nf, TEXTOID, -1, false, TYPALIGN_INT));
+    } else
+        nulls[3] = 'n';
+    values[4] = CStringGetTextDatum(forest_transform_name(forest_get_transform(f)));
+    values[5] = Int32GetDatum(forest_n_trees(f));
+    values[6] = Int32GetDatum(forest_max_samples(f));
+    values[7] = Float8GetDatum(contamination);
+    nulls[7] = has_contamination ? ' ' : 'n';
+    values[8] = Float8GetDatum(forest_threshold(f));
+    values[9] = Int64GetDatum(seed);
+    nulls[9] = has_seed ? ' ' : 'n';
+    values[10] = Int64GetDatum(training_rows);
+    nulls[10] = training_rows >= 0 ? ' ' : 'n';
+    if (summary) {
+        char *json = psprintf("{\"n\": %zu, \"min\": %.17g, \"max\": %.17g, \"mean\": %.17g, "
+                              "\"p50\": %.17g, \"p90\": %.17g, \"p99\": %.17g}",
+                              summary->n, summary->min, summary->max, summary->mean, summary->p50,
+                              summary->p90, summary->p99);
+        values[11] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+    } else
+        nulls[11] = 'n';
+    values[12] = PointerGetDatum(blob);
+
+    initStringInfo(&sql);
+    appendStringInfo(&sql,
+                     "INSERT INTO %s (name, source, n_features, feature_names, transform, n_trees, "
+                     "sample_size, contamination, threshold, seed, training_rows, "
+                     "training_summary, format_version, checksum, forest) "
+                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, %d, "
+                     "%u::bigint, $13) RETURNING id",
+                     quote_qualified_identifier(get_namespace_name(get_rel_namespace(rel)),
+                                                get_rel_name(rel)),
+                     FOREST_FORMAT_VERSION,
+                     (unsigned) forest_serialized_checksum((const uint8_t *) VARDATA(blob), size));
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    if (SPI_execute_with_args(sql.data, 13, types, values, nulls, false, 1) !=
+        SPI_OK_INSERT_RETURNING)
+        elog(ERROR, "could not insert into chainwatch.models");
+    id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    SPI_finish();
+    return id;
+}
+
+PG_FUNCTION_INFO_V1(chainwatch_import_model);
+/* chainwatch_import_model(name text, model jsonb) RETURNS int */
+Datum chainwatch_import_model(PG_FUNCTION_ARGS)
+{
+    char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    Jsonb *jb = PG_GETARG_JSONB_P(1);
+    char *json = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+    forest_error err = {0};
+    forest *f;
+    int32 id = 0;
+
+    if (strlen(name) == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("a model needs a non-empty name")));
+    f = forest_import_json(json, strlen(json), &err);
+    if (!f)
+        ForestErrorReport(&err, "invalid model");
+    PG_TRY();
+    {
+        id = ModelInsert(name, f, "imported", 0, false, 0, false, -1, NULL);
+    }
+    PG_FINALLY();
+    {
+        forest_free(f);
+    }
+    PG_END_TRY();
+    PG_RETURN_INT32(id);
+}
+
+PG_FUNCTION_INFO_V1(chainwatch_export_model);
+/* chainwatch_export_model(id int) RETURNS jsonb in format chainwatch-iforest/1 */
+Datum chainwatch_export_model(PG_FUNCTION_ARGS)
+{
+    CachedModel *m = ModelCacheGet(PG_GETARG_INT32(0));
+    char *json = forest_export_json(m->forest);
+    Datum result;
+
+    if (!json)
+        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory exporting a model")));
+    PG_TRY();
+    {
+        result = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+    }
+    PG_FINALLY();
+    {
+        free(json);
+    }
+    PG_END_TRY();
+    PG_RETURN_DATUM(result);
+}

@@ -1,0 +1,29 @@
+# mk/common.mk — compiler flags and build directories shared by every C component
+#
+# Included by each component Makefile after it sets TOP. Objects and binaries go to
+# $(BUILD) (build/ normally, build/san/ with SANITIZE=1 so the two never mix).
+
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD ?= $(TOP)/build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT ?= -O1
+else
+BUILD ?= $(TOP)/build
+SANFLAGS :=
+OPT ?= -O2
+endif
+
+CC ?= cc
+CSTD := -std=c11 -D_GNU_SOURCE
+WARN := -Wall -Wextra -Werror -Wno-missing-field-initializers
+CFLAGS ?= $(OPT) -g
+CFLAGS += $(CSTD) $(WARN) $(SANFLAGS) -I$(TOP)/common/src
+LDFLAGS += $(SANFLAGS)
+
+BINDIR := $(BUILD)/bin
+LIBDIR := $(BUILD)/lib
+OBJROOT := $(BUILD)/obj
+
+# CW_CORE_LIB: the forest core and other pure helpers (no Postgres, no threads)
+CW_CORE_LIB := $(LIBDIR)/libcwcore.a

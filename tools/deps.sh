@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# tools/deps.sh — install every Debian package chainwatch needs (idempotent, quiet when all present)
+#
+# `make deps` runs this; `make demo` and `make check` run `make deps` first, so a fresh Debian 12
+# machine needs nothing else. As root it installs with apt-get; as another user it only reports.
+set -euo pipefail
+
+PACKAGES=(
+    # build
+    gcc make pkg-config clang clang-format libclang-rt-14-dev
+    # PostgreSQL 15 and the extension build
+    postgresql-15 postgresql-server-dev-15 postgresql-client-15 libipc-run-perl
+    # Kafka, Redis, HTTP, JSON, unit tests
+    librdkafka-dev kcat libhiredis-dev redis-server redis-tools libcivetweb-dev libcjson-dev
+    libcmocka-dev wrk
+    # integration tests, exporter, benchmarks
+    python3 python3-pytest python3-psycopg2 python3-confluent-kafka python3-redis
+    python3-sklearn python3-numpy python3-yaml python3-matplotlib
+    # deployment checks
+    docker-compose yamllint
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "deps: missing packages (run 'make deps' as root): ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Package services must not start on install: the stack runs its own instances on free ports.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && created_policy=1
+fi
+trap '[[ $created_policy -eq 1 ]] && rm -f "$policy"' EXIT
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done"
