@@ -80,6 +80,7 @@ cmocka_suite() {
 # ---- build ------------------------------------------------------------------------------------
 step build make -j2 all
 step build-sanitize make -j2 build SANITIZE=1
+step install-extension make install-extension
 step format-check make format-check
 
 # ---- suites -----------------------------------------------------------------------------------

@@ -424,6 +424,29 @@ static inline void walk_block(const forest *f, int t, const double *xt, int nrow
     }
 }
 
+/*
+ * walk_trees_dense adds the leaf values of trees [t0, t0 + 8) for one transformed row, walking
+ * the eight trees in lockstep (eight independent load chains) and adding in tree order.
+ */
+static inline double walk_trees8_dense(const forest *f, int t0, const double *x, double sum)
+{
+    int D = f->dense_depth;
+    size_t n_internal = ((size_t) 1 << D) - 1;
+    const uint16_t *ft = f->d_feature + (size_t) t0 * n_internal;
+    const double *th = f->d_split + (size_t) t0 * n_internal;
+    const double *lv = f->d_leaf + (size_t) t0 * (n_internal + 1) - n_internal;
+    size_t i[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+
+    for (int k = 0; k < D; k++)
+        for (int j = 0; j < 8; j++) {
+            size_t o = j * n_internal;
+            i[j] = 2 * i[j] + 1 + !(x[ft[o + i[j]]] <= th[o + i[j]]);
+        }
+    for (int j = 0; j < 8; j++)
+        sum += lv[j * (n_internal + 1) + i[j]];
+    return sum;
+}
+
 double forest_score(const forest *f, const double *row)
 {
     double stackbuf[BLOCK_MAX_FEATURES];
@@ -437,7 +460,11 @@ double forest_score(const forest *f, const double *row)
     }
     for (int j = 0; j < f->n_features; j++)
         xt[j] = transform_value(f, row[j]);
-    for (int t = 0; t < f->n_trees; t++)
+    int t = 0;
+    if (f->dense_depth > 0)
+        for (; t + 8 <= f->n_trees; t += 8)
+            sum = walk_trees8_dense(f, t, xt, sum);
+    for (; t < f->n_trees; t++)
         walk_block(f, t, xt, 1, &sum);
     if (xt != stackbuf)
         free(xt);
