@@ -1,18 +1,71 @@
-/* extension/src/chainwatch.c — module entry point: magic block, GUCs, cache callbacks */
+/* extension/src/chainwatch.c — module entry point: magic block, GUCs, maintenance worker registration */
 #include "chainwatch.h"
 
+#include <limits.h>
+
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
 
 void _PG_init(void);
 
+/* settings (see docs/configuration.md); the SQL side reads them with current_setting() */
+int cw_maintenance_interval = 10;   /* seconds */
+char *cw_database = NULL;           /* comma-separated database names for the worker */
+static bool cw_auto_train = true;
+static int cw_auto_train_min_rows = 10000;
+static int cw_retrain_interval = 0; /* seconds, 0 = off */
+static int cw_maintenance_lock_timeout = 200; /* ms */
+
 /*
  * _PG_init runs when the library is loaded, by shared_preload_libraries or by the first call
- * of one of its functions. It only registers things; it never touches the database.
+ * of one of its functions. It defines the settings, and when preloaded registers one
+ * maintenance worker per database named in chainwatch.database. Without preloading the
+ * extension works the same, and maintain() is called by the ingestor or pg_cron instead.
  */
 void _PG_init(void)
 {
     ModelCacheInit();
+
+    DefineCustomIntVariable("chainwatch.maintenance_interval",
+                            "Seconds between runs of chainwatch.maintain() by the background worker.",
+                            NULL, &cw_maintenance_interval, 10, 1, 3600, PGC_SIGHUP, GUC_UNIT_S,
+                            NULL, NULL, NULL);
+    DefineCustomStringVariable("chainwatch.database",
+                               "Databases (comma-separated) in which the maintenance worker runs.",
+                               "Needs shared_preload_libraries = 'chainwatch'.", &cw_database,
+                               "chainwatch",
+                               /* only the postmaster reads it; later loads may not define
+                                * PGC_POSTMASTER settings */
+                               process_shared_preload_libraries_in_progress ? PGC_POSTMASTER
+                                                                            : PGC_SIGHUP,
+                               0, NULL, NULL, NULL);
+    DefineCustomBoolVariable("chainwatch.auto_train",
+                             "Train and activate a first model when enough transactions are stored.",
+                             NULL, &cw_auto_train, true, PGC_SUSET, 0, NULL, NULL, NULL);
+    DefineCustomIntVariable("chainwatch.auto_train_min_rows",
+                            "Stored transactions needed before the first automatic training.", NULL,
+                            &cw_auto_train_min_rows, 10000, 2, INT_MAX, PGC_SUSET, 0, NULL, NULL,
+                            NULL);
+    DefineCustomIntVariable("chainwatch.retrain_interval",
+                            "Retrain on the latest window this often (0 = never).", NULL,
+                            &cw_retrain_interval, 0, 0, INT_MAX, PGC_SUSET, GUC_UNIT_S, NULL, NULL,
+                            NULL);
+    DefineCustomIntVariable("chainwatch.maintenance_lock_timeout",
+                            "Longest wait of maintenance DDL for a table lock.", NULL,
+                            &cw_maintenance_lock_timeout, 200, 1, 60000, PGC_SUSET, GUC_UNIT_MS,
+                            NULL, NULL, NULL);
     MarkGUCPrefixReserved("chainwatch");
+
+    if (process_shared_preload_libraries_in_progress)
+        MaintenanceWorkersRegister();
+}
+
+PG_FUNCTION_INFO_V1(chainwatch_load);
+/* chainwatch_load: a no-op whose call guarantees the library (and its settings) is loaded */
+Datum chainwatch_load(PG_FUNCTION_ARGS)
+{
+    PG_RETURN_VOID();
 }

@@ -38,4 +38,10 @@ extern int32 ModelInsert(const char *name, forest *f, const char *source, double
                          bool has_contamination, int64 seed, bool has_seed, int64 training_rows,
                          const forest_score_summary *summary);
 
+
+/* worker.c — the maintenance background worker */
+extern int cw_maintenance_interval;
+extern char *cw_database;
+extern void MaintenanceWorkersRegister(void);
+
 #endif /* CHAINWATCH_H */

@@ -1,0 +1,158 @@
+# tests/integration/conftest.py — shared fixtures: repo paths, a session-wide dev stack, private stacks, pg_connect
+#
+# Every integration test runs against real processes started by tools/stack.sh on free loopback ports, never
+# against a stack a developer left running. Two ways to get one:
+#
+#   stack                 session fixture, shared by all tests of the run: read it, write your own rows/topics,
+#                         but do not stop or break its processes (other tests use it after you).
+#   start_stack(dir)      a private stack for tests that kill or restart components (dir from new_stack_dir());
+#                         pair it with teardown_stack(dir) in a `finally`, or use the `private_stack` fixture,
+#                         which does both.
+#
+# Both return a StackEnv: a dict of the variables in DIR/stack.env (PGHOST, PGPORT, DATABASE_URL,
+# KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC, REDIS_HOST, REDIS_PORT, ...) with `.dir` set to the stack directory.
+# `stack.environ()` is os.environ plus those variables, ready to pass to subprocess.
+#
+# A test that starts a long-running process (ingestor, API) should record it with record_pid(stack, name, pid)
+# so that `tools/stack.sh down` stops it even if the test dies before its own cleanup.
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STACK_SH = REPO_ROOT / "tools" / "stack.sh"
+STACK_TIMEOUT = 120  # seconds for one `up` or `down`; each component has 30 s inside stack.sh
+
+
+class StackEnv(dict):
+    """StackEnv — the variables of DIR/stack.env; `.dir` is the stack directory (a str)."""
+
+    def __init__(self, values, stack_dir):
+        super().__init__(values)
+        self.dir = str(stack_dir)
+
+    def environ(self, **extra):
+        """environ — os.environ overlaid with the stack variables and `extra`, for subprocess calls."""
+        env = dict(os.environ)
+        env.update(self)
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+
+def parse_stack_env(text):
+    """parse_stack_env — turn `export KEY=VALUE` lines (shell-quoted values) into a dict; comments skipped."""
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("export "):
+            continue
+        key, _, raw = line[len("export "):].partition("=")
+        words = shlex.split(raw)
+        values[key] = words[0] if words else ""
+    return values
+
+
+def run_stack(command, stack_dir, check=True, env=None, timeout=STACK_TIMEOUT):
+    """run_stack — run `tools/stack.sh COMMAND --dir DIR`; returns the CompletedProcess (text, both streams).
+
+    With check=True a non-zero exit fails the test and shows stderr, which names the failing component and
+    the tail of its log.
+    """
+    proc = subprocess.run(
+        ["bash", str(STACK_SH), command, "--dir", str(stack_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"tools/stack.sh {command} --dir {stack_dir} exited {proc.returncode}\n"
+                    f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}")
+    return proc
+
+
+def start_stack(stack_dir):
+    """start_stack — bring up a private stack in stack_dir (created if needed) and return its StackEnv."""
+    run_stack("up", stack_dir)
+    return read_stack_env(stack_dir)
+
+
+def stop_stack(stack_dir):
+    """stop_stack — `down` a stack; never raises (it runs in cleanup paths), returns the CompletedProcess."""
+    return run_stack("down", stack_dir, check=False)
+
+
+def read_stack_env(stack_dir):
+    """read_stack_env — parse DIR/stack.env of a running stack."""
+    path = Path(stack_dir) / "stack.env"
+    return StackEnv(parse_stack_env(path.read_text()), stack_dir)
+
+
+def new_stack_dir():
+    """new_stack_dir — a fresh private directory for a stack (mode 0700; stack.sh opens it for postgres)."""
+    return tempfile.mkdtemp(prefix="cw-stack-")
+
+
+def record_pid(stack, name, pid):
+    """record_pid — register a process started by a test so that `down` stops it (DIR/pids/NAME.pid).
+
+    `stack` is a StackEnv or a stack directory.
+    """
+    stack_dir = getattr(stack, "dir", stack)
+    subprocess.run(["bash", str(STACK_SH), "record", name, str(pid), "--dir", str(stack_dir)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def pg_connect(stack, dbname=None):
+    """pg_connect — a psycopg2 connection (autocommit) to the stack's Postgres; dbname defaults to chainwatch."""
+    import psycopg2  # imported here so test files that do not touch Postgres need not have it
+
+    conn = psycopg2.connect(host=stack["PGHOST"], port=int(stack["PGPORT"]), user=stack["PGUSER"],
+                            dbname=dbname or stack["PGDATABASE"], connect_timeout=10)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    """repo_root — the repository root as a Path."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def bin_dir():
+    """bin_dir — where our binaries are: $CHAINWATCH_BIN or <repo>/build/bin (a Path)."""
+    return Path(os.environ.get("CHAINWATCH_BIN") or REPO_ROOT / "build" / "bin")
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """stack — one stack for the whole session, stopped (and its directory removed) at the end."""
+    stack_dir = new_stack_dir()
+    try:
+        yield start_stack(stack_dir)
+    finally:
+        teardown_stack(stack_dir)
+
+
+@pytest.fixture
+def private_stack():
+    """private_stack — a stack of the test's own, for tests that kill or restart components."""
+    stack_dir = new_stack_dir()
+    try:
+        yield start_stack(stack_dir)
+    finally:
+        teardown_stack(stack_dir)
+
+
+def teardown_stack(stack_dir):
+    """teardown_stack — stop a stack and delete its directory; the directory (logs) is kept if `down` failed
+    or CHAINWATCH_KEEP_STACK is set. Never raises."""
+    proc = stop_stack(stack_dir)
+    if proc.returncode == 0 and not os.environ.get("CHAINWATCH_KEEP_STACK"):
+        shutil.rmtree(stack_dir, ignore_errors=True)
+    else:
+        print(f"stack directory kept for inspection: {stack_dir}\n{proc.stderr}")

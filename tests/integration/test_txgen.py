@@ -1,0 +1,366 @@
+"""tests/integration/test_txgen.py — chainwatch-txgen as a black box: formats, determinism, labels, Kafka
+
+Binaries come from $CHAINWATCH_BIN, else $CHAINWATCH_TOP/build/bin, else <repo>/build/bin
+(point CHAINWATCH_BIN at build/san/bin to run the sanitizer build). Every process a test starts
+is killed in fixture teardown, also when the test fails.
+"""
+
+import collections
+import csv
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+TOP = pathlib.Path(os.environ.get("CHAINWATCH_TOP") or pathlib.Path(__file__).resolve().parents[2])
+BIN = pathlib.Path(os.environ.get("CHAINWATCH_BIN") or TOP / "build" / "bin")
+TXGEN = BIN / "chainwatch-txgen"
+MOCK = BIN / "chainwatch-kafka-mock"
+
+HASH = re.compile(r"^0x[0-9a-f]{64}$")
+ADDR = re.compile(r"^0x[0-9a-f]{40}$")
+DATA = re.compile(r"^0x([0-9a-f]{2})*$")
+QTY = re.compile(r"^0x(0|[1-9a-f][0-9a-f]*)$")
+DEC = re.compile(r"^(0|[1-9][0-9]*)$")
+KINDS = {"huge_value", "gas_price_spike", "gas_limit_outlier", "address_burst"}
+GWEI = 10**9
+ETH = 10**18
+
+ETHERSCAN_FIELDS = [
+    "blockNumber", "timeStamp", "hash", "nonce", "blockHash", "transactionIndex", "from", "to",
+    "value", "gas", "gasPrice", "isError", "txreceipt_status", "input", "contractAddress",
+    "cumulativeGasUsed", "gasUsed", "confirmations",
+]
+JSONRPC_FIELDS = [
+    "hash", "nonce", "blockHash", "blockNumber", "transactionIndex", "from", "to", "value",
+    "gas", "gasPrice", "input", "type", "chainId",
+]
+LEGACY_FIELDS = ["hash", "from", "to", "value", "gas", "gasPrice", "timestamp", "blockNumber"]
+
+
+def txgen(*args, timeout=60):
+    """Run chainwatch-txgen to completion; returns the CompletedProcess (stdout as bytes)."""
+    if not TXGEN.exists():
+        pytest.fail(f"{TXGEN} not built (make tools/txgen)")
+    return subprocess.run([str(TXGEN), *map(str, args)], capture_output=True, timeout=timeout)
+
+
+def generate(*args):
+    """Run txgen, require success, return the parsed JSON lines."""
+    res = txgen(*args)
+    assert res.returncode == 0, res.stderr.decode()
+    return [json.loads(line) for line in res.stdout.splitlines()]
+
+
+def read_labels(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["hash", "kind"], f"labels header is {rows[0]}"
+    return {h: k for h, k in rows[1:]}
+
+
+@pytest.fixture(scope="module")
+def stream100k(tmp_path_factory):
+    """100k etherscan transactions (seed 7) with their labels, shared by the statistics tests."""
+    labels = tmp_path_factory.mktemp("txgen") / "labels.csv"
+    rows = generate("--count", 100000, "--seed", 7, "--labels", labels)
+    return rows, read_labels(labels)
+
+
+@pytest.fixture
+def procs():
+    """A list to register Popen objects in; all are killed at teardown."""
+    started = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+
+
+@pytest.fixture
+def broker(tmp_path, procs):
+    """A fresh chainwatch-kafka-mock with topic txs (16 partitions); returns its bootstrap list."""
+    if not MOCK.exists():
+        pytest.fail(f"{MOCK} not built (make tools/kafka-mock)")
+    bfile = tmp_path / "bootstrap.txt"
+    p = subprocess.Popen([str(MOCK), "--topic", "txs:16", "--bootstrap-file", str(bfile)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    procs.append(p)
+    deadline = time.monotonic() + 10
+    while not bfile.exists():
+        assert p.poll() is None, f"mock exited: {p.stderr.read().decode()}"
+        assert time.monotonic() < deadline, "mock did not publish its bootstrap list"
+        time.sleep(0.02)
+    return bfile.read_text().strip()
+
+
+def test_help_documents_every_option():
+    res = txgen("--help")
+    assert res.returncode == 0
+    text = res.stdout.decode()
+    for opt in ("--count", "--rate", "--seed", "--format", "--anomaly-rate", "--labels",
+                "--start-block", "--brokers", "--topic", "--kafka-conf", "--help",
+                "etherscan", "jsonrpc", "legacy", *KINDS):
+        assert opt in text, f"--help does not mention {opt}"
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--count", "-1"], "--count"),
+        (["--count", "ten"], "--count"),
+        (["--rate", "-3"], "--rate"),
+        (["--rate", "fast"], "--rate"),
+        (["--seed", "1.5"], "--seed"),
+        (["--format", "xml"], "--format"),
+        (["--anomaly-rate", "1.5"], "--anomaly-rate"),
+        (["--start-block", "x"], "--start-block"),
+        (["--brokers", "127.0.0.1:9"], "--topic"),
+        (["--topic", "t"], "--brokers"),
+        (["--topic", "bad topic", "--brokers", "x"], "--topic"),
+        (["--brokers", "127.0.0.1:9", "--topic", "t", "--kafka-conf", "nokey"], "--kafka-conf"),
+        (["--brokers", "127.0.0.1:9", "--topic", "t", "--kafka-conf", "no.such=1"],
+         "--kafka-conf"),
+        (["--bogus"], "--bogus"),
+    ],
+)
+def test_bad_arguments_exit_2(args, named):
+    res = txgen(*args)
+    assert res.returncode == 2, res.stderr.decode()
+    assert named in res.stderr.decode()
+    assert res.stdout == b""
+
+
+def test_etherscan_format():
+    rows = generate("--count", 5000, "--format", "etherscan", "--seed", 3)
+    assert len(rows) == 5000
+    creations = 0
+    for r in rows:
+        assert list(r) == ETHERSCAN_FIELDS
+        assert all(isinstance(v, str) for v in r.values()), r
+        for k in ("blockNumber", "timeStamp", "nonce", "transactionIndex", "value", "gas",
+                  "gasPrice", "cumulativeGasUsed", "gasUsed", "confirmations"):
+            assert DEC.match(r[k]), (k, r[k])
+        assert HASH.match(r["hash"]) and HASH.match(r["blockHash"])
+        assert ADDR.match(r["from"])
+        assert DATA.match(r["input"])
+        assert r["isError"] == "0" and r["txreceipt_status"] == "1"
+        if r["to"] == "":
+            creations += 1
+            assert ADDR.match(r["contractAddress"]) and r["input"] != "0x"
+        else:
+            assert ADDR.match(r["to"]) and r["contractAddress"] == ""
+        assert int(r["gasUsed"]) <= int(r["gas"])
+        assert int(r["gasUsed"]) <= int(r["cumulativeGasUsed"])
+        if r["gas"] == "21000":
+            assert r["input"] == "0x"
+    assert creations > 0, "no contract creation in 5000 transactions"
+
+
+def test_jsonrpc_format():
+    rows = generate("--count", 5000, "--format", "jsonrpc", "--seed", 3)
+    types = collections.Counter()
+    for r in rows:
+        for k in JSONRPC_FIELDS:
+            assert k in r, (k, r)
+        assert "timestamp" not in r and "timeStamp" not in r
+        for k in ("nonce", "blockNumber", "transactionIndex", "value", "gas", "gasPrice",
+                  "type", "chainId", "v", "r", "s"):
+            assert QTY.match(r[k]), (k, r[k])
+        assert HASH.match(r["hash"]) and HASH.match(r["blockHash"])
+        assert ADDR.match(r["from"])
+        assert r["to"] is None or ADDR.match(r["to"])
+        assert DATA.match(r["input"])
+        assert r["chainId"] == "0x1"
+        types[r["type"]] += 1
+        if r["type"] == "0x2":
+            assert QTY.match(r["maxFeePerGas"]) and QTY.match(r["maxPriorityFeePerGas"])
+            assert int(r["gasPrice"], 16) <= int(r["maxFeePerGas"], 16)
+            assert int(r["maxPriorityFeePerGas"], 16) <= int(r["maxFeePerGas"], 16)
+        else:
+            assert r["type"] == "0x0"
+            assert "maxFeePerGas" not in r and "maxPriorityFeePerGas" not in r
+    assert set(types) == {"0x0", "0x2"} and types["0x2"] > types["0x0"], types
+    assert any(r["to"] is None for r in rows), "no contract creation (to null)"
+
+
+def test_legacy_format():
+    rows = generate("--count", 5000, "--format", "legacy", "--seed", 3)
+    for r in rows:
+        assert list(r) == LEGACY_FIELDS
+        assert HASH.match(r["hash"]) and ADDR.match(r["from"])
+        assert r["to"] is None or ADDR.match(r["to"])
+        assert isinstance(r["value"], str) and DEC.match(r["value"])
+        for k in ("gas", "gasPrice", "timestamp", "blockNumber"):
+            assert isinstance(r[k], int) and r[k] >= 0, (k, r[k])
+
+
+def test_formats_describe_the_same_transactions():
+    es = generate("--count", 2000, "--format", "etherscan")
+    rpc = generate("--count", 2000, "--format", "jsonrpc")
+    leg = generate("--count", 2000, "--format", "legacy")
+    for a, b, c in zip(es, rpc, leg):
+        assert a["hash"] == b["hash"] == c["hash"]
+        assert int(a["value"]) == int(b["value"], 16) == int(c["value"])
+        assert int(a["gasPrice"]) == int(b["gasPrice"], 16) == c["gasPrice"]
+        assert int(a["blockNumber"]) == int(b["blockNumber"], 16) == c["blockNumber"]
+        assert int(a["timeStamp"]) == c["timestamp"]
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    for fmt in ("etherscan", "jsonrpc", "legacy"):
+        a = txgen("--count", 20000, "--seed", 42, "--format", fmt, "--labels", tmp_path / "a")
+        b = txgen("--count", 20000, "--seed", 42, "--format", fmt, "--labels", tmp_path / "b")
+        c = txgen("--count", 20000, "--seed", 43, "--format", fmt)
+        assert a.returncode == b.returncode == c.returncode == 0
+        assert a.stdout == b.stdout, f"{fmt}: same seed, different output"
+        assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+        assert a.stdout != c.stdout, f"{fmt}: different seeds, same output"
+    # a shorter run is a prefix of a longer one, and pacing does not change the content
+    long = txgen("--count", 2000, "--seed", 42)
+    short = txgen("--count", 300, "--seed", 42, "--rate", 3000)
+    assert short.stdout.count(b"\n") == 300
+    assert long.stdout.startswith(short.stdout)
+
+
+def test_labels_match_output_and_rate(stream100k):
+    rows, labels = stream100k
+    by_hash = {r["hash"]: r for r in rows}
+    assert len(by_hash) == len(rows), "duplicate transaction hashes"
+    assert set(labels) <= set(by_hash), "labels list hashes that are not in the output"
+    assert set(labels.values()) == KINDS
+    rate = len(labels) / len(rows)
+    assert 0.006 < rate < 0.016, f"labelled fraction {rate:.4f} for --anomaly-rate 0.01"
+    bursts = collections.defaultdict(list)
+    for h, kind in labels.items():
+        r = by_hash[h]
+        if kind == "huge_value":
+            assert 10_000 * ETH <= int(r["value"]) <= 1_000_000 * ETH
+        elif kind == "gas_price_spike":
+            assert 5_000 * GWEI <= int(r["gasPrice"]) <= 50_000 * GWEI
+        elif kind == "gas_limit_outlier":
+            gas = int(r["gas"])
+            assert 8_000_000 <= gas <= 30_000_000 or 21_000 < gas < 22_000
+        else:
+            bursts[r["from"]].append(r)
+    assert bursts, "no address_burst in 100k transactions"
+    for sender, txs in bursts.items():
+        assert len({t["blockNumber"] for t in txs}) == 1, "burst spans blocks"
+        assert len(txs) >= 20
+        assert sorted(int(t["nonce"]) for t in txs) == list(range(len(txs))), "fresh address"
+    # normal transactions stay inside the normal ranges
+    for r in rows:
+        if r["hash"] not in labels:
+            assert int(r["gasPrice"]) < 1_000 * GWEI
+            assert int(r["value"]) < 10_000 * ETH
+
+
+def test_anomaly_rate_zero_means_no_labels(tmp_path):
+    res = txgen("--count", 20000, "--anomaly-rate", 0, "--labels", tmp_path / "l.csv")
+    assert res.returncode == 0
+    assert read_labels(tmp_path / "l.csv") == {}
+
+
+def test_value_and_gas_distribution(stream100k):
+    rows, _ = stream100k
+    values = [int(r["value"]) for r in rows]
+    assert any(v >= 2**64 for v in values), "no value above 2^64 wei in 100k transactions"
+    assert sum(v == 0 for v in values) > 0.2 * len(rows), "too few zero-value calls"
+    transfers = sorted(int(r["value"]) for r in rows if r["gas"] == "21000")
+    median = transfers[len(transfers) // 2]
+    assert ETH // 1000 <= median <= 10 * ETH, f"median transfer {median} wei"
+    assert max(values) > 1000 * ETH
+    gas21k = sum(r["gas"] == "21000" for r in rows)
+    assert gas21k > 0.5 * len(rows), f"only {gas21k} of {len(rows)} have gas 21000"
+    calls = [int(r["gas"]) for r in rows if r["input"] != "0x" and r["to"] != ""]
+    inside = sum(50_000 <= g <= 1_000_000 for g in calls)
+    assert inside > 0.97 * len(calls)
+
+
+def test_chain_progression(stream100k):
+    rows, _ = stream100k
+    blocks = [int(r["blockNumber"]) for r in rows]
+    stamps = [int(r["timeStamp"]) for r in rows]
+    assert blocks[0] == 19_000_000 and stamps[0] == 1_704_067_200
+    assert all(a <= b for a, b in zip(blocks, blocks[1:])), "block numbers decrease"
+    assert all(a <= b for a, b in zip(stamps, stamps[1:])), "timestamps decrease"
+    per_block = collections.Counter(blocks)
+    assert set(per_block) == set(range(blocks[0], blocks[-1] + 1)), "skipped block numbers"
+    mean = len(rows) / len(per_block)
+    assert 120 <= mean <= 180, f"{mean:.1f} transactions per block"
+    block_ts = {}
+    for b, t in zip(blocks, stamps):
+        assert block_ts.setdefault(b, t) == t, "one block, two timestamps"
+    for b in range(blocks[0] + 1, blocks[-1] + 1):
+        assert block_ts[b] - block_ts[b - 1] in (12, 24)
+    nonces = collections.defaultdict(list)
+    for r in rows:
+        nonces[r["from"]].append(int(r["nonce"]))
+    for sender, ns in nonces.items():
+        assert ns == list(range(ns[0], ns[0] + len(ns))), f"{sender}: nonces not consecutive"
+    assert len(nonces) > 1000, "sender pool too small"
+
+
+def test_start_block():
+    rows = generate("--count", 500, "--start-block", 123, "--format", "legacy")
+    assert rows[0]["blockNumber"] == 123 and rows[-1]["blockNumber"] >= 125
+
+
+def test_rate_paces_output():
+    t0 = time.monotonic()
+    rows = generate("--count", 600, "--rate", 1000)
+    elapsed = time.monotonic() - t0
+    assert len(rows) == 600
+    assert 0.5 <= elapsed < 3.0, f"600 messages at 1000/s took {elapsed:.2f} s"
+
+
+def test_unlimited_count_stops_on_sigterm(tmp_path, procs):
+    out = tmp_path / "out.jsonl"
+    with open(out, "wb") as f:
+        p = subprocess.Popen([str(TXGEN), "--count", "0", "--rate", "2000"], stdout=f,
+                             stderr=subprocess.PIPE)
+        procs.append(p)
+        time.sleep(0.7)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=10) == 0, p.stderr.read().decode()
+    lines = out.read_bytes().splitlines()
+    assert 500 <= len(lines) <= 3000
+    for line in lines:
+        json.loads(line)
+
+
+def test_to_kafka_20k(broker, tmp_path):
+    res = txgen("--count", 20000, "--brokers", broker, "--topic", "txs", "--format",
+                "jsonrpc", "--labels", tmp_path / "labels.csv", timeout=60)
+    err = res.stderr.decode()
+    assert res.returncode == 0, err
+    assert "delivered 20000 of 20000" in err, err
+    out = subprocess.run(["kcat", "-b", broker, "-C", "-t", "txs", "-o", "beginning", "-e",
+                          "-q", "-f", "%k\t%s\n"], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    lines = out.stdout.splitlines()
+    assert len(lines) == 20000
+    hashes = set()
+    for line in lines:
+        key, value = line.split(b"\t", 1)
+        tx = json.loads(value)
+        assert key.decode() == tx["from"], "message not keyed by sender"
+        hashes.add(tx["hash"])
+    assert len(hashes) == 20000
+    assert set(read_labels(tmp_path / "labels.csv")) <= hashes
+    # the Kafka stream carries exactly what stdout would have
+    local = txgen("--count", 20000, "--format", "jsonrpc")
+    assert {json.loads(line)["hash"] for line in local.stdout.splitlines()} == hashes
+
+
+def test_to_kafka_unreachable_fails():
+    res = txgen("--count", 100, "--brokers", "127.0.0.1:1", "--topic", "txs",
+                "--kafka-conf", "message.timeout.ms=1500", timeout=30)
+    assert res.returncode == 1
+    assert "delivered 0 of 100" in res.stderr.decode()

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# tools/demo.sh — `make demo`: build, start the dev stack in .run/, stream generated transactions, show where to look
+#
+# Each step is one function and main() lists them in order, so later steps (start the ingestor, start the API,
+# print curl commands) are one function and one line each. Long-running processes the demo starts go through
+# start_daemon, which records them in .run/pids/<name>.pid so that `tools/stack.sh down` stops them with the
+# stack. The demo leaves everything running; `tools/stack.sh down` is the one way to stop it.
+#
+# Environment: DEMO_SKIP_BUILD=1 skips the build (when iterating on a built tree), DEMO_COUNT and
+# DEMO_ANOMALY_RATE change the generated stream, CHAINWATCH_BIN points at other binaries.
+set -euo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUN=$TOP/.run
+STACK=$TOP/tools/stack.sh
+BIN=${CHAINWATCH_BIN:-$TOP/build/bin}
+PG_CONFIG=${PG_CONFIG:-pg_config}
+DEMO_COUNT=${DEMO_COUNT:-20000}        # transactions to generate
+DEMO_ANOMALY_RATE=${DEMO_ANOMALY_RATE:-0.01}
+STACK_REUSED=0
+EXTENSION_CHANGED=0
+
+# say MSG... — a headline for the person watching
+say() { printf '\n==> %s\n' "$*"; }
+
+# note MSG... — a detail line
+note() { printf '    %s\n' "$*"; }
+
+# die MSG... — stop the demo with an error (the stack, if up, keeps running: `tools/stack.sh down` stops it)
+die() {
+    printf 'demo: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# build_all — build the binaries (required) and, if extension/ builds, install the extension (optional: the stack
+# and the stream work without it; it only adds scoring in the database)
+build_all() {
+    if [[ ${DEMO_SKIP_BUILD:-0} == 1 ]]; then
+        say "skipping the build (DEMO_SKIP_BUILD=1)"
+        return 0
+    fi
+    say "building (make build)"
+    make -C "$TOP" --no-print-directory -j2 build || die "build failed"
+    if [[ ! -f $TOP/extension/Makefile ]]; then
+        note "extension/ has no Makefile yet: skipping the PostgreSQL extension"
+        return 0
+    fi
+    say "building and installing the chainwatch extension (make extension install-extension)"
+    local so before after
+    so=$("$PG_CONFIG" --pkglibdir)/chainwatch.so
+    before=$(stat -c %Y "$so" 2>/dev/null || echo none)
+    local log=$RUN/logs/extension-build.log
+    mkdir -p "$RUN/logs"
+    # Its output goes to a log: a half-written extension is normal during development and not the demo's topic.
+    if ! make -C "$TOP" --no-print-directory extension >"$log" 2>&1; then
+        note "the extension does not build (full output: $log); continuing without it:"
+        grep -m 3 -E ': (fatal )?error:' "$log" | sed 's/^/      /' || true
+        return 0
+    fi
+    if ! make -C "$TOP" --no-print-directory install-extension >>"$log" 2>&1; then
+        note "could not install the extension (needs root; see $log): continuing without it"
+        return 0
+    fi
+    note "installed; build log: $log"
+    after=$(stat -c %Y "$so" 2>/dev/null || echo none)
+    [[ $before == "$after" ]] || EXTENSION_CHANGED=1
+}
+
+# ensure_stack — start the stack in .run/, or reuse it if it is already up; then load its stack.env
+ensure_stack() {
+    if bash "$STACK" status --dir "$RUN" >/dev/null 2>&1; then
+        STACK_REUSED=1
+        say "reusing the stack already running in $RUN"
+        if [[ $EXTENSION_CHANGED -eq 1 ]]; then
+            note "the extension was just (re)installed; Postgres loads it only at start:"
+            note "run 'tools/stack.sh down' and 'make demo' again to use the new build"
+        fi
+    else
+        say "starting the stack in $RUN (tools/stack.sh up)"
+        bash "$STACK" up --dir "$RUN" >/dev/null || die "the stack did not come up (see the messages above)"
+    fi
+    # shellcheck source=/dev/null
+    . "$RUN/stack.env"
+}
+
+# start_daemon NAME CMD... — start a long-running process detached from this shell, logging to
+# .run/logs/NAME.log, and record it so `tools/stack.sh down` stops it (for the ingestor and API steps)
+start_daemon() {
+    local name=$1 pid
+    shift
+    mkdir -p "$RUN/logs"
+    setsid "$@" </dev/null >>"$RUN/logs/$name.log" 2>&1 &
+    pid=$!
+    bash "$STACK" record "$name" "$pid" --dir "$RUN" 2>/dev/null ||
+        die "could not record $name (pid $pid); see $RUN/logs/$name.log"
+    note "$name started (pid $pid, log $RUN/logs/$name.log)"
+}
+
+# generate_transactions — stream DEMO_COUNT generated transactions (1% anomalies, seed 1) into the topic and
+# write the ground-truth labels to .run/labels.csv
+generate_transactions() {
+    local txgen=$BIN/chainwatch-txgen
+    [[ -x $txgen ]] || die "$txgen not found (it is built by 'make build')"
+    say "streaming $DEMO_COUNT transactions into $KAFKA_TOPIC (chainwatch-txgen)"
+    "$txgen" --brokers "$KAFKA_BOOTSTRAP_SERVERS" --topic "$KAFKA_TOPIC" --format etherscan \
+        --count "$DEMO_COUNT" --anomaly-rate "$DEMO_ANOMALY_RATE" --labels "$RUN/labels.csv" --seed 1 ||
+        die "chainwatch-txgen failed"
+    note "labels (which transactions are anomalies): $RUN/labels.csv"
+}
+
+# topic_message_count — print the number of messages in the topic: the sum of every partition's high watermark
+# (one offsets request, no consuming); falls back to counting by consuming if the broker cannot answer that
+topic_message_count() {
+    local partitions p args=()
+    partitions=$(kcat -b "$KAFKA_BOOTSTRAP_SERVERS" -L -t "$KAFKA_TOPIC" -m 10 2>/dev/null |
+        sed -n 's/.* with \([0-9]*\) partitions.*/\1/p') || true
+    if [[ -n $partitions ]]; then
+        for ((p = 0; p < partitions; p++)); do args+=(-t "$KAFKA_TOPIC:$p:-1"); done
+        if kcat -b "$KAFKA_BOOTSTRAP_SERVERS" -Q "${args[@]}" 2>/dev/null |
+            awk '$NF ~ /^[0-9]+$/ { n += $NF; seen = 1 } END { if (!seen) exit 1; print n }'; then
+            return 0
+        fi
+    fi
+    kcat -b "$KAFKA_BOOTSTRAP_SERVERS" -C -t "$KAFKA_TOPIC" -o beginning -e -q -f '\n' 2>/dev/null | wc -l
+}
+
+# show_summary — what is running, and the commands to look at it and to stop it
+show_summary() {
+    say "the stack$([[ $STACK_REUSED -eq 1 ]] && echo " (reused)") — source this to use it: . $RUN/stack.env"
+    sed 's/^/    /' "$RUN/stack.env"
+    say "topic $KAFKA_TOPIC now holds $(topic_message_count) messages"
+    note "peek at five of them:"
+    note "  kcat -b $KAFKA_BOOTSTRAP_SERVERS -C -t $KAFKA_TOPIC -c 5 -e"
+    note "query Postgres:   psql '$DATABASE_URL'"
+    note "query Redis:      redis-cli -h $REDIS_HOST -p $REDIS_PORT"
+    note "what is running:  tools/stack.sh status"
+    say "everything keeps running; stop it with: tools/stack.sh down"
+}
+
+# main — the demo, step by step (next: start_ingestor, start_api, print_api_examples, before show_summary)
+main() {
+    build_all
+    ensure_stack
+    generate_transactions
+    show_summary
+}
+
+main "$@"

@@ -1,0 +1,684 @@
+#!/usr/bin/env bash
+# tools/stack.sh — throwaway dev stack (PostgreSQL 15, Redis, Kafka mock) on free loopback ports in one directory
+#
+# Usage: tools/stack.sh up|down|status|env|record [--dir DIR]   (see usage() or --help)
+#
+# Everything a stack owns lives under DIR (default <repo>/.run):
+#   DIR/pg/data, DIR/pg/log/postgresql.log, DIR/pg/sock   PostgreSQL cluster, its log, its unix socket
+#   DIR/redis/{redis.log,redis.pid}                       Redis (no persistence: --save '' --appendonly no)
+#   DIR/kafka/{bootstrap,kafka.log}                       chainwatch-kafka-mock and the bootstrap list it wrote
+#   DIR/pids/<name>.pid                                   every long-running process started for this stack
+#   DIR/stack.env                                         `export` lines for clients; `up` and `env` print it
+#
+# Pid files are the contract with the other tools (demo, ingestor, API): whoever starts a long-running process
+# for this stack records it as DIR/pids/<name>.pid (`tools/stack.sh record NAME PID --dir DIR` does it) and
+# `down` stops it. The format is two lines: the PID, then the process start time (field 22 of /proc/PID/stat,
+# clock ticks since boot). `down` only signals a PID whose start time still matches, so a PID recycled by an
+# unrelated process is never killed. A pid file with only the PID line is accepted: then a process that started
+# after the pid file was written is taken to be a stranger.
+#
+# Lifecycle, and why: `up` always starts from an empty cluster (it wipes DIR/pg, DIR/redis, DIR/kafka, keeping
+# other files in DIR) so tests and the demo see the same state every time. `up` refuses to run while any
+# recorded process is alive: all of them alive is "already running", some dead is "partly running" and names
+# the dead ones — rather than restarting behind the back of whatever still uses the survivors, it asks for a
+# `down` first. Pid files whose processes are all dead (a crashed run) are cleaned up and `up` carries on.
+# `down` keeps the data and logs for post-mortems; it is idempotent and exits 0 on a DIR that never came up.
+#
+# Security: authentication is `trust` for the unix socket and 127.0.0.1 and Redis has no password. That is only
+# acceptable because this is a throwaway stack bound to loopback; never reuse these settings elsewhere.
+set -euo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_CONFIG=${PG_CONFIG:-pg_config}
+PYTHON=${PYTHON:-/usr/bin/python3}
+BIN=${CHAINWATCH_BIN:-$TOP/build/bin}
+TOPIC=${CHAINWATCH_TOPIC:-blockchain-transactions}
+PARTITIONS=${CHAINWATCH_PARTITIONS:-32}
+START_TIMEOUT=${CHAINWATCH_STACK_TIMEOUT:-30} # seconds each component gets to answer
+STOP_TIMEOUT=10                               # seconds between SIGTERM and SIGKILL
+PORT_ATTEMPTS=5                               # starts retried when a picked port was taken meanwhile
+STACK_COMPONENTS=(postgres redis kafka)       # started in this order, stopped in reverse
+DIR=$TOP/.run
+
+# usage — print the help text
+usage() {
+    cat <<EOF
+Usage: tools/stack.sh COMMAND [--dir DIR]
+
+Throwaway dev stack for chainwatch: PostgreSQL 15, Redis and the Kafka mock broker on free 127.0.0.1 ports,
+everything inside DIR (default: <repo>/.run). Authentication is off (trust): loopback development only.
+
+Commands:
+  up              start the stack from an empty state, print DIR/stack.env (progress goes to stderr)
+                  fails if the stack in DIR is already (or partly) running
+  down            stop every process recorded in DIR/pids (also ones added by other tools); keeps data and logs
+  status          one line per recorded process; exit 0 if postgres, redis and kafka all answer
+  env             print DIR/stack.env (fails if the stack is not up); use: eval "\$(tools/stack.sh env)"
+  record NAME PID record a process you started so that 'down' stops it (DIR/pids/NAME.pid)
+
+Environment:
+  CHAINWATCH_BIN            binaries directory (default <repo>/build/bin); needs chainwatch-kafka-mock
+  CHAINWATCH_TOPIC          Kafka topic to create (default blockchain-transactions)
+  CHAINWATCH_PARTITIONS     its partition count (default 32)
+  CHAINWATCH_STACK_TIMEOUT  seconds each component gets to come up (default 30)
+  CHAINWATCH_PRELOAD=0      do not preload the chainwatch library even if it is installed
+  PG_CONFIG                 pg_config of the PostgreSQL 15 to use (default pg_config)
+EOF
+}
+
+# say MSG... — progress note on stderr (stdout is reserved for stack.env so `eval "$(stack.sh up)"` works)
+say() { printf 'stack: %s\n' "$*" >&2; }
+
+# die MSG... — report an error and exit 1 (the EXIT trap of `up` then stops what was started)
+die() {
+    printf 'stack: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# log_tail NAME FILE — show the last lines of a component's log, to explain why it failed
+log_tail() {
+    if [[ -s $2 ]]; then
+        printf -- '--- last lines of %s (%s) ---\n' "$1" "$2" >&2
+        tail -n 25 "$2" >&2
+        printf -- '---\n' >&2
+    else
+        printf 'stack: (%s log %s is empty or missing)\n' "$1" "$2" >&2
+    fi
+}
+
+# as_pg CMD... — run a command as the postgres OS user from / (initdb and postgres refuse to run as root, and
+# runuser keeps our cwd, which postgres may not be allowed to enter)
+as_pg() { (cd / && runuser -u postgres -- "$@"); }
+
+# free_port — print a TCP port on 127.0.0.1 that was free a moment ago (callers retry if it gets taken)
+free_port() {
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_until SECONDS PID CMD... — poll CMD every 0.2 s until it succeeds (0), the time is up (1) or process PID
+# has died (2; pass PID "" when there is no process to watch), so a daemon that exits at once fails fast
+wait_until() {
+    local deadline=$((SECONDS + $1)) pid=$2
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        [[ -z $pid ]] || proc_alive "$pid" || return 2
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+# wait_failure RC — describe a wait_until failure code for an error message
+wait_failure() {
+    if [[ $1 -eq 2 ]]; then echo "the process exited"; else echo "no answer within ${START_TIMEOUT}s"; fi
+}
+
+# count_lines FILE — print the number of lines in FILE (0 if it does not exist yet)
+count_lines() {
+    if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi
+}
+
+# join SEP WORD... — print the words separated by SEP
+join() {
+    local sep=$1 out=""
+    shift
+    while (($# > 0)); do
+        out+=${out:+$sep}$1
+        shift
+    done
+    printf '%s\n' "$out"
+}
+
+# ---- process identity ---------------------------------------------------------------------------
+
+# proc_stat PID — print "STATE STARTTIME" of a live process from /proc/PID/stat; fails if there is none.
+# The command name (field 2) may contain spaces and parentheses, so everything up to the last ") " is cut.
+proc_stat() {
+    local stat fields
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    read -ra fields <<<"${stat##*) }"
+    printf '%s %s\n' "${fields[0]}" "${fields[19]}"
+}
+
+# proc_alive PID — true if the process exists and is not a zombie (PID 1 here may never reap orphans, so a
+# killed daemon can linger as a zombie that kill -0 still reports)
+proc_alive() {
+    local state start
+    [[ $1 =~ ^[0-9]+$ ]] || return 1
+    read -r state start < <(proc_stat "$1") || return 1
+    [[ $state != Z && $state != X ]]
+}
+
+# proc_start_epoch PID — print when the process started, in whole seconds since the epoch
+proc_start_epoch() {
+    local state start btime
+    read -r state start < <(proc_stat "$1") || return 1
+    btime=$(awk '$1 == "btime" { print $2 }' /proc/stat)
+    echo $((btime + start / $(getconf CLK_TCK)))
+}
+
+# pidfile_write NAME PID — record a process as DIR/pids/NAME.pid (PID and start time, written atomically);
+# fails if the process is not running
+pidfile_write() {
+    local name=$1 pid=$2 state start file
+    read -r state start < <(proc_stat "$pid") || return 1
+    file=$DIR/pids/$name.pid
+    mkdir -p "$DIR/pids"
+    printf '%s\n%s\n' "$pid" "$start" >"$file.tmp"
+    mv -f "$file.tmp" "$file"
+}
+
+# pidfile_pid FILE — print the PID recorded in a pid file (empty if unreadable)
+pidfile_pid() {
+    local pid=""
+    read -r pid <"$1" 2>/dev/null || true
+    printf '%s\n' "$pid"
+}
+
+# pidfile_live FILE — true if the process recorded in FILE is still alive and still the same process: its start
+# time matches the recorded one or, for a PID-only file, it did not start after the file was written
+pidfile_live() {
+    local file=$1 pid="" recorded="" state start started
+    { read -r pid && read -r recorded; } <"$file" 2>/dev/null || true
+    proc_alive "$pid" || return 1
+    read -r state start < <(proc_stat "$pid") || return 1
+    if [[ -n $recorded ]]; then
+        [[ $start == "$recorded" ]]
+    else
+        started=$(proc_start_epoch "$pid") || return 1
+        # 2 s of slack: the pid file is written just after the process starts, and btime is rounded
+        ((started <= $(stat -c %Y "$file") + 2))
+    fi
+}
+
+# pidfile_names — print the names of all recorded processes: other tools' first (they use the stack, so they
+# stop first), then the stack's own in reverse start order
+pidfile_names() {
+    local f name c is_stack
+    for f in "$DIR"/pids/*.pid; do
+        [[ -e $f ]] || continue
+        name=$(basename "$f" .pid)
+        is_stack=0
+        for c in "${STACK_COMPONENTS[@]}"; do [[ $name == "$c" ]] && is_stack=1; done
+        [[ $is_stack -eq 1 ]] || printf '%s\n' "$name"
+    done
+    for ((c = ${#STACK_COMPONENTS[@]} - 1; c >= 0; c--)); do
+        [[ -e $DIR/pids/${STACK_COMPONENTS[c]}.pid ]] && printf '%s\n' "${STACK_COMPONENTS[c]}"
+    done
+    return 0
+}
+
+# ---- stopping -----------------------------------------------------------------------------------
+
+# signal_and_wait PID SIGNAL SECONDS — send SIGNAL and wait for the process to go; fails if it is still there
+signal_and_wait() {
+    kill "-$2" "$1" 2>/dev/null || true
+    local deadline=$((SECONDS + $3))
+    while proc_alive "$1"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+# stop_one NAME — stop the process recorded as NAME if it is still ours, then remove its pid file.
+# Postgres goes through `pg_ctl stop -m fast` (clean shutdown, no crash recovery next time); everything else
+# gets SIGTERM and, after STOP_TIMEOUT seconds, SIGKILL.
+stop_one() {
+    local name=$1 file=$DIR/pids/$1.pid pid
+    pid=$(pidfile_pid "$file")
+    if ! pidfile_live "$file"; then
+        if proc_alive "$pid"; then
+            say "$name: pid $pid now belongs to another process; not touched"
+        else
+            say "$name (pid ${pid:-?}) was not running"
+        fi
+        rm -f "$file"
+        return 0
+    fi
+    if [[ $name == postgres ]]; then
+        if ! as_pg "$PGBIN/pg_ctl" -D "$DIR/pg/data" -m fast -w -t 30 stop >>"$DIR/pg/log/pg_ctl.log" 2>&1; then
+            say "pg_ctl stop failed (see $DIR/pg/log/pg_ctl.log); sending SIGQUIT (immediate shutdown)"
+            signal_and_wait "$pid" QUIT "$STOP_TIMEOUT" || signal_and_wait "$pid" KILL 5 || true
+        fi
+    elif ! signal_and_wait "$pid" TERM "$STOP_TIMEOUT"; then
+        say "$name (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s; sending SIGKILL"
+        signal_and_wait "$pid" KILL 5 || true
+    fi
+    if proc_alive "$pid"; then
+        say "warning: $name (pid $pid) is still running; leaving its pid file"
+        return 1
+    fi
+    say "$name stopped (pid $pid)"
+    rm -f "$file"
+}
+
+# stop_all — stop every recorded process (see pidfile_names for the order); fails if one survived
+stop_all() {
+    local name rc=0
+    while read -r name; do
+        stop_one "$name" || rc=1
+    done < <(pidfile_names)
+    return "$rc"
+}
+
+# remove_socket_fallback — delete the short socket directory under /tmp if this DIR needed one
+remove_socket_fallback() {
+    local sock=""
+    if [[ -f $DIR/pg/sockdir ]]; then read -r sock <"$DIR/pg/sockdir" || true; fi
+    [[ $sock == /tmp/cw-pg-* && -d $sock ]] && rm -rf "$sock"
+    return 0
+}
+
+# ---- starting -----------------------------------------------------------------------------------
+
+# check_pg_can_reach — make DIR traversable for the postgres user (mkdtemp makes 0700 directories) and name the
+# ancestor that blocks it if that is not enough
+check_pg_can_reach() {
+    as_pg test -x "$DIR" 2>/dev/null && return 0
+    chmod o+x "$DIR"
+    as_pg test -x "$DIR" 2>/dev/null && return 0
+    # Walk down from / so the first directory that blocks is named, not one merely below it.
+    local d="" part parts
+    IFS=/ read -ra parts <<<"${DIR#/}"
+    for part in "${parts[@]}"; do
+        d+=/$part
+        if ! as_pg test -x "$d" 2>/dev/null; then
+            say "warning: $d is not traversable by the postgres user"
+            die "postgres cannot reach $DIR; run 'chmod o+x $d' or use --dir under /tmp"
+        fi
+    done
+    die "postgres cannot reach $DIR"
+}
+
+# pg_socket_dir — print the unix socket directory: DIR/pg/sock, or /tmp/cw-pg-<hash of DIR> when the socket
+# path would not fit in sun_path (kept under 100 characters to stay clear of the 107-byte limit)
+pg_socket_dir() {
+    local sock=$DIR/pg/sock
+    local socket_file=/.s.PGSQL.65535
+    if ((${#sock} + ${#socket_file} >= 100)); then
+        sock=/tmp/cw-pg-$(printf '%s' "$DIR" | sha1sum | cut -c1-12)
+    fi
+    printf '%s\n' "$sock"
+}
+
+# pg_init — create a fresh cluster in DIR/pg/data, owned by postgres, with our settings and trust auth
+pg_init() {
+    local data=$DIR/pg/data sock
+    mkdir -p "$DIR/pg/log"
+    sock=$(pg_socket_dir)
+    mkdir -p "$sock"
+    chmod 700 "$sock"
+    printf '%s\n' "$sock" >"$DIR/pg/sockdir"
+    chown -R postgres: "$DIR/pg" "$sock"
+    # --no-sync only skips flushing the files initdb writes; the server itself runs with fsync=on.
+    if ! as_pg "$PGBIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C --no-sync \
+        >"$DIR/pg/log/initdb.log" 2>&1; then
+        log_tail initdb "$DIR/pg/log/initdb.log"
+        die "initdb failed"
+    fi
+    # Trust for the socket and 127.0.0.1 only: a throwaway loopback dev stack, no passwords on purpose.
+    cat >"$data/pg_hba.conf" <<'EOF'
+# pg_hba.conf — written by tools/stack.sh: throwaway loopback dev stack, trust auth on purpose
+local   all             all                         trust
+host    all             all         127.0.0.1/32    trust
+local   replication     all                         trust
+host    replication     all         127.0.0.1/32    trust
+EOF
+    printf "\n# tools/stack.sh settings (port is rewritten on each start attempt)\ninclude 'stack.conf'\n" \
+        >>"$data/postgresql.conf"
+    chown postgres: "$data/pg_hba.conf"
+}
+
+# pg_write_conf PORT — write DIR/pg/data/stack.conf for the given port (preloads chainwatch if it is installed)
+pg_write_conf() {
+    local conf=$DIR/pg/data/stack.conf
+    {
+        echo "# stack.conf — written by tools/stack.sh; fsync stays on (benchmarks run on this stack)"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "port = $1"
+        echo "unix_socket_directories = '$(pg_socket_dir)'"
+        echo "max_connections = 200"
+        echo "shared_buffers = 256MB"
+        echo "log_line_prefix = '%m [%p] %q%u@%d '"
+        if [[ -f $PKGLIBDIR/chainwatch.so && ${CHAINWATCH_PRELOAD:-1} != 0 ]]; then
+            echo "shared_preload_libraries = 'chainwatch'"
+            echo "chainwatch.database = 'chainwatch'"
+        fi
+    } >"$conf"
+    chown postgres: "$conf"
+}
+
+# pg_psql DB ARGS... — psql as postgres over TCP, no psqlrc, stop at the first error
+pg_psql() {
+    local db=$1
+    shift
+    "$PGBIN/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$db" -v ON_ERROR_STOP=1 "$@"
+}
+
+# pg_start — initdb, start postgres on a free port (retrying if the port was taken), record the postmaster,
+# create the chainwatch database and run sql/bootstrap.sql when the extension is installed
+pg_start() {
+    local data=$DIR/pg/data log=$DIR/pg/log/postgresql.log attempt lines pid rc=0
+    pg_init
+    for ((attempt = 1; attempt <= PORT_ATTEMPTS; attempt++)); do
+        PG_PORT=$(free_port)
+        pg_write_conf "$PG_PORT"
+        lines=$(count_lines "$log")
+        if as_pg "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t "$START_TIMEOUT" start \
+            </dev/null >>"$DIR/pg/log/pg_ctl.log" 2>&1; then
+            break
+        fi
+        # A postmaster that did not answer in time may still be running: record it so cleanup stops it.
+        if [[ -f $data/postmaster.pid ]]; then
+            pid=$(head -n1 "$data/postmaster.pid")
+            if proc_alive "$pid"; then pidfile_write postgres "$pid" || true; fi
+        fi
+        if tail -n +"$((lines + 1))" "$log" 2>/dev/null | grep -q 'Address already in use' &&
+            [[ ! -e $DIR/pids/postgres.pid ]]; then
+            say "postgres: port $PG_PORT was taken, retrying"
+            continue
+        fi
+        log_tail postgres "$log"
+        die "postgres did not start (log: $log)"
+    done
+    ((attempt <= PORT_ATTEMPTS)) || die "postgres: no free port after $PORT_ATTEMPTS attempts"
+    pid=$(head -n1 "$data/postmaster.pid")
+    pidfile_write postgres "$pid" || die "postgres (pid $pid) exited right after starting"
+    wait_until "$START_TIMEOUT" "$pid" pg_psql postgres -qAt -c 'select 1' || rc=$?
+    if ((rc != 0)); then
+        log_tail postgres "$log"
+        die "postgres does not answer on 127.0.0.1:$PG_PORT ($(wait_failure "$rc"))"
+    fi
+    pg_psql postgres -q -c 'CREATE DATABASE chainwatch' >/dev/null || die "could not create database chainwatch"
+    if [[ -f $SHAREDIR/extension/chainwatch.control && -f $TOP/sql/bootstrap.sql ]]; then
+        say "postgres: running sql/bootstrap.sql (chainwatch extension is installed)"
+        if ! pg_psql chainwatch -q -f "$TOP/sql/bootstrap.sql" >"$DIR/pg/log/bootstrap.log" 2>&1; then
+            log_tail bootstrap "$DIR/pg/log/bootstrap.log"
+            die "sql/bootstrap.sql failed"
+        fi
+    fi
+    say "postgres up on 127.0.0.1:$PG_PORT (pid $pid, socket dir $(pg_socket_dir))"
+}
+
+# redis_start — start redis-server on a free port, detached from this shell, retrying if the port was taken
+redis_start() {
+    local log=$DIR/redis/redis.log attempt lines pid rc
+    mkdir -p "$DIR/redis"
+    for ((attempt = 1; attempt <= PORT_ATTEMPTS; attempt++)); do
+        REDIS_PORT=$(free_port)
+        lines=$(count_lines "$log")
+        # setsid: its own session, so a ^C in the terminal that ran `up` does not reach it later. Redis logs
+        # to stdout (no --logfile) so that errors from before it opens a log file land in the same place.
+        setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+            --dir "$DIR/redis" --pidfile "$DIR/redis/redis.pid" --daemonize no \
+            </dev/null >>"$log" 2>&1 &
+        pid=$!
+        # Recorded at once so that the cleanup of a failed `up` stops it.
+        pidfile_write redis "$pid" || true
+        rc=0
+        wait_until "$START_TIMEOUT" "$pid" redis_answers || rc=$?
+        if ((rc == 0)); then
+            say "redis up on 127.0.0.1:$REDIS_PORT (pid $pid)"
+            return 0
+        fi
+        if ((rc == 2)) && tail -n +"$((lines + 1))" "$log" | grep -q 'Address already in use'; then
+            rm -f "$DIR/pids/redis.pid"
+            say "redis: port $REDIS_PORT was taken, retrying"
+            continue
+        fi
+        log_tail redis "$log"
+        die "redis did not answer PING on 127.0.0.1:$REDIS_PORT ($(wait_failure "$rc"))"
+    done
+    die "redis: no free port after $PORT_ATTEMPTS attempts"
+}
+
+# redis_answers — true if Redis on REDIS_PORT replies PONG
+redis_answers() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
+
+# kafka_start — start the Kafka mock broker (it picks its own ports and writes the bootstrap list), then wait
+# until the topic is visible in the metadata
+kafka_start() {
+    local log=$DIR/kafka/kafka.log boot=$DIR/kafka/bootstrap pid mock=$BIN/chainwatch-kafka-mock rc=0
+    mkdir -p "$DIR/kafka"
+    setsid "$mock" --brokers 3 --topic "$TOPIC:$PARTITIONS" --bootstrap-file "$boot" \
+        </dev/null >>"$log" 2>&1 &
+    pid=$!
+    pidfile_write kafka "$pid" || true
+    wait_until "$START_TIMEOUT" "$pid" test -s "$boot" || rc=$?
+    if ((rc != 0)); then
+        log_tail kafka "$log"
+        die "kafka mock did not write $boot ($(wait_failure "$rc"))"
+    fi
+    read -r KAFKA_BOOTSTRAP <"$boot"
+    wait_until "$START_TIMEOUT" "$pid" kafka_has_topic || rc=$?
+    if ((rc != 0)); then
+        log_tail kafka "$log"
+        die "kafka mock at $KAFKA_BOOTSTRAP does not list topic $TOPIC ($(wait_failure "$rc"))"
+    fi
+    say "kafka up on $KAFKA_BOOTSTRAP (pid $pid, topic $TOPIC with $PARTITIONS partitions)"
+}
+
+# kafka_has_topic — true if the broker's metadata lists TOPIC
+kafka_has_topic() {
+    kcat -b "$KAFKA_BOOTSTRAP" -L -t "$TOPIC" -m 5 2>/dev/null | grep -q "topic \"$TOPIC\" with"
+}
+
+# env_line KEY VALUE — print `export KEY=VALUE`, single-quoting the value only if the shell needs it (plain
+# values stay plain so that stack.env is also easy to read for tools that do not run a shell)
+env_line() {
+    if [[ $2 =~ ^[A-Za-z0-9_./:,@%+=-]*$ ]]; then
+        printf 'export %s=%s\n' "$1" "$2"
+    else
+        printf "export %s='%s'\n" "$1" "${2//\'/\'\\\'\'}"
+    fi
+}
+
+# write_env — write DIR/stack.env atomically
+write_env() {
+    local f=$DIR/stack.env i
+    local kv=(
+        CHAINWATCH_STACK_DIR "$DIR"
+        PGHOST 127.0.0.1
+        PGPORT "$PG_PORT"
+        PGUSER postgres
+        PGDATABASE chainwatch
+        DATABASE_URL "postgresql://postgres@127.0.0.1:$PG_PORT/chainwatch"
+        KAFKA_BOOTSTRAP_SERVERS "$KAFKA_BOOTSTRAP"
+        KAFKA_TOPIC "$TOPIC"
+        REDIS_HOST 127.0.0.1
+        REDIS_PORT "$REDIS_PORT"
+    )
+    {
+        printf '# stack.env — written by tools/stack.sh up; source it: . %q\n' "$f"
+        for ((i = 0; i < ${#kv[@]}; i += 2)); do env_line "${kv[i]}" "${kv[i + 1]}"; done
+    } >"$f.tmp"
+    mv -f "$f.tmp" "$f"
+}
+
+# ---- commands -----------------------------------------------------------------------------------
+
+# refuse_if_running — exit 1 if any recorded process is alive (naming the dead ones if only some are);
+# otherwise clear the leftovers of a crashed run
+refuse_if_running() {
+    local name alive=() dead=()
+    while read -r name; do
+        if pidfile_live "$DIR/pids/$name.pid"; then
+            alive+=("$name (pid $(pidfile_pid "$DIR/pids/$name.pid"))")
+        else
+            dead+=("$name (pid $(pidfile_pid "$DIR/pids/$name.pid"))")
+        fi
+    done < <(pidfile_names)
+    if ((${#alive[@]} > 0)); then
+        if ((${#dead[@]} == 0)); then
+            die "stack is already running in $DIR: $(join ', ' "${alive[@]}");" \
+                "'tools/stack.sh env --dir $DIR' prints its settings, 'tools/stack.sh down --dir $DIR' stops it"
+        fi
+        die "stack in $DIR is partly running: $(join ', ' "${dead[@]}") not running;" \
+            "still up: $(join ', ' "${alive[@]}"). Run 'tools/stack.sh down --dir $DIR', then 'up' again"
+    fi
+    if ((${#dead[@]} > 0)); then
+        say "cleaning up after an earlier run that did not stop cleanly (dead: $(join ', ' "${dead[@]}"))"
+    fi
+    # A postmaster nobody recorded (e.g. `up` was killed mid-start) must not lose its data dir under it.
+    local pid=""
+    if [[ -f $DIR/pg/data/postmaster.pid ]]; then read -r pid <"$DIR/pg/data/postmaster.pid" || true; fi
+    if [[ -n $pid ]] && proc_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$DIR/pg/data"; then
+        die "an unrecorded postgres (pid $pid) is running on $DIR/pg/data; stop it with" \
+            "'runuser -u postgres -- $PGBIN/pg_ctl -D $DIR/pg/data stop'"
+    fi
+    rm -rf "$DIR/pids" "$DIR/stack.env"
+    remove_socket_fallback
+}
+
+# preflight — fail before starting anything if a program the stack needs is missing
+preflight() {
+    local p
+    for p in initdb pg_ctl psql; do
+        [[ -x $PGBIN/$p ]] || die "$PGBIN/$p not found (PostgreSQL 15 server missing? run 'make deps')"
+    done
+    [[ -x $BIN/chainwatch-kafka-mock ]] ||
+        die "$BIN/chainwatch-kafka-mock not found (build it with 'make build' or set CHAINWATCH_BIN)"
+    for p in redis-server redis-cli kcat runuser setsid "$PYTHON"; do
+        command -v "$p" >/dev/null || die "$p not found (run 'make deps')"
+    done
+}
+
+# cmd_up — start postgres, redis and kafka in DIR; on any failure stop what was started and exit 1
+cmd_up() {
+    preflight
+    mkdir -p "$DIR"
+    DIR=$(cd "$DIR" && pwd -P)
+    refuse_if_running
+    rm -rf "$DIR/pg" "$DIR/redis" "$DIR/kafka"
+    mkdir -p "$DIR/pids"
+    check_pg_can_reach
+    UP_OK=0
+    trap 'exit 130' INT TERM
+    trap 'if [[ $UP_OK -eq 0 ]]; then say "stopping what was started"; stop_all || true; fi' EXIT
+    pg_start
+    redis_start
+    kafka_start
+    write_env
+    UP_OK=1
+    trap - EXIT INT TERM
+    say "stack is up in $DIR; stop it with: tools/stack.sh down --dir $DIR"
+    cat "$DIR/stack.env"
+}
+
+# cmd_down — stop everything recorded in DIR/pids and remove the pid files and stack.env; 0 if nothing to do
+cmd_down() {
+    if [[ ! -d $DIR/pids ]] || [[ -z $(pidfile_names) ]]; then
+        say "nothing to stop in $DIR (stack not running)"
+        rm -f "$DIR/stack.env"
+        return 0
+    fi
+    local rc=0
+    stop_all || rc=1
+    rm -f "$DIR/stack.env"
+    remove_socket_fallback
+    rmdir "$DIR/pids" 2>/dev/null || true
+    ((rc == 0)) && say "stack in $DIR is down (data and logs kept until the next up)"
+    return "$rc"
+}
+
+# env_value KEY — print a value from DIR/stack.env (sourced in a subshell, so quoting is undone correctly)
+env_value() {
+    # shellcheck source=/dev/null
+    (. "$DIR/stack.env" && printenv "$1")
+}
+
+# component_answers NAME — true if a stack component responds on its port (other tools' processes: alive only)
+component_answers() {
+    case $1 in
+    postgres) PG_PORT=$(env_value PGPORT) && pg_psql postgres -qAt -c 'select 1' ;;
+    redis) REDIS_PORT=$(env_value REDIS_PORT) && redis_answers ;;
+    kafka) KAFKA_BOOTSTRAP=$(env_value KAFKA_BOOTSTRAP_SERVERS) && TOPIC=$(env_value KAFKA_TOPIC) &&
+        kafka_has_topic ;;
+    *) return 0 ;;
+    esac
+}
+
+# stack_is_up — true if stack.env exists and postgres, redis and kafka are alive (answers are not checked)
+stack_is_up() {
+    local c
+    [[ -f $DIR/stack.env ]] || return 1
+    for c in "${STACK_COMPONENTS[@]}"; do
+        pidfile_live "$DIR/pids/$c.pid" || return 1
+    done
+}
+
+# cmd_status — one line per recorded process: up (and answering), not answering, or down. The exit status
+# covers the stack itself (0: postgres, redis and kafka all answer); other tools' processes are only listed.
+cmd_status() {
+    local name file pid rc=0 c state
+    if [[ ! -d $DIR/pids ]] || [[ -z $(pidfile_names) ]]; then
+        say "no stack in $DIR (not started, or stopped)"
+        return 1
+    fi
+    for c in "${STACK_COMPONENTS[@]}"; do
+        if [[ ! -e $DIR/pids/$c.pid ]]; then
+            printf '%-10s down (not recorded)\n' "$c"
+            rc=1
+        fi
+    done
+    while read -r name; do
+        file=$DIR/pids/$name.pid
+        pid=$(pidfile_pid "$file")
+        if ! pidfile_live "$file"; then
+            state="down (pid $pid not running)"
+        elif [[ -f $DIR/stack.env ]] && ! component_answers "$name" >/dev/null 2>&1; then
+            state="not answering (pid $pid)"
+        else
+            state="up (pid $pid)"
+        fi
+        printf '%-10s %s\n' "$name" "$state"
+        [[ $state == up* || " ${STACK_COMPONENTS[*]} " != *" $name "* ]] || rc=1
+    done < <(pidfile_names)
+    return "$rc"
+}
+
+# cmd_env — print DIR/stack.env if the stack is up
+cmd_env() {
+    stack_is_up || die "stack is not up in $DIR (start it with: tools/stack.sh up --dir $DIR)"
+    cat "$DIR/stack.env"
+}
+
+# cmd_record NAME PID — record a process started by another tool so that `down` stops it
+cmd_record() {
+    [[ $# -eq 2 ]] || die "usage: tools/stack.sh record NAME PID [--dir DIR]"
+    [[ $1 =~ ^[A-Za-z0-9_-]+$ ]] || die "record: bad name '$1' (letters, digits, _ and - only)"
+    [[ $2 =~ ^[0-9]+$ ]] || die "record: bad pid '$2'"
+    [[ -d $DIR ]] || die "record: $DIR does not exist"
+    pidfile_write "$1" "$2" || die "record: process $2 is not running"
+    say "recorded $1 (pid $2) in $DIR/pids/$1.pid"
+}
+
+# main ARGS... — parse the command and --dir, then dispatch
+main() {
+    local cmd="" args=()
+    while (($# > 0)); do
+        case $1 in
+        -h | --help) usage; return 0 ;;
+        --dir) [[ $# -ge 2 ]] || die "--dir needs a directory"; DIR=$2; shift 2 ;;
+        --dir=*) DIR=${1#--dir=}; shift ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) if [[ -z $cmd ]]; then cmd=$1; else args+=("$1"); fi; shift ;;
+        esac
+    done
+    [[ -n $cmd ]] || { usage >&2; exit 2; }
+    [[ -n $DIR ]] || die "--dir must not be empty"
+    DIR=$(realpath -m "$DIR")
+    PGBIN=$("$PG_CONFIG" --bindir)
+    PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
+    SHAREDIR=$("$PG_CONFIG" --sharedir)
+    [[ $cmd == record || ${#args[@]} -eq 0 ]] || die "unexpected argument ${args[0]} (see --help)"
+    case $cmd in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    record) cmd_record "${args[@]}" ;;
+    *) die "unknown command '$cmd' (see --help)" ;;
+    esac
+}
+
+main "$@"
