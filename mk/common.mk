@@ -27,3 +27,5 @@ OBJROOT := $(BUILD)/obj
 
 # CW_CORE_LIB: the forest core and other pure helpers (no Postgres, no threads)
 CW_CORE_LIB := $(LIBDIR)/libcwcore.a
+# CW_DAEMON_LIB: logging, settings table, metrics, HTTP helpers for the daemons
+CW_DAEMON_LIB := $(LIBDIR)/libcwdaemon.a

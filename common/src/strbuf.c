@@ -1,0 +1,141 @@
+/* common/src/strbuf.c — growable buffer used for log lines, metrics pages, JSON and COPY data */
+#include "strbuf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* reserve makes room for n more bytes plus a NUL; false (and oom set) when it cannot. */
+static bool reserve(cw_strbuf *b, size_t n)
+{
+    if (b->oom)
+        return false;
+    if (b->len + n + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p) {
+        b->oom = true;
+        return false;
+    }
+    b->data = p;
+    b->cap = cap;
+    return true;
+}
+
+void cw_strbuf_append(cw_strbuf *b, const char *s, size_t n)
+{
+    if (!reserve(b, n))
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void cw_strbuf_puts(cw_strbuf *b, const char *s)
+{
+    cw_strbuf_append(b, s, strlen(s));
+}
+
+void cw_strbuf_putc(cw_strbuf *b, char c)
+{
+    cw_strbuf_append(b, &c, 1);
+}
+
+void cw_strbuf_printf(cw_strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    char small[256];
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t) n < sizeof(small)) {
+        cw_strbuf_append(b, small, (size_t) n);
+        return;
+    }
+    if (!reserve(b, (size_t) n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t) n;
+}
+
+void cw_strbuf_json_string(cw_strbuf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    cw_strbuf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char) s[i];
+        switch (c) {
+        case '"':
+            cw_strbuf_append(b, "\\\"", 2);
+            break;
+        case '\\':
+            cw_strbuf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            cw_strbuf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            cw_strbuf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            cw_strbuf_append(b, "\\t", 2);
+            break;
+        default:
+            if (c < 0x20) {
+                char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                cw_strbuf_append(b, esc, 6);
+            } else {
+                cw_strbuf_putc(b, (char) c);
+            }
+        }
+    }
+    cw_strbuf_putc(b, '"');
+}
+
+void cw_strbuf_copy_text(cw_strbuf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        switch (c) {
+        case '\\':
+            cw_strbuf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            cw_strbuf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            cw_strbuf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            cw_strbuf_append(b, "\\t", 2);
+            break;
+        default:
+            cw_strbuf_putc(b, c);
+        }
+    }
+}
+
+void cw_strbuf_reset(cw_strbuf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void cw_strbuf_free(cw_strbuf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->oom = false;
+}

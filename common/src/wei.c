@@ -1,0 +1,107 @@
+/* common/src/wei.c — 256-bit decimal/hex amount parsing without loss; pure, no allocation */
+#include "wei.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char UINT256_MAX_DEC[] =
+    "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+
+const char *cw_wei_status_text(cw_wei_status st)
+{
+    switch (st) {
+    case CW_WEI_OK: return "ok";
+    case CW_WEI_EMPTY: return "empty amount";
+    case CW_WEI_INVALID: return "not an unsigned integer";
+    case CW_WEI_NEGATIVE: return "negative amount";
+    case CW_WEI_OVERFLOW: return "amount above 2^256-1";
+    }
+    return "unknown";
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* hex_to_dec converts up to 64 hex digits to decimal by repeated division of 32-bit limbs. */
+static void hex_to_dec(const char *h, size_t n, char dec[CW_WEI_DEC_MAX])
+{
+    uint32_t limbs[8] = {0}; /* little-endian 32-bit limbs */
+    char rev[CW_WEI_DEC_MAX];
+    size_t nd = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int v = hexval(h[i]);
+        /* shift left by 4 and add v */
+        uint32_t carry = (uint32_t) v;
+        for (int k = 0; k < 8; k++) {
+            uint64_t x = ((uint64_t) limbs[k] << 4) | carry;
+            limbs[k] = (uint32_t) x;
+            carry = (uint32_t) (x >> 32);
+        }
+    }
+    for (;;) {
+        bool zero = true;
+        uint64_t rem = 0;
+        for (int k = 7; k >= 0; k--) {
+            uint64_t cur = (rem << 32) | limbs[k];
+            limbs[k] = (uint32_t) (cur / 10);
+            rem = cur % 10;
+            if (limbs[k])
+                zero = false;
+        }
+        rev[nd++] = (char) ('0' + rem);
+        if (zero)
+            break;
+    }
+    for (size_t i = 0; i < nd; i++)
+        dec[i] = rev[nd - 1 - i];
+    dec[nd] = '\0';
+}
+
+cw_wei_status cw_wei_parse(const char *s, size_t n, char dec[CW_WEI_DEC_MAX], double *approx)
+{
+    if (n == 0)
+        return CW_WEI_EMPTY;
+    if (s[0] == '-')
+        return CW_WEI_NEGATIVE;
+    if (n >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        s += 2;
+        n -= 2;
+        if (n == 0)
+            return CW_WEI_EMPTY;
+        for (size_t i = 0; i < n; i++)
+            if (hexval(s[i]) < 0)
+                return CW_WEI_INVALID;
+        while (n > 1 && s[0] == '0') {
+            s++;
+            n--;
+        }
+        if (n > 64)
+            return CW_WEI_OVERFLOW;
+        hex_to_dec(s, n, dec);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (s[i] < '0' || s[i] > '9')
+                return CW_WEI_INVALID;
+        while (n > 1 && s[0] == '0') {
+            s++;
+            n--;
+        }
+        if (n > 78 || (n == 78 && memcmp(s, UINT256_MAX_DEC, 78) > 0))
+            return CW_WEI_OVERFLOW;
+        memcpy(dec, s, n);
+        dec[n] = '\0';
+    }
+    if (approx)
+        *approx = strtod(dec, NULL);
+    return CW_WEI_OK;
+}
