@@ -10,7 +10,7 @@ PYTHON ?= /usr/bin/python3
 export PG_CONFIG PYTHON
 
 # C components with their own Makefile; order matters (common first).
-C_COMPONENTS := common tools/kafka-mock tools/txgen
+C_COMPONENTS := common tools/kafka-mock tools/txgen ingestor
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common extension tools ingestor apiserver tests bench -name '*.[ch]')
 
 .PHONY: all deps build extension install install-extension check demo bench format format-check lint clean \
@@ -23,7 +23,7 @@ build: $(C_COMPONENTS)
 $(C_COMPONENTS):
 	$(MAKE) -C $@ TOP=$(TOP)
 
-tools/kafka-mock tools/txgen: common
+tools/kafka-mock tools/txgen ingestor: common
 
 extension: common
 	$(MAKE) -C extension with_llvm=no PG_CONFIG=$(PG_CONFIG)

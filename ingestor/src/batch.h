@@ -1,0 +1,55 @@
+/* ingestor/src/batch.h — one writer's batch: messages, their decoded rows and scores, as COPY text */
+#ifndef INGESTOR_BATCH_H
+#define INGESTOR_BATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "model.h"
+#include "strbuf.h"
+#include "txdecode.h"
+
+typedef struct batch_item {
+    rd_kafka_message_t *msg; /* owned by the batch */
+    bool decoded;
+    cw_tx *txs;              /* owned; n_txs rows when the message decoded */
+    size_t n_txs;
+    bool dead;               /* goes to dead_letters */
+    int dead_reason;         /* cw_decode_reason, or DEAD_REASON_DB_REJECTED */
+    char dead_error[256];
+    size_t first_score;      /* index of its first row in batch.scores */
+} batch_item;
+
+typedef struct batch {
+    batch_item *items;
+    size_t n, cap;
+    double *features; /* 3 per row */
+    double *scores;
+    size_t rows_cap;
+    int scored_with;  /* model id the scores belong to; -1 not scored */
+} batch;
+
+typedef struct batch_counts {
+    size_t rows, anomalies, dead;
+    size_t by_severity[4];
+} batch_counts;
+
+int batch_init(batch *b, size_t capacity);
+void batch_free(batch *b);
+/* batch_add takes ownership of m; -1 when the batch is full (ownership stays with caller) */
+int batch_add(batch *b, rd_kafka_message_t *m);
+/* batch_clear destroys every message and decoded row */
+void batch_clear(batch *b);
+/* batch_remove_if destroys and removes items for which pred is true; returns how many */
+size_t batch_remove_if(batch *b, bool (*pred)(const batch_item *, void *), void *arg);
+/* batch_decode decodes items not decoded yet (pure) */
+void batch_decode(batch *b, size_t max_message_bytes);
+/* batch_score scores every row with m (no-op without a model); -1 on ENOMEM */
+int batch_score(batch *b, const loaded_model *m);
+/* batch_copy_text renders the COPY text of the three tables and counts rows */
+void batch_copy_text(const batch *b, const loaded_model *m, const char *topic, cw_strbuf *tx,
+                     cw_strbuf *anomalies, cw_strbuf *dead, batch_counts *counts);
+
+#endif /* INGESTOR_BATCH_H */

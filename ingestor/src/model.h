@@ -1,0 +1,38 @@
+/* ingestor/src/model.h — the active model and severity rules as loaded from Postgres by one writer */
+#ifndef INGESTOR_MODEL_H
+#define INGESTOR_MODEL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "forest.h"
+#include "wei.h"
+
+#define MAX_SEVERITY_RULES 256
+
+typedef struct severity_rule {
+    int level;                          /* 1 medium, 2 high, 3 critical */
+    bool has_score;
+    double min_score;
+    char min_value_wei[CW_WEI_DEC_MAX]; /* "" = no condition; integer wei (ceil of ETH * 1e18) */
+    char min_gas_price_wei[CW_WEI_DEC_MAX];
+} severity_rule;
+
+/* One writer's copy: the forest (owned, NULL when no model is active) and the rules. */
+typedef struct loaded_model {
+    bool loaded;     /* false: load before the next batch */
+    int model_id;    /* 0 when none is active */
+    forest *forest;
+    severity_rule rules[MAX_SEVERITY_RULES];
+    int n_rules;
+} loaded_model;
+
+/* model_load (re)reads the active model and the severity rules; -1 with err on failure */
+int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen);
+void model_free(loaded_model *m);
+/* severity_of: 0 low .. 3 critical, evaluated exactly like chainwatch.severity() */
+int severity_of(const loaded_model *m, double score, const char *value_wei,
+                const char *gas_price_wei);
+extern const char *const severity_names[4];
+
+#endif /* INGESTOR_MODEL_H */

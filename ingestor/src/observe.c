@@ -1,0 +1,192 @@
+/* ingestor/src/observe.c — /metrics, /health/live, /health/ready on METRICS_PORT and the periodic stats line */
+#include <stdio.h>
+#include <string.h>
+
+#include <civetweb.h>
+
+#include "http.h"
+#include "ingestor.h"
+#include "log.h"
+#include "model.h"
+#include "writer.h"
+
+static struct mg_context *http_ctx;
+static ingestor *the_ingestor;
+
+/* metrics_handler renders the Prometheus page (names documented in docs/ingestor.md) */
+static int metrics_handler(struct mg_connection *conn, void *data)
+{
+    ingestor *ing = data;
+    ingest_stats *st = &ing->stats;
+    cw_strbuf b = CW_STRBUF_INIT;
+    char labels[128];
+
+    cw_metric_header(&b, "chainwatch_ingest_messages_total", "counter",
+                     "Kafka messages handled, by outcome");
+    cw_metric_sample(&b, "chainwatch_ingest_messages_total", "status=\"ok\"",
+                     (double) atomic_load(&st->messages_ok));
+    cw_metric_sample(&b, "chainwatch_ingest_messages_total", "status=\"dead_letter\"",
+                     (double) atomic_load(&st->messages_dead));
+    cw_metric_sample(&b, "chainwatch_ingest_messages_total", "status=\"skipped\"",
+                     (double) atomic_load(&st->messages_skipped));
+    cw_metric_header(&b, "chainwatch_ingest_rows_total", "counter",
+                     "Transactions stored in chainwatch.transactions");
+    cw_metric_sample(&b, "chainwatch_ingest_rows_total", NULL, (double) atomic_load(&st->rows));
+    cw_metric_header(&b, "chainwatch_anomalies_detected_total", "counter",
+                     "Anomalies stored, by severity");
+    for (int s = 0; s < N_SEVERITIES; s++) {
+        snprintf(labels, sizeof(labels), "severity=\"%s\"", severity_names[s]);
+        cw_metric_sample(&b, "chainwatch_anomalies_detected_total", labels,
+                         (double) atomic_load(&st->anomalies[s]));
+    }
+    cw_metric_header(&b, "chainwatch_dead_letters_total", "counter",
+                     "Messages stored in chainwatch.dead_letters, by reason");
+    for (int r = 1; r < N_DEAD_REASONS; r++) {
+        snprintf(labels, sizeof(labels), "reason=\"%s\"",
+                 r == DEAD_REASON_DB_REJECTED ? "db_rejected"
+                                              : cw_decode_reason_name((cw_decode_reason) r));
+        cw_metric_sample(&b, "chainwatch_dead_letters_total", labels,
+                         (double) atomic_load(&st->dead_letters[r]));
+    }
+    cw_metric_header(&b, "chainwatch_ingest_batch_duration_seconds", "histogram",
+                     "Time from a batch's first attempt to its commit");
+    cw_histogram_render(&b, "chainwatch_ingest_batch_duration_seconds", NULL, &st->batch_duration);
+    cw_metric_header(&b, "chainwatch_ingest_db_errors_total", "counter",
+                     "Failed database attempts (retried)");
+    cw_metric_sample(&b, "chainwatch_ingest_db_errors_total", NULL,
+                     (double) atomic_load(&st->db_errors));
+    cw_metric_header(&b, "chainwatch_kafka_consumer_lag", "gauge",
+                     "Messages in the partition not yet stored in Postgres");
+    if (ing->rk) {
+        for (int p = 0; p < MAX_PARTITIONS; p++) {
+            int64_t lo, hi;
+            if (!atomic_load(&ing->owned[p]))
+                continue;
+            if (rd_kafka_get_watermark_offsets(ing->rk, ing->cfg->kafka_topic, p, &lo, &hi) ||
+                hi < 0)
+                continue;
+            int64_t done = atomic_load(&ing->committed[p]);
+            int64_t lag = hi - (done >= 0 ? done : lo);
+            snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%d\"",
+                     ing->cfg->kafka_topic, p);
+            cw_metric_sample(&b, "chainwatch_kafka_consumer_lag", labels,
+                             (double) (lag > 0 ? lag : 0));
+        }
+    }
+    cw_metric_header(&b, "chainwatch_ingest_queue_messages", "gauge",
+                     "Messages queued between the poll thread and the writers");
+    cw_metric_sample(&b, "chainwatch_ingest_queue_messages", NULL, (double) writers_queued(ing));
+    cw_metric_header(&b, "chainwatch_ingest_threads_active", "gauge",
+                     "Running poll and writer threads");
+    cw_metric_sample(&b, "chainwatch_ingest_threads_active", NULL,
+                     (double) atomic_load(&ing->threads_active));
+    cw_metric_header(&b, "chainwatch_ingest_partitions_assigned", "gauge",
+                     "Partitions this member owns");
+    cw_metric_sample(&b, "chainwatch_ingest_partitions_assigned", NULL,
+                     (double) atomic_load(&ing->assigned));
+    cw_metric_header(&b, "chainwatch_db_up", "gauge", "1 when the last database attempt worked");
+    cw_metric_sample(&b, "chainwatch_db_up", NULL, atomic_load(&ing->db_up) ? 1 : 0);
+
+    if (b.oom)
+        return cw_http_send(conn, 500, "text/plain", "out of memory\n", 14, NULL);
+    cw_http_send(conn, 200, "text/plain; version=0.0.4", b.data, b.len, NULL);
+    cw_strbuf_free(&b);
+    return 200;
+}
+
+static int live_handler(struct mg_connection *conn, void *data)
+{
+    ingestor *ing = data;
+    bool alive = now_ms() - atomic_load(&ing->heartbeat_ms) < 5000;
+    const char *body = alive ? "{\"status\":\"ok\"}" : "{\"status\":\"stalled\"}";
+    return cw_http_send(conn, alive ? 200 : 503, "application/json", body, strlen(body), NULL);
+}
+
+/* ready: consuming (assigned or waiting for an assignment), Postgres reachable, not stopping */
+static int ready_handler(struct mg_connection *conn, void *data)
+{
+    ingestor *ing = data;
+    bool consumer = atomic_load(&ing->consumer_running);
+    bool db = atomic_load(&ing->db_up);
+    bool stopping = atomic_load(&ing->shutting_down);
+    bool ready = consumer && db && !stopping;
+    char body[256];
+    int n = snprintf(body, sizeof(body),
+                     "{\"ready\":%s,\"consumer\":%s,\"postgres\":%s,\"shutting_down\":%s,"
+                     "\"partitions\":%d}",
+                     ready ? "true" : "false", consumer ? "true" : "false", db ? "true" : "false",
+                     stopping ? "true" : "false", atomic_load(&ing->assigned));
+    return cw_http_send(conn, ready ? 200 : 503, "application/json", body, (size_t) n, NULL);
+}
+
+int observe_start(ingestor *ing, char *err, size_t errlen)
+{
+    char ports[128];
+    struct mg_callbacks callbacks;
+
+    the_ingestor = ing;
+    if (ing->cfg->metrics_port == 0)
+        return 0;
+    snprintf(ports, sizeof(ports), "%s:%ld", ing->cfg->metrics_bind, ing->cfg->metrics_port);
+    const char *options[] = {"listening_ports", ports, "num_threads", "4", "enable_keep_alive",
+                             "yes", "request_timeout_ms", "10000", NULL};
+    memset(&callbacks, 0, sizeof(callbacks));
+    mg_init_library(0);
+    http_ctx = mg_start(&callbacks, NULL, options);
+    if (!http_ctx) {
+        snprintf(err, errlen, "cannot listen on %s for metrics (METRICS_PORT)", ports);
+        return -1;
+    }
+    mg_set_request_handler(http_ctx, "/metrics$", metrics_handler, ing);
+    mg_set_request_handler(http_ctx, "/health/live$", live_handler, ing);
+    mg_set_request_handler(http_ctx, "/health/ready$", ready_handler, ing);
+    return 0;
+}
+
+void observe_stop(void)
+{
+    if (http_ctx) {
+        mg_stop(http_ctx);
+        http_ctx = NULL;
+        mg_exit_library();
+    }
+}
+
+/* observe_log_stats logs one line of rates since the previous call (every 10 s from main) */
+void observe_log_stats(ingestor *ing)
+{
+    static uint64_t last_msgs, last_rows;
+    static int64_t last_ms;
+    ingest_stats *st = &ing->stats;
+    uint64_t msgs = atomic_load(&st->messages_ok) + atomic_load(&st->messages_dead);
+    uint64_t rows = atomic_load(&st->rows);
+    uint64_t anomalies = 0;
+    int64_t t = now_ms(), lag = 0;
+    double secs = last_ms ? (double) (t - last_ms) / 1000.0 : 0;
+
+    for (int s = 0; s < N_SEVERITIES; s++)
+        anomalies += atomic_load(&st->anomalies[s]);
+    if (ing->rk) {
+        for (int p = 0; p < MAX_PARTITIONS; p++) {
+            int64_t lo, hi;
+            if (atomic_load(&ing->owned[p]) &&
+                !rd_kafka_get_watermark_offsets(ing->rk, ing->cfg->kafka_topic, p, &lo, &hi) &&
+                hi >= 0) {
+                int64_t done = atomic_load(&ing->committed[p]);
+                lag += hi - (done >= 0 ? done : lo);
+            }
+        }
+    }
+    log_info("stats: %.0f msg/s, %.0f rows/s, %llu messages (%llu dead letters, %llu skipped), "
+             "%llu anomalies, lag %lld, queue %zu, partitions %d, db %s, db errors %llu",
+             secs > 0 ? (double) (msgs - last_msgs) / secs : 0,
+             secs > 0 ? (double) (rows - last_rows) / secs : 0, (unsigned long long) msgs,
+             (unsigned long long) atomic_load(&st->messages_dead),
+             (unsigned long long) atomic_load(&st->messages_skipped),
+             (unsigned long long) anomalies, (long long) lag, writers_queued(ing),
+             atomic_load(&ing->assigned), atomic_load(&ing->db_up) ? "up" : "down",
+             (unsigned long long) atomic_load(&st->db_errors));
+    last_msgs = msgs;
+    last_rows = rows;
+    last_ms = t;
+}

@@ -1,0 +1,116 @@
+/* ingestor/src/queue.c — bounded message FIFO with a condition variable; the only memory between threads */
+#include "queue.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+int queue_init(msg_queue *q, size_t capacity)
+{
+    q->items = calloc(capacity ? capacity : 1, sizeof(rd_kafka_message_t *));
+    if (!q->items)
+        return -1;
+    q->capacity = capacity ? capacity : 1;
+    q->head = q->count = 0;
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->nonempty, &attr);
+    pthread_condattr_destroy(&attr);
+    return 0;
+}
+
+void queue_destroy(msg_queue *q)
+{
+    if (!q->items)
+        return;
+    for (size_t i = 0; i < q->count; i++)
+        rd_kafka_message_destroy(q->items[(q->head + i) % q->capacity]);
+    free(q->items);
+    q->items = NULL;
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->nonempty);
+}
+
+bool queue_push(msg_queue *q, rd_kafka_message_t *m)
+{
+    bool ok = false;
+    pthread_mutex_lock(&q->lock);
+    if (q->count < q->capacity) {
+        q->items[(q->head + q->count) % q->capacity] = m;
+        q->count++;
+        ok = true;
+        pthread_cond_signal(&q->nonempty);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return ok;
+}
+
+rd_kafka_message_t *queue_pop_wait(msg_queue *q, int timeout_ms)
+{
+    rd_kafka_message_t *m = NULL;
+    struct timespec deadline;
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&q->lock);
+    while (q->count == 0 && timeout_ms > 0) {
+        if (pthread_cond_timedwait(&q->nonempty, &q->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    if (q->count > 0) {
+        m = q->items[q->head];
+        q->head = (q->head + 1) % q->capacity;
+        q->count--;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return m;
+}
+
+size_t queue_count(msg_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    size_t n = q->count;
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
+size_t queue_free(msg_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    size_t n = q->capacity - q->count;
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
+size_t queue_purge(msg_queue *q, bool (*drop)(const rd_kafka_message_t *, void *), void *arg)
+{
+    size_t kept = 0, dropped = 0;
+    pthread_mutex_lock(&q->lock);
+    for (size_t i = 0; i < q->count; i++) {
+        rd_kafka_message_t *m = q->items[(q->head + i) % q->capacity];
+        if (drop(m, arg)) {
+            rd_kafka_message_destroy(m);
+            dropped++;
+        } else {
+            q->items[(q->head + kept) % q->capacity] = m;
+            kept++;
+        }
+    }
+    q->count = kept;
+    pthread_mutex_unlock(&q->lock);
+    return dropped;
+}
+
+void queue_wake(msg_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    pthread_cond_broadcast(&q->nonempty);
+    pthread_mutex_unlock(&q->lock);
+}

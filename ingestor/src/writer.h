@@ -1,0 +1,35 @@
+/* ingestor/src/writer.h — writer threads: one PGconn and one bounded queue each */
+#ifndef INGESTOR_WRITER_H
+#define INGESTOR_WRITER_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "batch.h"
+#include "ingestor.h"
+#include "model.h"
+#include "queue.h"
+
+typedef struct writer {
+    ingestor *ing;
+    int id;
+    pthread_t thread;
+    bool started;
+    msg_queue queue;      /* fed by the poll thread */
+    _Atomic bool idle;    /* no batch in progress */
+    _Atomic bool abandon; /* shutdown timed out: stop retrying */
+    PGconn *conn;         /* owned by this thread */
+    loaded_model model;   /* this thread's copy of the active model */
+} writer;
+
+/* writers_start creates ing->n_writers queues and threads */
+int writers_start(ingestor *ing, char *err, size_t errlen);
+/* writers_join waits for the writers to finish (after ing->writers_stop is set) */
+void writers_join(ingestor *ing);
+void writers_free(ingestor *ing);
+bool writers_idle(ingestor *ing);
+size_t writers_queued(ingestor *ing);
+
+#endif /* INGESTOR_WRITER_H */
