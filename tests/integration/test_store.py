@@ -1,0 +1,172 @@
+"""tests/integration/test_store.py — the store under a real server: the maintenance worker on schedule, and
+ingest + queries + maintenance running together with the bounds holding throughout."""
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from conftest import pg_connect
+
+
+def _fresh_extension(conn):
+    """_fresh_extension: recreate the extension so the test starts from the default policies."""
+    with conn.cursor() as cur:
+        cur.execute("DROP EXTENSION IF EXISTS chainwatch CASCADE")
+        cur.execute("CREATE EXTENSION chainwatch")
+
+
+def test_worker_drops_expired_partitions_on_schedule(private_stack):
+    """The preloaded library runs chainwatch.maintain() every chainwatch.maintenance_interval: an expired
+    partition disappears within a few intervals without anyone calling maintain()."""
+    conn = pg_connect(private_stack)
+    _fresh_extension(conn)
+    cur = conn.cursor()
+    cur.execute("SHOW shared_preload_libraries")
+    assert "chainwatch" in cur.fetchone()[0]
+    cur.execute("ALTER SYSTEM SET chainwatch.maintenance_interval = 1")
+    cur.execute("SELECT pg_reload_conf()")
+
+    # the worker runs in this database
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'chainwatch maintenance' "
+                    "AND datname = current_database()")
+        if cur.fetchone()[0] == 1:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("no chainwatch maintenance worker in pg_stat_activity")
+
+    # an expired partition holding rows, as if left from two hours ago
+    cur.execute("SELECT chainwatch._create_partition('anomalies', now() - interval '3 hours', "
+                "now() - interval '2 hours')")
+    part = cur.fetchone()[0]
+    cur.execute("INSERT INTO chainwatch.anomalies (hash, value, gas, gas_price, score, severity, detected_at) "
+                "SELECT '0xexpired' || i, 1, 1, 1, 0.9, 'low', now() - interval '150 minutes' "
+                "FROM generate_series(1, 5) i")
+    cur.execute("UPDATE chainwatch.partition_state SET row_count = 5 WHERE partition_name = %s", (part,))
+    cur.execute("SELECT count(*) FROM chainwatch.recent_anomalies WHERE hash LIKE '0xexpired%%'")
+    assert cur.fetchone()[0] == 0, "the TTL view must hide expired rows before maintenance runs"
+
+    start = time.time()
+    while time.time() - start < 15:
+        cur.execute("SELECT count(*) FROM pg_class WHERE relname = %s", (part,))
+        if cur.fetchone()[0] == 0:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"partition {part} still exists after 15 s with a 1 s maintenance interval")
+    cur.execute("SELECT evicted_ttl, last_maintenance_at > now() - interval '10 seconds' "
+                "FROM chainwatch.status() WHERE table_name = 'anomalies'")
+    evicted, recent = cur.fetchone()
+    assert evicted == 5 and recent
+    conn.close()
+
+
+def test_ingest_queries_and_maintenance_together(stack):
+    """For a minute, batches commit through commit_batch while readers query and maintain() runs in a loop:
+    no error, no deadlock, and the anomaly table never holds more than max_rows."""
+    setup = pg_connect(stack)
+    cur = setup.cursor()
+    cur.execute("CREATE DATABASE store_concurrency")
+    # no automatic first model here: these batches are unscored (the ingestor tests cover scoring)
+    cur.execute("ALTER DATABASE store_concurrency SET chainwatch.auto_train = off")
+    setup.close()
+    dbconn = lambda: pg_connect(stack, "store_concurrency")  # noqa: E731
+    admin = dbconn()
+    admin.cursor().execute("CREATE EXTENSION chainwatch")
+    max_rows = 500
+    admin.cursor().execute("SELECT chainwatch.set_retention('anomalies', max_rows => %s)", (max_rows,))
+    admin.cursor().execute("SELECT chainwatch.set_retention('transactions', max_rows => 20000)")
+
+    duration = 60.0
+    stop = threading.Event()
+    errors = []
+    observed_max = [0]
+    batches = [0]
+
+    def ingest(partition):
+        conn = dbconn()
+        conn.autocommit = False
+        c = conn.cursor()
+        offset = 0
+        try:
+            while not stop.is_set():
+                c.execute("INSERT INTO chainwatch.transactions (hash, value, gas, gas_price, kafka_topic, "
+                          "kafka_partition, kafka_offset) SELECT '0x' || md5(%s || '-' || i), i, 21000, 1, 't', "
+                          "%s, %s + i FROM generate_series(0, 199) i", (partition, partition, offset))
+                c.execute("INSERT INTO chainwatch.anomalies (hash, value, gas, gas_price, score, severity, "
+                          "kafka_topic, kafka_partition, kafka_offset) SELECT '0x' || md5(%s || '-' || i), i, 21000, "
+                          "1, 0.9, 'low', 't', %s, %s + i FROM generate_series(0, 39) i",
+                          (partition, partition, offset))
+                c.execute("SELECT * FROM chainwatch.commit_batch('conc', 't', ARRAY[%s], ARRAY[%s]::bigint[], "
+                          "ARRAY[%s]::bigint[], NULL)", (partition, offset, offset + 200))
+                conn.commit()
+                offset += 200
+                batches[0] += 1
+        except Exception as exc:  # noqa: BLE001 - every error fails the test
+            errors.append(f"ingest {partition}: {exc!r}")
+        finally:
+            conn.close()
+
+    def read():
+        conn = dbconn()
+        c = conn.cursor()
+        try:
+            while not stop.is_set():
+                c.execute("SELECT count(*) FROM chainwatch.anomalies")
+                n = c.fetchone()[0]
+                observed_max[0] = max(observed_max[0], n)
+                c.execute("SELECT count(*) FROM chainwatch.recent_anomalies WHERE score > 0.5")
+                c.execute("SELECT * FROM chainwatch.status()")
+                c.execute("SELECT * FROM chainwatch.anomaly_stats('5 minutes')")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"reader: {exc!r}")
+        finally:
+            conn.close()
+
+    def maintain():
+        conn = dbconn()
+        c = conn.cursor()
+        try:
+            while not stop.is_set():
+                c.execute("SELECT table_name, error FROM chainwatch.maintain()")
+                for table, err in c.fetchall():
+                    # a lock timeout is skipped and retried by design; anything else is a failure
+                    if err and "lock timeout" not in err:
+                        errors.append(f"maintain {table}: {err}")
+                time.sleep(0.05)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"maintain: {exc!r}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=ingest, args=(p,)) for p in range(2)]
+    threads += [threading.Thread(target=read), threading.Thread(target=maintain)]
+    for t in threads:
+        t.start()
+    time.sleep(duration)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a worker thread hung (deadlock?)"
+    assert not errors, "\n".join(errors)
+    assert batches[0] > 50, f"only {batches[0]} batches committed in {duration} s"
+    assert observed_max[0] <= max_rows, f"anomalies held {observed_max[0]} rows > max_rows {max_rows}"
+
+    c = admin.cursor()
+    c.execute("SELECT count(*) FROM chainwatch.anomalies")
+    assert c.fetchone()[0] <= max_rows
+    c.execute("SELECT rows, (SELECT count(*) FROM chainwatch.anomalies) FROM chainwatch.status() "
+              "WHERE table_name = 'anomalies'")
+    counted, actual = c.fetchone()
+    assert counted == actual, f"partition counters say {counted}, the table holds {actual}"
+    c.execute("SELECT rows, (SELECT count(*) FROM chainwatch.transactions) FROM chainwatch.status() "
+              "WHERE table_name = 'transactions'")
+    counted, actual = c.fetchone()
+    assert counted == actual and actual <= 20000
+    admin.close()
+    drop = pg_connect(stack)
+    drop.cursor().execute("DROP DATABASE store_concurrency WITH (FORCE)")
+    drop.close()
