@@ -104,25 +104,44 @@ void cw_strbuf_json_string(cw_strbuf *b, const char *s, size_t n)
 
 void cw_strbuf_copy_text(cw_strbuf *b, const char *s, size_t n)
 {
+    size_t start = 0;
+    /* append runs of ordinary bytes whole; escape only backslash and the delimiters */
     for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        switch (c) {
+        const char *esc;
+        switch (s[i]) {
         case '\\':
-            cw_strbuf_append(b, "\\\\", 2);
+            esc = "\\\\";
             break;
         case '\n':
-            cw_strbuf_append(b, "\\n", 2);
+            esc = "\\n";
             break;
         case '\r':
-            cw_strbuf_append(b, "\\r", 2);
+            esc = "\\r";
             break;
         case '\t':
-            cw_strbuf_append(b, "\\t", 2);
+            esc = "\\t";
             break;
         default:
-            cw_strbuf_putc(b, c);
+            continue;
         }
+        cw_strbuf_append(b, s + start, i - start);
+        cw_strbuf_append(b, esc, 2);
+        start = i + 1;
     }
+    cw_strbuf_append(b, s + start, n - start);
+}
+
+void cw_strbuf_put_int(cw_strbuf *b, long long v)
+{
+    char buf[24], *p = buf + sizeof(buf);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long) v : (unsigned long long) v;
+    do {
+        *--p = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    cw_strbuf_append(b, p, (size_t) (buf + sizeof(buf) - p));
 }
 
 void cw_strbuf_reset(cw_strbuf *b)

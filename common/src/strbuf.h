@@ -24,6 +24,8 @@ void cw_strbuf_printf(cw_strbuf *b, const char *fmt, ...) __attribute__((format(
 void cw_strbuf_json_string(cw_strbuf *b, const char *s, size_t n);
 /* cw_strbuf_copy_text appends s escaped for PostgreSQL COPY text format */
 void cw_strbuf_copy_text(cw_strbuf *b, const char *s, size_t n);
+/* cw_strbuf_put_int appends a decimal integer (no printf) */
+void cw_strbuf_put_int(cw_strbuf *b, long long v);
 void cw_strbuf_reset(cw_strbuf *b);
 void cw_strbuf_free(cw_strbuf *b);
 

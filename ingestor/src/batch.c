@@ -141,7 +141,7 @@ static void put_int(cw_strbuf *o, long long v, bool null, bool last)
     if (null)
         cw_strbuf_append(o, "\\N", 2);
     else
-        cw_strbuf_printf(o, "%lld", v);
+        cw_strbuf_put_int(o, v);
     cw_strbuf_putc(o, last ? '\n' : '\t');
 }
 

@@ -36,6 +36,7 @@ extern char **environ;
 static rd_kafka_message_t *stash[MAX_PARTITIONS];
 static bool paused[MAX_PARTITIONS];
 static bool at_eof[MAX_PARTITIONS];
+static int n_stashed; /* partitions with a stashed message */
 static PGconn *offsets_conn;
 
 /* conf_set sets one property; -1 with err naming it on failure */
@@ -164,6 +165,7 @@ static void on_revoke(ingestor *ing, rd_kafka_topic_partition_list_t *parts, boo
         if (revoked[p] && stash[p]) {
             rd_kafka_message_destroy(stash[p]);
             stash[p] = NULL;
+            n_stashed--;
             purged++;
         }
         if (revoked[p])
@@ -324,6 +326,8 @@ static void set_paused(ingestor *ing, int p, bool pause)
 /* unstash pushes kept-aside messages whose queue has room again and resumes their partitions */
 static void unstash(ingestor *ing)
 {
+    if (n_stashed == 0)
+        return;
     for (int p = 0; p < MAX_PARTITIONS; p++) {
         if (!stash[p])
             continue;
@@ -332,6 +336,7 @@ static void unstash(ingestor *ing)
             continue; /* resume only once the queue has drained to half (hysteresis) */
         if (queue_push(&w->queue, stash[p])) {
             stash[p] = NULL;
+            n_stashed--;
             set_paused(ing, p, false);
         }
     }
@@ -355,6 +360,7 @@ static void route(ingestor *ing, rd_kafka_message_t *m)
             return;
         }
         stash[p] = m;
+        n_stashed++;
         set_paused(ing, p, true);
     }
 }
@@ -377,6 +383,7 @@ void *consumer_main(void *arg)
 
     atomic_fetch_add(&ing->threads_active, 1);
     atomic_store(&ing->consumer_running, true);
+    int64_t checked_at = 0;
     while (!atomic_load(&ing->stop_polling)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(ing->rk, 100);
         if (m) {
@@ -392,7 +399,9 @@ void *consumer_main(void *arg)
             }
         }
         unstash(ing);
-        if (ing->cfg->drain) {
+        /* the drain check walks every partition: a few times a second is enough */
+        if (ing->cfg->drain && (!m || now_ms() - checked_at >= 50)) {
+            checked_at = now_ms();
             if (all_drained(ing)) {
                 /* stay drained for a moment: EOF can precede the last writer's commit */
                 if (!drained_since)
@@ -425,6 +434,7 @@ void consumer_close(ingestor *ing)
             stash[p] = NULL;
         }
     }
+    n_stashed = 0;
     rd_kafka_destroy(ing->rk);
     ing->rk = NULL;
     if (offsets_conn) {

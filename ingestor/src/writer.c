@@ -182,8 +182,10 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
     cw_strbuf parts = CW_STRBUF_INIT, firsts = CW_STRBUF_INIT, nexts = CW_STRBUF_INIT;
     char model_param[16];
 
+    int64_t t_start = now_ms();
     batch_copy_text(b, &w->model, ing->cfg->kafka_topic, &tx, &an, &dl, counts);
     offsets_literals(b, &parts, &firsts, &nexts);
+    int64_t t_built = now_ms(), t_copied = 0;
     if (tx.oom || an.oom || dl.oom || parts.oom || firsts.oom || nexts.oom) {
         ar = ATTEMPT_TRANSIENT;
         snprintf(data_error, errlen, "out of memory");
@@ -207,6 +209,7 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
         res = run_copy(conn, COPY_ANOMALIES, &an);
     if (!res && dl.len > 0)
         res = run_copy(conn, COPY_DEAD, &dl);
+    t_copied = now_ms();
     if (!res) {
         const char *params[6];
         snprintf(model_param, sizeof(model_param), "%d", w->model.model_id);
@@ -236,6 +239,9 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
         if (PQstatus(conn) == CONNECTION_OK)
             PQclear(PQexec(conn, "ROLLBACK"));
     }
+    log_debug("writer %d: %zu messages: build %lld ms, copy %lld ms, commit_batch+commit %lld ms",
+              w->id, b->n, (long long) (t_built - t_start), (long long) (t_copied - t_built),
+              (long long) (now_ms() - t_copied));
 out:
     cw_strbuf_free(&tx);
     cw_strbuf_free(&an);
