@@ -108,6 +108,71 @@ generate_transactions() {
     note "labels (which transactions are anomalies): $RUN/labels.csv"
 }
 
+# free_port — print a free TCP port on 127.0.0.1
+free_port() {
+    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# psql_value SQL — one value from the chainwatch database
+psql_value() {
+    psql "$DATABASE_URL" -X -A -t -c "$1" 2>/dev/null
+}
+
+# start_ingestor — run chainwatch-ingestor against the stack (recorded, so `tools/stack.sh down` stops it)
+start_ingestor() {
+    if [[ -s $RUN/pids/ingestor.pid ]] && kill -0 "$(head -n1 "$RUN/pids/ingestor.pid")" 2>/dev/null; then
+        say "the ingestor is already running (pid $(head -n1 "$RUN/pids/ingestor.pid"))"
+        INGESTOR_METRICS_PORT=$(cat "$RUN/ingestor.metrics_port" 2>/dev/null || echo "")
+        return 0
+    fi
+    INGESTOR_METRICS_PORT=$(free_port)
+    echo "$INGESTOR_METRICS_PORT" >"$RUN/ingestor.metrics_port"
+    say "starting chainwatch-ingestor (group anomaly-detection-group, metrics on 127.0.0.1:$INGESTOR_METRICS_PORT)"
+    start_daemon ingestor env METRICS_PORT="$INGESTOR_METRICS_PORT" METRICS_BIND=127.0.0.1 \
+        KAFKA_SESSION_TIMEOUT_MS=6000 "$BIN/chainwatch-ingestor"
+}
+
+# wait_for SECONDS DESCRIPTION SQL — poll until SQL returns t, or give up with a note
+wait_for() {
+    local limit=$1 what=$2 sql=$3 waited=0
+    while [[ $(psql_value "$sql") != t ]]; do
+        if ((waited >= limit)); then
+            note "still waiting for $what after ${limit}s; carry on (see $RUN/logs/ingestor.log)"
+            return 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    note "$what (after ${waited}s)"
+}
+
+# detect_anomalies — the cold start: the first transactions are stored unscored, the maintenance worker trains
+# and activates a first model once enough are stored, and from then on new transactions are scored
+detect_anomalies() {
+    local total
+    total=$(topic_message_count)
+    say "waiting for the ingestor to store what is in the topic ($total messages)"
+    wait_for 120 "all $total messages stored in chainwatch.transactions" \
+        "SELECT (SELECT sum(next_offset) FROM chainwatch.kafka_offsets WHERE consumer_group = 'anomaly-detection-group') >= $total"
+    if [[ -z $(psql_value "SELECT chainwatch.active_model_id()") ]]; then
+        say "no model yet: the maintenance worker trains one from the stored transactions (cold start)"
+        wait_for 90 "a model is active" "SELECT chainwatch.active_model_id() IS NOT NULL" ||
+            psql "$DATABASE_URL" -X -q -c "SELECT chainwatch.activate_model(chainwatch.train_model('demo', 'SELECT value, gas, gas_price FROM chainwatch.transactions'))" >/dev/null
+    fi
+    note "active model: $(psql_value "SELECT id || ' (' || name || ', threshold ' || round(threshold::numeric, 4) || ')' FROM chainwatch.models WHERE is_active")"
+    say "streaming $DEMO_COUNT more transactions, scored as they arrive"
+    "$BIN/chainwatch-txgen" --brokers "$KAFKA_BOOTSTRAP_SERVERS" --topic "$KAFKA_TOPIC" --format jsonrpc \
+        --count "$DEMO_COUNT" --anomaly-rate "$DEMO_ANOMALY_RATE" --labels "$RUN/labels-scored.csv" --seed 2 ||
+        die "chainwatch-txgen failed"
+    total=$(topic_message_count)
+    wait_for 120 "all $total messages stored" \
+        "SELECT (SELECT sum(next_offset) FROM chainwatch.kafka_offsets WHERE consumer_group = 'anomaly-detection-group') >= $total"
+    say "anomalies detected (psql: SELECT ... FROM chainwatch.recent_anomalies)"
+    psql "$DATABASE_URL" -X -P pager=off -c "SELECT * FROM chainwatch.anomaly_stats('1 hour')"
+    psql "$DATABASE_URL" -X -P pager=off -c "SELECT left(hash, 18) AS hash, round(value / 1e18, 4) AS eth, round(gas_price / 1e9, 1) AS gwei, gas, round(score::numeric, 3) AS score, severity, detected_at FROM chainwatch.recent_anomalies ORDER BY severity DESC, score DESC LIMIT 10"
+    psql "$DATABASE_URL" -X -P pager=off -c "SELECT table_name, rows, max_rows, ttl, partitions, evicted_ttl, evicted_size FROM chainwatch.status()"
+}
+
 # topic_message_count — print the number of messages in the topic: the sum of every partition's high watermark
 # (one offsets request, no consuming); falls back to counting by consuming if the broker cannot answer that
 topic_message_count() {
@@ -132,16 +197,21 @@ show_summary() {
     note "peek at five of them:"
     note "  kcat -b $KAFKA_BOOTSTRAP_SERVERS -C -t $KAFKA_TOPIC -c 5 -e"
     note "query Postgres:   psql '$DATABASE_URL'"
+    note "  e.g. psql '$DATABASE_URL' -c 'SELECT * FROM chainwatch.recent_anomalies ORDER BY detected_at DESC LIMIT 20'"
+    [[ -n ${INGESTOR_METRICS_PORT:-} ]] && note "ingestor metrics: curl -s http://127.0.0.1:$INGESTOR_METRICS_PORT/metrics"
+    note "ingestor log:     $RUN/logs/ingestor.log"
     note "query Redis:      redis-cli -h $REDIS_HOST -p $REDIS_PORT"
     note "what is running:  tools/stack.sh status"
     say "everything keeps running; stop it with: tools/stack.sh down"
 }
 
-# main — the demo, step by step (next: start_ingestor, start_api, print_api_examples, before show_summary)
+# main — the demo, step by step
 main() {
     build_all
     ensure_stack
     generate_transactions
+    start_ingestor
+    detect_anomalies
     show_summary
 }
 
