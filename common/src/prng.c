@@ -18,26 +18,6 @@ void cw_prng_seed(cw_prng *rng, uint64_t seed)
         rng->s[i] = cw_splitmix64(&sm);
 }
 
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-uint64_t cw_prng_next(cw_prng *rng)
-{
-    uint64_t *s = rng->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
 double cw_prng_double(cw_prng *rng)
 {
     return (double) (cw_prng_next(rng) >> 11) * 0x1.0p-53;

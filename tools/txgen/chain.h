@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "jsonw.h"
-#include "prng.h"
+#include "rng.h"
 
 /* Calldata of contract calls is a selector plus a few words; creations carry init code. */
 #define TX_INPUT_MAX 1024
