@@ -22,7 +22,7 @@ int batch_init(batch *b, size_t capacity)
 static void item_release(batch_item *it)
 {
     if (it->msg)
-        rd_kafka_message_destroy(it->msg);
+        ingest_msg_free(it->msg);
     free(it->txs);
     memset(it, 0, sizeof(*it));
 }
@@ -44,7 +44,7 @@ void batch_free(batch *b)
     memset(b, 0, sizeof(*b));
 }
 
-int batch_add(batch *b, rd_kafka_message_t *m)
+int batch_add(batch *b, ingest_msg *m)
 {
     if (b->n >= b->cap)
         return -1;
@@ -178,10 +178,10 @@ void batch_copy_text(const batch *b, const loaded_model *m, const char *topic, c
     snprintf(model_buf, sizeof(model_buf), "%d", m->model_id);
     for (size_t i = 0; i < b->n; i++) {
         const batch_item *it = &b->items[i];
-        const rd_kafka_message_t *msg = it->msg;
+        const ingest_msg *msg = it->msg;
         if (it->dead) {
             cw_strbuf_append(dead, "\\\\x", 3);
-            const unsigned char *p = msg->payload;
+            const unsigned char *p = (const unsigned char *) msg->payload;
             for (size_t k = 0; k < msg->len; k++) {
                 char pair[2] = {hex[p[k] >> 4], hex[p[k] & 15]};
                 cw_strbuf_append(dead, pair, 2);

@@ -5,14 +5,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <librdkafka/rdkafka.h>
+#include "queue.h"
 
 #include "model.h"
 #include "strbuf.h"
 #include "txdecode.h"
 
 typedef struct batch_item {
-    rd_kafka_message_t *msg; /* owned by the batch */
+    ingest_msg *msg; /* owned by the batch */
     bool decoded;
     cw_tx *txs;              /* owned; n_txs rows when the message decoded */
     size_t n_txs;
@@ -39,7 +39,7 @@ typedef struct batch_counts {
 int batch_init(batch *b, size_t capacity);
 void batch_free(batch *b);
 /* batch_add takes ownership of m; -1 when the batch is full (ownership stays with caller) */
-int batch_add(batch *b, rd_kafka_message_t *m);
+int batch_add(batch *b, ingest_msg *m);
 /* batch_clear destroys every message and decoded row */
 void batch_clear(batch *b);
 /* batch_remove_if destroys and removes items for which pred is true; returns how many */

@@ -13,7 +13,8 @@
  *
  * Assignment (cooperative-sticky, incremental): each newly assigned partition starts at the
  * next offset stored in chainwatch.kafka_offsets for this group — the only offsets that count —
- * or, if Postgres cannot be asked, at Kafka's committed offset, which is never ahead of
+ * or where auto.offset.reset says when Postgres has none for it, or, if Postgres cannot be
+ * asked, at Kafka's committed offset, which is never ahead of
  * Postgres's (writers commit to Kafka only after Postgres): that may re-read messages, and
  * commit_batch's replay check skips them. Revocation (or loss) clears ownership, then waits for
  * the writers' in-flight transactions (assign_lock), then purges the revoked partitions'
@@ -33,7 +34,7 @@
 extern char **environ;
 
 /* per-partition state private to the poll thread */
-static rd_kafka_message_t *stash[MAX_PARTITIONS];
+static ingest_msg *stash[MAX_PARTITIONS];
 static bool paused[MAX_PARTITIONS];
 static bool at_eof[MAX_PARTITIONS];
 static int n_stashed; /* partitions with a stashed message */
@@ -90,7 +91,7 @@ typedef struct purge_ctx {
     const bool *revoked;
 } purge_ctx;
 
-static bool in_revoked(const rd_kafka_message_t *m, void *arg)
+static bool in_revoked(const ingest_msg *m, void *arg)
 {
     const purge_ctx *ctx = arg;
     return m->partition >= 0 && m->partition < MAX_PARTITIONS && ctx->revoked[m->partition];
@@ -112,7 +113,14 @@ static void on_assign(ingestor *ing, rd_kafka_topic_partition_list_t *parts, boo
             continue;
         }
         int64_t start = have_stored ? stored[p] : -1;
-        tp->offset = start >= 0 ? start : RD_KAFKA_OFFSET_INVALID;
+        if (start >= 0)
+            tp->offset = start;
+        else if (have_stored) /* Postgres has nothing for it: auto.offset.reset decides */
+            tp->offset = strcmp(ing->cfg->kafka_auto_offset_reset, "latest") == 0
+                             ? RD_KAFKA_OFFSET_END
+                             : RD_KAFKA_OFFSET_BEGINNING;
+        else /* Postgres away: Kafka's committed offset, never ahead of Postgres's */
+            tp->offset = RD_KAFKA_OFFSET_INVALID;
         atomic_store(&ing->floor[p], start);
         atomic_store(&ing->committed[p], start);
         at_eof[p] = false;
@@ -163,7 +171,7 @@ static void on_revoke(ingestor *ing, rd_kafka_topic_partition_list_t *parts, boo
         purged += queue_purge(&ing->writers[i].queue, in_revoked, &ctx);
     for (int p = 0; p < MAX_PARTITIONS; p++) {
         if (revoked[p] && stash[p]) {
-            rd_kafka_message_destroy(stash[p]);
+            ingest_msg_free(stash[p]);
             stash[p] = NULL;
             n_stashed--;
             purged++;
@@ -264,7 +272,11 @@ int consumer_create(ingestor *ing, char *err, size_t errlen)
         conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
         conf_set(conf, "enable.partition.eof", "true", err, errlen) ||
         conf_set(conf, "auto.offset.reset", s->kafka_auto_offset_reset, err, errlen) ||
-        conf_set(conf, "queued.max.messages.kbytes", "16384", err, errlen))
+        /* bounded memory whatever the backlog: at most ~12 MiB prefetched in total and ~4 MiB
+         * per fetch response and broker (librdkafka's defaults allow 64 MiB and 50 MiB) */
+        conf_set(conf, "queued.max.messages.kbytes", "12288", err, errlen) ||
+        conf_set(conf, "fetch.max.bytes", "4194304", err, errlen) ||
+        conf_set(conf, "receive.message.max.bytes", "5242880", err, errlen))
         goto fail;
     snprintf(num, sizeof(num), "%ld", s->kafka_session_timeout_ms);
     if (conf_set(conf, "session.timeout.ms", num, err, errlen))
@@ -343,11 +355,11 @@ static void unstash(ingestor *ing)
 }
 
 /* route hands m to its writer, or stashes it and pauses its partition when the queue is full */
-static void route(ingestor *ing, rd_kafka_message_t *m)
+static void route(ingestor *ing, ingest_msg *m)
 {
     int p = m->partition;
     if (p < 0 || p >= MAX_PARTITIONS || !atomic_load(&ing->owned[p])) {
-        rd_kafka_message_destroy(m);
+        ingest_msg_free(m);
         return;
     }
     at_eof[p] = false;
@@ -356,7 +368,7 @@ static void route(ingestor *ing, rd_kafka_message_t *m)
         if (stash[p]) {
             /* cannot happen after a pause; keep order by dropping the later message, which
              * will be fetched again after the resume */
-            rd_kafka_message_destroy(m);
+            ingest_msg_free(m);
             return;
         }
         stash[p] = m;
@@ -395,7 +407,13 @@ void *consumer_main(void *arg)
                 log_warn("Kafka consumer: %s", rd_kafka_message_errstr(m));
                 rd_kafka_message_destroy(m);
             } else {
-                route(ing, m);
+                /* copy and release at once: see ingest_msg in queue.h */
+                ingest_msg *copy = ingest_msg_copy(m);
+                rd_kafka_message_destroy(m);
+                if (copy)
+                    route(ing, copy);
+                else
+                    log_error("out of memory copying a message; it will be read again");
             }
         }
         unstash(ing);
@@ -430,7 +448,7 @@ void consumer_close(ingestor *ing)
         log_warn("closing the consumer: %s", rd_kafka_err2str(err));
     for (int p = 0; p < MAX_PARTITIONS; p++) {
         if (stash[p]) {
-            rd_kafka_message_destroy(stash[p]);
+            ingest_msg_free(stash[p]);
             stash[p] = NULL;
         }
     }

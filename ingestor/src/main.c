@@ -15,6 +15,7 @@
  * committed offsets count. Signal handlers only set flags.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,10 @@ int main(int argc, char **argv)
     pthread_t poll_thread;
     PGconn *maint_conn = NULL;
     int rc;
+
+    /* a few malloc arenas instead of one per thread: the writers free what the poll thread's
+     * librdkafka allocated, and per-thread arenas keep that memory resident */
+    mallopt(M_ARENA_MAX, 2);
 
     rc = settings_load(&cfg, argc, argv, err, sizeof(err));
     if (rc == 1)

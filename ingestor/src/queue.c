@@ -3,11 +3,32 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+ingest_msg *ingest_msg_copy(const rd_kafka_message_t *m)
+{
+    ingest_msg *c = malloc(sizeof(ingest_msg) + m->len);
+    if (!c)
+        return NULL;
+    c->partition = m->partition;
+    c->offset = m->offset;
+    c->len = m->len;
+    if (m->len)
+        memcpy(c->payload, m->payload, m->len);
+    return c;
+}
+
+void ingest_msg_free(ingest_msg *m)
+{
+    free(m);
+}
 
 int queue_init(msg_queue *q, size_t capacity)
 {
-    q->items = calloc(capacity ? capacity : 1, sizeof(rd_kafka_message_t *));
+    q->items = calloc(capacity ? capacity : 1, sizeof(ingest_msg *));
     if (!q->items)
         return -1;
     q->capacity = capacity ? capacity : 1;
@@ -26,14 +47,14 @@ void queue_destroy(msg_queue *q)
     if (!q->items)
         return;
     for (size_t i = 0; i < q->count; i++)
-        rd_kafka_message_destroy(q->items[(q->head + i) % q->capacity]);
+        ingest_msg_free(q->items[(q->head + i) % q->capacity]);
     free(q->items);
     q->items = NULL;
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->nonempty);
 }
 
-bool queue_push(msg_queue *q, rd_kafka_message_t *m)
+bool queue_push(msg_queue *q, ingest_msg *m)
 {
     bool ok = false;
     pthread_mutex_lock(&q->lock);
@@ -47,9 +68,9 @@ bool queue_push(msg_queue *q, rd_kafka_message_t *m)
     return ok;
 }
 
-rd_kafka_message_t *queue_pop_wait(msg_queue *q, int timeout_ms)
+ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms)
 {
-    rd_kafka_message_t *m = NULL;
+    ingest_msg *m = NULL;
     struct timespec deadline;
 
     clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -89,14 +110,14 @@ size_t queue_free(msg_queue *q)
     return n;
 }
 
-size_t queue_purge(msg_queue *q, bool (*drop)(const rd_kafka_message_t *, void *), void *arg)
+size_t queue_purge(msg_queue *q, bool (*drop)(const ingest_msg *, void *), void *arg)
 {
     size_t kept = 0, dropped = 0;
     pthread_mutex_lock(&q->lock);
     for (size_t i = 0; i < q->count; i++) {
-        rd_kafka_message_t *m = q->items[(q->head + i) % q->capacity];
+        ingest_msg *m = q->items[(q->head + i) % q->capacity];
         if (drop(m, arg)) {
-            rd_kafka_message_destroy(m);
+            ingest_msg_free(m);
             dropped++;
         } else {
             q->items[(q->head + kept) % q->capacity] = m;

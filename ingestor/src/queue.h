@@ -6,30 +6,47 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <librdkafka/rdkafka.h>
+#include <stdint.h>
 
 /*
- * A ring buffer of rd_kafka_message_t pointers with a fixed capacity. The queue owns the
+ * ingest_msg is a Kafka message copied out of librdkafka as soon as it is polled: librdkafka's
+ * messages point into shared fetch buffers, and holding thousands of them across batches would
+ * keep many whole fetch responses resident. One malloc per message: header and payload.
+ */
+typedef struct ingest_msg {
+    int32_t partition;
+    int64_t offset;
+    size_t len;
+    char payload[]; /* len bytes, not NUL-terminated */
+} ingest_msg;
+
+/* ingest_msg_copy copies what the ingestor needs of a librdkafka message; NULL on ENOMEM */
+struct rd_kafka_message_s;
+ingest_msg *ingest_msg_copy(const struct rd_kafka_message_s *m);
+void ingest_msg_free(ingest_msg *m);
+
+/*
+ * A ring buffer of ingest_msg pointers with a fixed capacity. The queue owns the
  * messages it holds: queue_push transfers ownership in (only when it returns true),
  * queue_pop_wait transfers it out, queue_purge destroys what it removes.
  */
 typedef struct msg_queue {
     pthread_mutex_t lock;
     pthread_cond_t nonempty;
-    rd_kafka_message_t **items;
+    ingest_msg **items;
     size_t capacity, head, count;
 } msg_queue;
 
 int queue_init(msg_queue *q, size_t capacity);
 void queue_destroy(msg_queue *q); /* destroys remaining messages */
 /* queue_push appends m; false (ownership stays with the caller) when full */
-bool queue_push(msg_queue *q, rd_kafka_message_t *m);
+bool queue_push(msg_queue *q, ingest_msg *m);
 /* queue_pop_wait removes the oldest message, waiting up to timeout_ms; NULL on timeout */
-rd_kafka_message_t *queue_pop_wait(msg_queue *q, int timeout_ms);
+ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms);
 size_t queue_count(msg_queue *q);
 size_t queue_free(msg_queue *q);
 /* queue_purge destroys every message for which drop(m, arg) is true; returns how many */
-size_t queue_purge(msg_queue *q, bool (*drop)(const rd_kafka_message_t *, void *), void *arg);
+size_t queue_purge(msg_queue *q, bool (*drop)(const ingest_msg *, void *), void *arg);
 /* queue_wake wakes a waiting consumer (used at shutdown) */
 void queue_wake(msg_queue *q);
 

@@ -135,7 +135,7 @@ static void offsets_literals(const batch *b, cw_strbuf *parts, cw_strbuf *firsts
     int n = 0;
 
     for (size_t i = 0; i < b->n; i++) {
-        const rd_kafka_message_t *m = b->items[i].msg;
+        const ingest_msg *m = b->items[i].msg;
         int k;
         for (k = 0; k < n; k++)
             if (seen_p[k] == m->partition)
@@ -497,7 +497,7 @@ static void *writer_main(void *arg)
     }
     atomic_fetch_add(&ing->threads_active, 1);
     for (;;) {
-        rd_kafka_message_t *m = queue_pop_wait(&w->queue, 100);
+        ingest_msg *m = queue_pop_wait(&w->queue, 100);
         if (!m) {
             atomic_store(&w->idle, true);
             if (atomic_load(&ing->writers_stop) || atomic_load(&w->abandon))
