@@ -48,6 +48,16 @@ bool cw_utf8_valid(const char *str, size_t n)
     const unsigned char *s = (const unsigned char *) str;
     size_t i = 0;
     while (i < n) {
+        /* ASCII fast path: eight bytes at a time while no high bit is set */
+        while (i + 8 <= n) {
+            uint64_t word;
+            memcpy(&word, s + i, 8);
+            if (word & UINT64_C(0x8080808080808080))
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
         unsigned char c = s[i];
         if (c < 0x80) {
             i++;
@@ -82,19 +92,50 @@ bool cw_utf8_valid(const char *str, size_t n)
     return true;
 }
 
+/*
+ * has_escaped_nul finds a \u0000 escape (preceded by an odd number of backslashes): cJSON keeps
+ * strings NUL-terminated, so "1\u00009" would silently read as "1". No field may hold a NUL.
+ */
+static bool has_escaped_nul(const char *s, size_t n)
+{
+    for (size_t i = 0; i + 6 <= n; i++) {
+        if (s[i] != '\\' || s[i + 1] != 'u' || s[i + 2] != '0' || s[i + 3] != '0' ||
+            s[i + 4] != '0' || s[i + 5] != '0')
+            continue;
+        size_t backslashes = 0;
+        while (backslashes < i && s[i - 1 - backslashes] == '\\')
+            backslashes++;
+        if (backslashes % 2 == 0)
+            return true;
+    }
+    return false;
+}
+
+/* hex_lower maps a hex digit to its lower-case form, anything else to 0 (no locale lookups) */
+static char hex_lower(char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
+        return c;
+    if (c >= 'A' && c <= 'F')
+        return (char) (c - 'A' + 'a');
+    return 0;
+}
+
 /* hex_fixed copies a 0x-prefixed hex string of exactly `digits` digits, lower-cased. */
 static bool hex_fixed(const char *s, size_t digits, char *out)
 {
-    if (strlen(s) != digits + 2 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
+    if (s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
         return false;
     out[0] = '0';
     out[1] = 'x';
     for (size_t i = 0; i < digits; i++) {
-        char c = s[2 + i];
-        if (!isxdigit((unsigned char) c))
+        char c = hex_lower(s[2 + i]); /* stops at the NUL: hex_lower('\0') == 0 */
+        if (!c)
             return false;
-        out[2 + i] = (char) tolower((unsigned char) c);
+        out[2 + i] = c;
     }
+    if (s[2 + digits] != '\0')
+        return false;
     out[2 + digits] = '\0';
     return true;
 }
@@ -162,51 +203,104 @@ static int read_address(const cJSON *item, const char *name, char out[43], cw_de
     return 0;
 }
 
+/* the fields we read, found in one pass over the object's members */
+typedef struct tx_fields {
+    const cJSON *hash, *from, *to, *value, *gas, *gas_price, *max_fee, *timestamp, *time_stamp,
+        *block_number;
+} tx_fields;
+
+/* find_fields walks the members once; the first occurrence of a name wins, as with cJSON lookups */
+static void find_fields(const cJSON *obj, tx_fields *f)
+{
+    const cJSON *it;
+    memset(f, 0, sizeof(*f));
+    for (it = obj->child; it; it = it->next) {
+        const char *k = it->string;
+        const cJSON **slot = NULL;
+        if (!k)
+            continue;
+        switch (k[0]) {
+        case 'h':
+            if (!strcmp(k, "hash"))
+                slot = &f->hash;
+            break;
+        case 'f':
+            if (!strcmp(k, "from"))
+                slot = &f->from;
+            break;
+        case 't':
+            if (!strcmp(k, "to"))
+                slot = &f->to;
+            else if (!strcmp(k, "timeStamp"))
+                slot = &f->time_stamp;
+            else if (!strcmp(k, "timestamp"))
+                slot = &f->timestamp;
+            break;
+        case 'v':
+            if (!strcmp(k, "value"))
+                slot = &f->value;
+            break;
+        case 'g':
+            if (!strcmp(k, "gas"))
+                slot = &f->gas;
+            else if (!strcmp(k, "gasPrice"))
+                slot = &f->gas_price;
+            break;
+        case 'm':
+            if (!strcmp(k, "maxFeePerGas"))
+                slot = &f->max_fee;
+            break;
+        case 'b':
+            if (!strcmp(k, "blockNumber"))
+                slot = &f->block_number;
+            break;
+        default:
+            break;
+        }
+        if (slot && !*slot)
+            *slot = it;
+    }
+}
+
 /* decode_object fills tx from one JSON object in any of the accepted formats. */
 static int decode_object(const cJSON *obj, cw_tx *tx, cw_decode_error *err)
 {
-    const cJSON *f;
+    tx_fields f;
+    const cJSON *gp;
+    const char *gp_name = "gasPrice";
 
     if (!cJSON_IsObject(obj))
         return fail(err, CW_DECODE_NOT_OBJECT, "a transaction must be a JSON object");
+    find_fields(obj, &f);
 
-    f = cJSON_GetObjectItemCaseSensitive(obj, "hash");
-    if (!f)
+    if (!f.hash)
         return fail(err, CW_DECODE_MISSING_FIELD, "hash is missing");
-    if (!cJSON_IsString(f) || !hex_fixed(f->valuestring, 64, tx->hash))
+    if (!cJSON_IsString(f.hash) || !hex_fixed(f.hash->valuestring, 64, tx->hash))
         return fail(err, CW_DECODE_INVALID_FIELD, "hash is not a 0x-prefixed 32-byte hex string");
 
-    if (read_address(cJSON_GetObjectItemCaseSensitive(obj, "from"), "from", tx->from, err) ||
-        read_address(cJSON_GetObjectItemCaseSensitive(obj, "to"), "to", tx->to, err))
+    if (read_address(f.from, "from", tx->from, err) || read_address(f.to, "to", tx->to, err))
         return -1;
 
-    static const char *const required[2] = {"value", "gas"};
-    char *decs[2] = {tx->value, tx->gas};
-    double *approx[2] = {&tx->f_value, &tx->f_gas};
-    for (int i = 0; i < 2; i++) {
-        f = cJSON_GetObjectItemCaseSensitive(obj, required[i]);
-        if (!f || cJSON_IsNull(f))
-            return fail(err, CW_DECODE_MISSING_FIELD, "%s is missing", required[i]);
-        if (read_amount(f, required[i], decs[i], approx[i], err) != 0)
-            return -1;
-    }
-    f = cJSON_GetObjectItemCaseSensitive(obj, "gasPrice");
-    const char *gp_name = "gasPrice";
-    if (!f || cJSON_IsNull(f)) {
-        f = cJSON_GetObjectItemCaseSensitive(obj, "maxFeePerGas");
+    if (!f.value || cJSON_IsNull(f.value))
+        return fail(err, CW_DECODE_MISSING_FIELD, "value is missing");
+    if (read_amount(f.value, "value", tx->value, &tx->f_value, err) != 0)
+        return -1;
+    if (!f.gas || cJSON_IsNull(f.gas))
+        return fail(err, CW_DECODE_MISSING_FIELD, "gas is missing");
+    if (read_amount(f.gas, "gas", tx->gas, &tx->f_gas, err) != 0)
+        return -1;
+    gp = f.gas_price;
+    if (!gp || cJSON_IsNull(gp)) {
+        gp = f.max_fee;
         gp_name = "maxFeePerGas";
     }
-    if (!f || cJSON_IsNull(f))
+    if (!gp || cJSON_IsNull(gp))
         return fail(err, CW_DECODE_MISSING_FIELD, "gasPrice (or maxFeePerGas) is missing");
-    if (read_amount(f, gp_name, tx->gas_price, &tx->f_gas_price, err) != 0)
+    if (read_amount(gp, gp_name, tx->gas_price, &tx->f_gas_price, err) != 0)
         return -1;
 
-    f = cJSON_GetObjectItemCaseSensitive(obj, "timeStamp");
-    if (!f)
-        f = cJSON_GetObjectItemCaseSensitive(obj, "timestamp");
-    if (read_int64(f, "timestamp", &tx->timestamp, err) ||
-        read_int64(cJSON_GetObjectItemCaseSensitive(obj, "blockNumber"), "blockNumber",
-                   &tx->block_number, err))
+    if (read_int64(f.time_stamp ? f.time_stamp : f.timestamp, "timestamp", &tx->timestamp, err) ||
+        read_int64(f.block_number, "blockNumber", &tx->block_number, err))
         return -1;
     return 0;
 }
@@ -234,6 +328,10 @@ int cw_tx_decode(const char *payload, size_t len, size_t max_bytes, cw_tx **out,
         return fail(err, CW_DECODE_INVALID_UTF8, "message is not valid UTF-8");
     if (memchr(payload, '\0', len))
         return fail(err, CW_DECODE_INVALID_JSON, "message contains a NUL byte");
+
+    if (has_escaped_nul(payload, len))
+        return fail(err, CW_DECODE_INVALID_FIELD,
+                    "message contains an escaped NUL character (\\u0000)");
 
     root = cJSON_ParseWithLengthOpts(payload, len, &end, 0);
     if (!root)

@@ -5,8 +5,8 @@
  * ------
  * One thread owns the rd_kafka_t consumer. It polls with a 100 ms timeout (so stop flags are
  * seen quickly) and routes each message to writer (partition % n), whose bounded queue takes
- * ownership. When that queue is full the message is kept aside ("stashed", at most one per
- * partition) and the partition is paused: librdkafka then drops what it had prefetched for it
+ * ownership. When that queue stays full for BACKPRESSURE_WAIT_MS (about one batch commit), the
+ * message is kept aside ("stashed", at most one per partition) and the partition is paused: librdkafka then drops what it had prefetched for it
  * and, on resume, fetches again from the message after the last one delivered — the stashed
  * one, which is pushed first. Memory is therefore bounded by the queues, one stashed message
  * per partition and librdkafka's own prefetch limit (queued.max.messages.kbytes).
@@ -32,6 +32,8 @@
 #include "writer.h"
 
 extern char **environ;
+
+#define BACKPRESSURE_WAIT_MS 250
 
 /* per-partition state private to the poll thread */
 static ingest_msg *stash[MAX_PARTITIONS];
@@ -364,7 +366,9 @@ static void route(ingestor *ing, ingest_msg *m)
     }
     at_eof[p] = false;
     writer *w = &ing->writers[p % ing->n_writers];
-    if (stash[p] || !queue_push(&w->queue, m)) {
+    /* a full queue usually frees up within one commit: wait that long before pausing, since a
+     * pause makes librdkafka drop and later re-fetch everything it prefetched for p */
+    if (stash[p] || !queue_push_wait(&w->queue, m, BACKPRESSURE_WAIT_MS)) {
         if (stash[p]) {
             /* cannot happen after a pause; keep order by dropping the later message, which
              * will be fetched again after the resume */

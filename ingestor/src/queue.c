@@ -33,11 +33,13 @@ int queue_init(msg_queue *q, size_t capacity)
         return -1;
     q->capacity = capacity ? capacity : 1;
     q->head = q->count = 0;
+    q->wake_at = 1;
     pthread_mutex_init(&q->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&q->nonempty, &attr);
+    pthread_cond_init(&q->nonfull, &attr);
     pthread_condattr_destroy(&attr);
     return 0;
 }
@@ -52,6 +54,7 @@ void queue_destroy(msg_queue *q)
     q->items = NULL;
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->nonempty);
+    pthread_cond_destroy(&q->nonfull);
 }
 
 bool queue_push(msg_queue *q, ingest_msg *m)
@@ -62,17 +65,17 @@ bool queue_push(msg_queue *q, ingest_msg *m)
         q->items[(q->head + q->count) % q->capacity] = m;
         q->count++;
         ok = true;
-        pthread_cond_signal(&q->nonempty);
+        if (q->count >= q->wake_at)
+            pthread_cond_signal(&q->nonempty);
     }
     pthread_mutex_unlock(&q->lock);
     return ok;
 }
 
-ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms)
+/* deadline_after returns the CLOCK_MONOTONIC time timeout_ms from now */
+static struct timespec deadline_after(int timeout_ms)
 {
-    ingest_msg *m = NULL;
     struct timespec deadline;
-
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout_ms / 1000;
     deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
@@ -80,6 +83,61 @@ ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms)
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
+    return deadline;
+}
+
+bool queue_push_wait(msg_queue *q, ingest_msg *m, int timeout_ms)
+{
+    struct timespec deadline = deadline_after(timeout_ms);
+    bool ok = false;
+    pthread_mutex_lock(&q->lock);
+    while (q->count >= q->capacity && timeout_ms > 0) {
+        if (pthread_cond_timedwait(&q->nonfull, &q->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    if (q->count < q->capacity) {
+        q->items[(q->head + q->count) % q->capacity] = m;
+        q->count++;
+        ok = true;
+        if (q->count >= q->wake_at)
+            pthread_cond_signal(&q->nonempty);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return ok;
+}
+
+size_t queue_pop_many(msg_queue *q, ingest_msg **out, size_t max, size_t want, int timeout_ms)
+{
+    struct timespec deadline = deadline_after(timeout_ms > 0 ? timeout_ms : 0);
+    size_t n = 0;
+
+    if (want > q->capacity)
+        want = q->capacity;
+    if (want < 1)
+        want = 1;
+    pthread_mutex_lock(&q->lock);
+    q->wake_at = want;
+    while (q->count < want && timeout_ms > 0) {
+        if (pthread_cond_timedwait(&q->nonempty, &q->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    q->wake_at = 1;
+    while (n < max && q->count > 0) {
+        out[n++] = q->items[q->head];
+        q->head = (q->head + 1) % q->capacity;
+        q->count--;
+    }
+    if (n > 0)
+        pthread_cond_broadcast(&q->nonfull);
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
+ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms)
+{
+    ingest_msg *m = NULL;
+    struct timespec deadline = deadline_after(timeout_ms);
+
     pthread_mutex_lock(&q->lock);
     while (q->count == 0 && timeout_ms > 0) {
         if (pthread_cond_timedwait(&q->nonempty, &q->lock, &deadline) == ETIMEDOUT)
@@ -89,6 +147,7 @@ ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms)
         m = q->items[q->head];
         q->head = (q->head + 1) % q->capacity;
         q->count--;
+        pthread_cond_signal(&q->nonfull);
     }
     pthread_mutex_unlock(&q->lock);
     return m;
@@ -125,6 +184,8 @@ size_t queue_purge(msg_queue *q, bool (*drop)(const ingest_msg *, void *), void 
         }
     }
     q->count = kept;
+    if (dropped)
+        pthread_cond_broadcast(&q->nonfull);
     pthread_mutex_unlock(&q->lock);
     return dropped;
 }

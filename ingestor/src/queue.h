@@ -33,16 +33,27 @@ void ingest_msg_free(ingest_msg *m);
 typedef struct msg_queue {
     pthread_mutex_t lock;
     pthread_cond_t nonempty;
+    pthread_cond_t nonfull;
     ingest_msg **items;
     size_t capacity, head, count;
+    size_t wake_at; /* a waiting consumer wants this many before being woken */
 } msg_queue;
 
 int queue_init(msg_queue *q, size_t capacity);
 void queue_destroy(msg_queue *q); /* destroys remaining messages */
 /* queue_push appends m; false (ownership stays with the caller) when full */
 bool queue_push(msg_queue *q, ingest_msg *m);
+/* queue_push_wait is queue_push waiting up to timeout_ms for room */
+bool queue_push_wait(msg_queue *q, ingest_msg *m, int timeout_ms);
 /* queue_pop_wait removes the oldest message, waiting up to timeout_ms; NULL on timeout */
 ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms);
+/*
+ * queue_pop_many waits up to timeout_ms until the queue holds at least `want` messages (capped at
+ * its capacity), then moves up to max of them into out and returns how many (possibly fewer
+ * than want, or 0, at the timeout). Producers wake the waiter only when `want` is reached, so a
+ * writer is woken about once per batch instead of once per message.
+ */
+size_t queue_pop_many(msg_queue *q, ingest_msg **out, size_t max, size_t want, int timeout_ms);
 size_t queue_count(msg_queue *q);
 size_t queue_free(msg_queue *q);
 /* queue_purge destroys every message for which drop(m, arg) is true; returns how many */

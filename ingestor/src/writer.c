@@ -127,40 +127,51 @@ static PGresult *run_copy(PGconn *conn, const char *sql, const cw_strbuf *data)
     return res;
 }
 
-/* offsets_literal renders the batch's partitions and offset ranges as SQL array literals */
-static void offsets_literals(const batch *b, cw_strbuf *parts, cw_strbuf *firsts, cw_strbuf *nexts)
+/*
+ * batch_ranges fills w->ranges with each partition's [first, next) offset range in the batch, in
+ * order of first appearance; w->slot (indexed by partition, -1 when unused) makes it linear.
+ */
+static void batch_ranges(writer *w, const batch *b)
 {
-    int32_t seen_p[256];
-    int64_t first[256], next[256];
-    int n = 0;
-
+    w->n_ranges = 0;
     for (size_t i = 0; i < b->n; i++) {
         const ingest_msg *m = b->items[i].msg;
-        int k;
-        for (k = 0; k < n; k++)
-            if (seen_p[k] == m->partition)
-                break;
-        if (k == n) {
-            if (n == 256)
-                continue; /* cannot happen: a writer owns at most MAX_PARTITIONS / 1 partitions */
-            seen_p[n] = m->partition;
-            first[n] = m->offset;
-            next[n] = m->offset + 1;
-            n++;
+        int32_t p = m->partition;
+        if (p < 0 || p >= MAX_PARTITIONS)
+            continue;
+        int32_t k = w->slot[p];
+        if (k < 0) {
+            k = w->n_ranges++;
+            w->slot[p] = k;
+            w->ranges[k].partition = p;
+            w->ranges[k].first = m->offset;
+            w->ranges[k].next = m->offset + 1;
         } else {
-            if (m->offset < first[k])
-                first[k] = m->offset;
-            if (m->offset + 1 > next[k])
-                next[k] = m->offset + 1;
+            if (m->offset < w->ranges[k].first)
+                w->ranges[k].first = m->offset;
+            if (m->offset + 1 > w->ranges[k].next)
+                w->ranges[k].next = m->offset + 1;
         }
     }
+    for (int k = 0; k < w->n_ranges; k++)
+        w->slot[w->ranges[k].partition] = -1;
+}
+
+/* offsets_literals renders w->ranges as the SQL array literals commit_batch takes */
+static void offsets_literals(const writer *w, cw_strbuf *parts, cw_strbuf *firsts, cw_strbuf *nexts)
+{
     cw_strbuf_putc(parts, '{');
     cw_strbuf_putc(firsts, '{');
     cw_strbuf_putc(nexts, '{');
-    for (int k = 0; k < n; k++) {
-        cw_strbuf_printf(parts, "%s%d", k ? "," : "", seen_p[k]);
-        cw_strbuf_printf(firsts, "%s%lld", k ? "," : "", (long long) first[k]);
-        cw_strbuf_printf(nexts, "%s%lld", k ? "," : "", (long long) next[k]);
+    for (int k = 0; k < w->n_ranges; k++) {
+        if (k) {
+            cw_strbuf_putc(parts, ',');
+            cw_strbuf_putc(firsts, ',');
+            cw_strbuf_putc(nexts, ',');
+        }
+        cw_strbuf_put_int(parts, w->ranges[k].partition);
+        cw_strbuf_put_int(firsts, w->ranges[k].first);
+        cw_strbuf_put_int(nexts, w->ranges[k].next);
     }
     cw_strbuf_putc(parts, '}');
     cw_strbuf_putc(firsts, '}');
@@ -184,7 +195,8 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
 
     int64_t t_start = now_ms();
     batch_copy_text(b, &w->model, ing->cfg->kafka_topic, &tx, &an, &dl, counts);
-    offsets_literals(b, &parts, &firsts, &nexts);
+    batch_ranges(w, b);
+    offsets_literals(w, &parts, &firsts, &nexts);
     int64_t t_built = now_ms(), t_copied = 0;
     if (tx.oom || an.oom || dl.oom || parts.oom || firsts.oom || nexts.oom) {
         ar = ATTEMPT_TRANSIENT;
@@ -308,7 +320,7 @@ static void after_commit(writer *w, const batch *b, const batch_counts *c, doubl
 {
     ingestor *ing = w->ing;
     ingest_stats *st = &ing->stats;
-    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(w->n_ranges);
 
     atomic_fetch_add(&st->batches, 1);
     atomic_fetch_add(&st->rows, c->rows);
@@ -320,16 +332,14 @@ static void after_commit(writer *w, const batch *b, const batch_counts *c, doubl
         const batch_item *it = &b->items[i];
         if (it->dead && it->dead_reason >= 0 && it->dead_reason < N_DEAD_REASONS)
             atomic_fetch_add(&st->dead_letters[it->dead_reason], 1);
-        int32_t p = it->msg->partition;
-        int64_t next = it->msg->offset + 1;
-        if (p >= 0 && p < MAX_PARTITIONS && next > atomic_load(&ing->committed[p]))
+    }
+    /* w->ranges still describes this batch (attempt_commit computed it) */
+    for (int k = 0; k < w->n_ranges; k++) {
+        int32_t p = w->ranges[k].partition;
+        int64_t next = w->ranges[k].next;
+        if (next > atomic_load(&ing->committed[p]))
             atomic_store(&ing->committed[p], next);
-        rd_kafka_topic_partition_t *tp =
-            rd_kafka_topic_partition_list_find(offs, ing->cfg->kafka_topic, p);
-        if (!tp)
-            tp = rd_kafka_topic_partition_list_add(offs, ing->cfg->kafka_topic, p);
-        if (next > tp->offset)
-            tp->offset = next;
+        rd_kafka_topic_partition_list_add(offs, ing->cfg->kafka_topic, p)->offset = next;
     }
     cw_histogram_observe(&st->batch_duration, seconds);
     /* informational only: Postgres holds the offsets that count */
@@ -496,31 +506,49 @@ static void *writer_main(void *arg)
         return NULL;
     }
     atomic_fetch_add(&ing->threads_active, 1);
+    ingest_msg **taken = malloc(sizeof(ingest_msg *) * b.cap);
+    if (!taken) {
+        log_error("writer %d: out of memory", w->id);
+        batch_free(&b);
+        atomic_fetch_sub(&ing->threads_active, 1);
+        return NULL;
+    }
     for (;;) {
-        ingest_msg *m = queue_pop_wait(&w->queue, 100);
-        if (!m) {
-            atomic_store(&w->idle, true);
-            if (atomic_load(&ing->writers_stop) || atomic_load(&w->abandon))
-                break;
+        /* wait for a full batch, or for whatever came by the flush deadline */
+        int64_t deadline = 0;
+        for (;;) {
+            size_t room = b.cap - b.n;
+            int wait = 100;
+            if (b.n > 0) {
+                int64_t left = deadline - now_ms();
+                if (left <= 0 || room == 0)
+                    break;
+                wait = (int) left;
+            }
+            size_t got = queue_pop_many(&w->queue, taken, room, room, wait);
+            for (size_t i = 0; i < got; i++)
+                batch_add(&b, taken[i]);
+            if (b.n > 0 && deadline == 0)
+                deadline = now_ms() + ing->cfg->batch_flush_ms;
+            if (b.n == 0) {
+                atomic_store(&w->idle, true);
+                if (atomic_load(&ing->writers_stop) || atomic_load(&w->abandon))
+                    goto done;
+            } else {
+                atomic_store(&w->idle, false);
+            }
+            if (atomic_load(&ing->writers_stop) && queue_count(&w->queue) == 0)
+                break; /* stopping: commit what we have without waiting for the deadline */
+        }
+        if (b.n == 0)
             continue;
-        }
-        atomic_store(&w->idle, false);
-        batch_add(&b, m);
-        int64_t deadline = now_ms() + ing->cfg->batch_flush_ms;
-        while (b.n < b.cap) {
-            int64_t left = deadline - now_ms();
-            if (left <= 0)
-                break;
-            m = queue_pop_wait(&w->queue, (int) left);
-            if (!m)
-                break;
-            batch_add(&b, m);
-        }
         commit_one(w, &b, false);
         batch_clear(&b);
         if (queue_count(&w->queue) == 0)
             atomic_store(&w->idle, true);
     }
+done:
+    free(taken);
     batch_free(&b);
     model_free(&w->model);
     if (w->conn)
@@ -545,6 +573,14 @@ int writers_start(ingestor *ing, char *err, size_t errlen)
         w->ing = ing;
         w->id = i;
         atomic_store(&w->idle, true);
+        w->slot = malloc(sizeof(int32_t) * MAX_PARTITIONS);
+        w->ranges = malloc(sizeof(offset_range) * MAX_PARTITIONS);
+        if (!w->slot || !w->ranges) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        for (int p = 0; p < MAX_PARTITIONS; p++)
+            w->slot[p] = -1;
         if (queue_init(&w->queue, per_writer) != 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
@@ -573,8 +609,11 @@ void writers_free(ingestor *ing)
 {
     if (!ing->writers)
         return;
-    for (int i = 0; i < ing->n_writers; i++)
+    for (int i = 0; i < ing->n_writers; i++) {
         queue_destroy(&ing->writers[i].queue);
+        free(ing->writers[i].slot);
+        free(ing->writers[i].ranges);
+    }
     free(ing->writers);
     ing->writers = NULL;
 }

@@ -12,6 +12,12 @@
 #include "model.h"
 #include "queue.h"
 
+/* one partition's offsets in a batch: [first, next) */
+typedef struct offset_range {
+    int32_t partition;
+    int64_t first, next;
+} offset_range;
+
 typedef struct writer {
     ingestor *ing;
     int id;
@@ -22,6 +28,9 @@ typedef struct writer {
     _Atomic bool abandon; /* shutdown timed out: stop retrying */
     PGconn *conn;         /* owned by this thread */
     loaded_model model;   /* this thread's copy of the active model */
+    int32_t *slot;        /* MAX_PARTITIONS entries, -1 = unused (scratch for batch_ranges) */
+    offset_range *ranges; /* the current batch's partitions */
+    int n_ranges;
 } writer;
 
 /* writers_start creates ing->n_writers queues and threads */
