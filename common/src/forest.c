@@ -437,11 +437,14 @@ static inline double walk_trees8_dense(const forest *f, int t0, const double *x,
     const double *lv = f->d_leaf + (size_t) t0 * (n_internal + 1) - n_internal;
     size_t i[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 
-    for (int k = 0; k < D; k++)
+    for (int k = 0; k < D; k++) {
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             size_t o = j * n_internal;
             i[j] = 2 * i[j] + 1 + !(x[ft[o + i[j]]] <= th[o + i[j]]);
         }
+    }
+#pragma GCC unroll 8
     for (int j = 0; j < 8; j++)
         sum += lv[j * (n_internal + 1) + i[j]];
     return sum;
