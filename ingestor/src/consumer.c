@@ -86,6 +86,7 @@ static int fetch_stored_offsets(ingestor *ing, int64_t *stored)
             stored[p] = atoll(PQgetvalue(res, i, 1));
     }
     PQclear(res);
+    atomic_store(&ing->db_up, true);
     return 0;
 }
 

@@ -115,9 +115,10 @@ int main(int argc, char **argv)
     mallopt(M_ARENA_MAX, 2);
 
     rc = settings_load(&cfg, argc, argv, err, sizeof(err));
-    if (rc == 1)
-        return 0;
     if (rc != 0) {
+        settings_free(&cfg);
+        if (rc == 1)
+            return 0; /* --help */
         fprintf(stderr, "chainwatch-ingestor: %s\n", err);
         return 2;
     }

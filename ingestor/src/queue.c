@@ -6,26 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <librdkafka/rdkafka.h>
-
-ingest_msg *ingest_msg_copy(const rd_kafka_message_t *m)
-{
-    ingest_msg *c = malloc(sizeof(ingest_msg) + m->len);
-    if (!c)
-        return NULL;
-    c->partition = m->partition;
-    c->offset = m->offset;
-    c->len = m->len;
-    if (m->len)
-        memcpy(c->payload, m->payload, m->len);
-    return c;
-}
-
-void ingest_msg_free(ingest_msg *m)
-{
-    free(m);
-}
-
 int queue_init(msg_queue *q, size_t capacity)
 {
     q->items = calloc(capacity ? capacity : 1, sizeof(ingest_msg *));
@@ -34,6 +14,7 @@ int queue_init(msg_queue *q, size_t capacity)
     q->capacity = capacity ? capacity : 1;
     q->head = q->count = 0;
     q->wake_at = 1;
+    q->woken = false;
     pthread_mutex_init(&q->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -117,10 +98,11 @@ size_t queue_pop_many(msg_queue *q, ingest_msg **out, size_t max, size_t want, i
         want = 1;
     pthread_mutex_lock(&q->lock);
     q->wake_at = want;
-    while (q->count < want && timeout_ms > 0) {
+    while (q->count < want && timeout_ms > 0 && !q->woken) {
         if (pthread_cond_timedwait(&q->nonempty, &q->lock, &deadline) == ETIMEDOUT)
             break;
     }
+    q->woken = false;
     q->wake_at = 1;
     while (n < max && q->count > 0) {
         out[n++] = q->items[q->head];
@@ -139,10 +121,11 @@ ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms)
     struct timespec deadline = deadline_after(timeout_ms);
 
     pthread_mutex_lock(&q->lock);
-    while (q->count == 0 && timeout_ms > 0) {
+    while (q->count == 0 && timeout_ms > 0 && !q->woken) {
         if (pthread_cond_timedwait(&q->nonempty, &q->lock, &deadline) == ETIMEDOUT)
             break;
     }
+    q->woken = false;
     if (q->count > 0) {
         m = q->items[q->head];
         q->head = (q->head + 1) % q->capacity;
@@ -193,6 +176,7 @@ size_t queue_purge(msg_queue *q, bool (*drop)(const ingest_msg *, void *), void 
 void queue_wake(msg_queue *q)
 {
     pthread_mutex_lock(&q->lock);
+    q->woken = true;
     pthread_cond_broadcast(&q->nonempty);
     pthread_mutex_unlock(&q->lock);
 }

@@ -37,6 +37,7 @@ typedef struct msg_queue {
     ingest_msg **items;
     size_t capacity, head, count;
     size_t wake_at; /* a waiting consumer wants this many before being woken */
+    bool woken;     /* queue_wake: waiters return now */
 } msg_queue;
 
 int queue_init(msg_queue *q, size_t capacity);

@@ -76,6 +76,7 @@ static int writer_connect(writer *w)
         w->conn = NULL;
         return -1;
     }
+    atomic_store(&w->ing->db_up, true); /* ready before the first batch, too */
     w->model.loaded = false;
     return 0;
 }
@@ -506,6 +507,7 @@ static void *writer_main(void *arg)
         return NULL;
     }
     atomic_fetch_add(&ing->threads_active, 1);
+    (void) writer_connect(w); /* early, so /health/ready reflects Postgres on an idle topic */
     ingest_msg **taken = malloc(sizeof(ingest_msg *) * b.cap);
     if (!taken) {
         log_error("writer %d: out of memory", w->id);

@@ -1,0 +1,16 @@
+# tests/suites/70-ingestor.sh — sourced by tests/run-all.sh: chainwatch-ingestor unit tests (plain, ASan/UBSan) and black-box runs
+#
+# cmocka: the decoder (common/src/txdecode.c, wei.c) and the ingestor's queue, batch and severity code, built by
+# tests/unit/Makefile.ingestor. pytest: tests/integration/test_ingestor.py against private stacks, first with
+# build/bin (full size, ~5 min), then a shorter pass with the ASan/UBSan binaries of build/san/bin (a fifth of
+# the messages; the kill -9, two-member, second-signal, 300-partition and bad-setting tests are left out for
+# time: they exercise no code path the other tests miss). Needs `make ingestor SANITIZE=1` (build-sanitize).
+step ingestor-unit-build make -C tests/unit -f Makefile.ingestor
+step ingestor-unit-build-sanitize make -C tests/unit -f Makefile.ingestor SANITIZE=1
+cmocka_suite txdecode build/tests/test_txdecode
+cmocka_suite txdecode-asan build/san/tests/test_txdecode
+cmocka_suite ingestor-units build/tests/test_ingestor_units
+cmocka_suite ingestor-units-asan build/san/tests/test_ingestor_units
+pytest_suite ingestor tests/integration/test_ingestor.py
+CHAINWATCH_BIN=$TOP/build/san/bin CHAINWATCH_TEST_SCALE=0.2 pytest_suite ingestor-san \
+    tests/integration/test_ingestor.py -k 'not kill_9 and not two_ingestors and not invalid and not 256 and not second_sigterm'

@@ -1,0 +1,616 @@
+/* tests/unit/test_ingestor_units.c — cmocka: bounded queue, batch COPY text, severity */
+
+/*
+ * The queue and the batch own ingest_msg objects and free them with ingest_msg_free(), which
+ * lives in ingestor/src/message.c. This binary does not link that file: it defines its own
+ * ingest_msg_free, which frees the messages made by fake_msg() and records each call. That lets the tests check ownership exactly: a purge destroys what it
+ * removes and nothing else, queue_destroy and batch_clear destroy what they still hold, and
+ * a message is never destroyed twice (ASan would also say so).
+ *
+ * Expected COPY lines are written out by hand from PostgreSQL's COPY text rules (tab-separated,
+ * \N for NULL, backslash escapes), not produced by the code under test. Scores are compared with
+ * forest_score() on the same row, a different entry point than the batch's forest_score_batch().
+ */
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "batch.h"
+#include "ingestor.h"
+#include "model.h"
+#include "prng.h"
+#include "queue.h"
+#include "strbuf.h"
+
+/* ---- fake messages ----------------------------------------------------------------------------
+ */
+
+#define MAX_DESTROYED 4096
+static const ingest_msg *destroyed[MAX_DESTROYED];
+static int n_destroyed;
+
+/* fake_msg: a heap message with a copy of payload (len bytes) at partition/offset */
+static ingest_msg *fake_msg(const void *payload, size_t len, int32_t partition, int64_t offset)
+{
+    ingest_msg *m = calloc(1, sizeof(*m) + (len ? len : 1));
+    assert_non_null(m);
+    memcpy(m->payload, payload, len);
+    m->len = len;
+    m->partition = partition;
+    m->offset = offset;
+    /* malloc may hand back the address of a message destroyed earlier: forget that one */
+    for (int i = 0; i < n_destroyed; i++)
+        if (destroyed[i] == m)
+            destroyed[i] = NULL;
+    return m;
+}
+
+static ingest_msg *fake_str(const char *s, int32_t partition, int64_t offset)
+{
+    return fake_msg(s, strlen(s), partition, offset);
+}
+
+/* ingest_msg_free replaces message.c's: frees a fake_msg and records it */
+void ingest_msg_free(ingest_msg *m)
+{
+    for (int i = 0; i < n_destroyed; i++)
+        if (destroyed[i] == m) {
+            print_error("message %p (partition %d offset %lld) destroyed twice\n", (void *) m,
+                        m->partition, (long long) m->offset);
+            abort();
+        }
+    if (n_destroyed < MAX_DESTROYED)
+        destroyed[n_destroyed++] = m;
+    free(m);
+}
+
+static int reset_destroyed(void **state)
+{
+    (void) state;
+    n_destroyed = 0;
+    return 0;
+}
+
+static bool was_destroyed(const ingest_msg *m)
+{
+    for (int i = 0; i < n_destroyed; i++)
+        if (destroyed[i] == m)
+            return true;
+    return false;
+}
+
+/* ---- queue ------------------------------------------------------------------------------------
+ */
+
+static void queue_holds_exactly_its_capacity(void **state)
+{
+    (void) state;
+    msg_queue q;
+    ingest_msg *m[4];
+    assert_int_equal(queue_init(&q, 3), 0);
+    for (int i = 0; i < 4; i++)
+        m[i] = fake_str("x", 0, i);
+    assert_int_equal(queue_free(&q), 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(queue_push(&q, m[i]));
+    assert_false(queue_push(&q, m[3])); /* full: ownership stays with the caller */
+    assert_false(was_destroyed(m[3]));
+    assert_int_equal(queue_count(&q), 3);
+    assert_int_equal(queue_free(&q), 0);
+    ingest_msg_free(m[3]);
+    queue_destroy(&q); /* destroys the three it holds */
+    assert_int_equal(n_destroyed, 4);
+    for (int i = 0; i < 3; i++)
+        assert_true(was_destroyed(m[i]));
+}
+
+static void queue_is_fifo_across_wraparound(void **state)
+{
+    (void) state;
+    msg_queue q;
+    int64_t next_out = 0, next_in = 0;
+    assert_int_equal(queue_init(&q, 4), 0);
+    /* push and pop in uneven steps so head wraps several times */
+    for (int round = 0; round < 10; round++) {
+        int push = 1 + round % 4;
+        for (int i = 0; i < push && queue_free(&q) > 0; i++)
+            assert_true(queue_push(&q, fake_str("x", 1, next_in++)));
+        int pop = 1 + (round * 3) % 4;
+        for (int i = 0; i < pop; i++) {
+            ingest_msg *m = queue_pop_wait(&q, 0);
+            if (!m)
+                break;
+            if (m->offset != next_out)
+                fail_msg("popped offset %lld, expected %lld (FIFO broken)", (long long) m->offset,
+                         (long long) next_out);
+            next_out++;
+            ingest_msg_free(m);
+        }
+    }
+    while (queue_count(&q) > 0) {
+        ingest_msg *m = queue_pop_wait(&q, 0);
+        assert_int_equal(m->offset, next_out++);
+        ingest_msg_free(m);
+    }
+    assert_int_equal(next_out, next_in);
+    queue_destroy(&q);
+}
+
+static bool odd_offset(const ingest_msg *m, void *arg)
+{
+    int *calls = arg;
+    (*calls)++;
+    return m->offset % 2 == 1;
+}
+
+static void queue_purge_removes_matches_and_keeps_order(void **state)
+{
+    (void) state;
+    msg_queue q;
+    ingest_msg *m[8];
+    int calls = 0;
+    assert_int_equal(queue_init(&q, 8), 0);
+    /* make head non-zero so the purge compacts across the wrap */
+    for (int i = 0; i < 5; i++)
+        assert_true(queue_push(&q, fake_str("pre", 9, 100 + i)));
+    for (int i = 0; i < 5; i++)
+        ingest_msg_free(queue_pop_wait(&q, 0));
+    reset_destroyed(NULL);
+    for (int i = 0; i < 8; i++) {
+        m[i] = fake_str("x", 2, i);
+        assert_true(queue_push(&q, m[i]));
+    }
+    assert_int_equal(queue_purge(&q, odd_offset, &calls), 4);
+    assert_int_equal(calls, 8);
+    assert_int_equal(queue_count(&q), 4);
+    for (int i = 0; i < 8; i++)
+        if (was_destroyed(m[i]) != (i % 2 == 1))
+            fail_msg("message at offset %d: destroyed=%d, expected %d", i, was_destroyed(m[i]),
+                     i % 2 == 1);
+    for (int want = 0; want < 8; want += 2) {
+        ingest_msg *got = queue_pop_wait(&q, 0);
+        assert_ptr_equal(got, m[want]);
+        ingest_msg_free(got);
+    }
+    assert_int_equal(queue_free(&q), 8); /* the freed slots are usable again */
+    queue_destroy(&q);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t) t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void queue_timed_wait_times_out(void **state)
+{
+    (void) state;
+    msg_queue q;
+    assert_int_equal(queue_init(&q, 2), 0);
+    int64_t t0 = mono_ms();
+    assert_null(queue_pop_wait(&q, 0)); /* 0: do not wait */
+    assert_true(mono_ms() - t0 < 50);
+    t0 = mono_ms();
+    assert_null(queue_pop_wait(&q, 150));
+    int64_t waited = mono_ms() - t0;
+    if (waited < 145 || waited > 1000)
+        fail_msg("an empty pop with a 150 ms timeout returned after %lld ms", (long long) waited);
+    queue_destroy(&q);
+}
+
+typedef struct delayed_push {
+    msg_queue *q;
+    ingest_msg *m;
+    int delay_ms;
+} delayed_push;
+
+static void *push_later(void *arg)
+{
+    delayed_push *d = arg;
+    struct timespec ts = {0, (long) d->delay_ms * 1000000L};
+    nanosleep(&ts, NULL);
+    queue_push(d->q, d->m);
+    return NULL;
+}
+
+static void queue_timed_wait_wakes_on_push(void **state)
+{
+    (void) state;
+    msg_queue q;
+    pthread_t t;
+    assert_int_equal(queue_init(&q, 2), 0);
+    delayed_push d = {&q, fake_str("late", 3, 7), 50};
+    int64_t t0 = mono_ms();
+    assert_int_equal(pthread_create(&t, NULL, push_later, &d), 0);
+    ingest_msg *m = queue_pop_wait(&q, 5000);
+    int64_t waited = mono_ms() - t0;
+    pthread_join(t, NULL);
+    assert_ptr_equal(m, d.m);
+    if (waited > 1000)
+        fail_msg("pop waited %lld ms for a message pushed after 50 ms", (long long) waited);
+    ingest_msg_free(m);
+    queue_destroy(&q);
+}
+
+/* ---- batch: decoding and COPY text ------------------------------------------------------------
+ */
+
+#define HASH_A "0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HASH_B "0xbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define HASH_C "0xcccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+#define ADDR_1 "0x1111111111111111111111111111111111111111"
+#define ADDR_2 "0x2222222222222222222222222222222222222222"
+
+/* check_text compares a COPY buffer with the expected text, printing both on a mismatch */
+#define check_text(buf, want) check_text_at((buf), (want), __FILE__, __LINE__)
+static void check_text_at(const cw_strbuf *b, const char *want, const char *file, int line)
+{
+    const char *got = b->data ? b->data : "";
+    if (b->len != strlen(want) || memcmp(got, want, b->len) != 0) {
+        size_t i = 0;
+        while (i < b->len && want[i] && got[i] == want[i])
+            i++;
+        print_error(
+            "%s:%d: COPY text differs at byte %zu\n--- expected ---\n%s\n--- got ---\n%.*s\n", file,
+            line, i, want, (int) b->len, got);
+        _fail(file, line);
+    }
+}
+
+static loaded_model no_model(void)
+{
+    loaded_model m;
+    memset(&m, 0, sizeof(m));
+    m.loaded = true;
+    return m;
+}
+
+static void batch_capacity_and_ownership(void **state)
+{
+    (void) state;
+    batch b;
+    assert_int_equal(batch_init(&b, 2), 0);
+    ingest_msg *m1 = fake_str("{}", 0, 1), *m2 = fake_str("{}", 0, 2),
+                       *m3 = fake_str("{}", 0, 3);
+    assert_int_equal(batch_add(&b, m1), 0);
+    assert_int_equal(batch_add(&b, m2), 0);
+    assert_int_equal(batch_add(&b, m3), -1); /* full: still the caller's */
+    assert_false(was_destroyed(m3));
+    batch_clear(&b);
+    assert_int_equal(b.n, 0);
+    assert_true(was_destroyed(m1) && was_destroyed(m2));
+    assert_int_equal(n_destroyed, 2);
+    ingest_msg_free(m3);
+    batch_free(&b);
+}
+
+static bool partition_is(const batch_item *it, void *arg)
+{
+    return it->msg->partition == *(int *) arg;
+}
+
+static void batch_remove_if_destroys_removed_and_keeps_order(void **state)
+{
+    (void) state;
+    batch b;
+    ingest_msg *m[6];
+    int revoked = 1;
+    assert_int_equal(batch_init(&b, 6), 0);
+    for (int i = 0; i < 6; i++) {
+        m[i] = fake_str("{}", i % 2, i);
+        assert_int_equal(batch_add(&b, m[i]), 0);
+    }
+    b.scored_with = 5;
+    assert_int_equal(batch_remove_if(&b, partition_is, &revoked), 3);
+    assert_int_equal(b.n, 3);
+    assert_int_equal(b.scored_with, -1); /* scores no longer line up: must re-score */
+    for (size_t i = 0; i < b.n; i++)
+        assert_ptr_equal(b.items[i].msg, m[2 * i]);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(was_destroyed(m[i]), i % 2 == 1);
+    batch_free(&b);
+    assert_int_equal(n_destroyed, 6);
+}
+
+static void batch_copy_text_unscored_rows_and_nulls(void **state)
+{
+    (void) state;
+    batch b;
+    loaded_model m = no_model();
+    cw_strbuf tx = CW_STRBUF_INIT, an = CW_STRBUF_INIT, dl = CW_STRBUF_INIT;
+    batch_counts c;
+
+    assert_int_equal(batch_init(&b, 4), 0);
+    /* Etherscan with every optional field, JSON-RPC creation (to null, no timestamp), an array */
+    batch_add(&b, fake_str("{\"hash\":\"" HASH_A "\",\"from\":\"" ADDR_1 "\",\"to\":\"" ADDR_2 "\","
+                           "\"value\":\"100000000000000000000\",\"gas\":\"21000\","
+                           "\"gasPrice\":\"30000000000\",\"blockNumber\":\"19000000\","
+                           "\"timeStamp\":\"1704067200\"}",
+                           3, 41));
+    batch_add(&b, fake_str("{\"hash\":\"" HASH_B "\",\"from\":\"" ADDR_1 "\",\"to\":null,"
+                           "\"value\":\"0x0\",\"gas\":\"0x7a120\",\"maxFeePerGas\":\"0x3b9aca00\"}",
+                           3, 42));
+    batch_add(&b, fake_str("[{\"hash\":\"" HASH_C "\",\"value\":\"1\",\"gas\":1,\"gasPrice\":2},"
+                           "{\"hash\":\"" HASH_A "\",\"value\":\"2\",\"gas\":3,\"gasPrice\":4,"
+                           "\"timestamp\":0}]",
+                           17, 9000000000LL));
+    batch_decode(&b, 0);
+    assert_int_equal(batch_score(&b, &m), 0); /* no model: features only */
+    batch_copy_text(&b, &m, "blockchain-transactions", &tx, &an, &dl, &c);
+    check_text(&tx, HASH_A
+               "\t" ADDR_1 "\t" ADDR_2 "\t100000000000000000000\t21000\t30000000000\t"
+               "19000000\t2024-01-01 00:00:00+00\t\\N\t\\N\tblockchain-transactions\t3\t41\n" HASH_B
+               "\t" ADDR_1 "\t\\N\t0\t500000\t1000000000\t\\N\t\\N\t\\N\t\\N\t"
+               "blockchain-transactions\t3\t42\n" HASH_C
+               "\t\\N\t\\N\t1\t1\t2\t\\N\t\\N\t\\N\t\\N\tblockchain-transactions\t17\t"
+               "9000000000\n" HASH_A "\t\\N\t\\N\t2\t3\t4\t\\N\t1970-01-01 00:00:00+00\t\\N\t\\N\t"
+               "blockchain-transactions\t17\t9000000000\n");
+    check_text(&an, "");
+    check_text(&dl, "");
+    assert_int_equal(c.rows, 4);
+    assert_int_equal(c.anomalies, 0);
+    assert_int_equal(c.dead, 0);
+    cw_strbuf_free(&tx);
+    cw_strbuf_free(&an);
+    cw_strbuf_free(&dl);
+    batch_free(&b);
+}
+
+static void batch_copy_text_dead_letters_as_bytea_hex(void **state)
+{
+    (void) state;
+    batch b;
+    loaded_model m = no_model();
+    cw_strbuf tx = CW_STRBUF_INIT, an = CW_STRBUF_INIT, dl = CW_STRBUF_INIT;
+    batch_counts c;
+    /* bytes that COPY text would mangle if they were not hex-encoded: NUL, tab, newline,
+     * backslash, 0xff (invalid UTF-8) */
+    const unsigned char raw[] = {'{', 0x00, '\t', '\n', '\\', 0xff, '}'};
+
+    assert_int_equal(batch_init(&b, 4), 0);
+    batch_add(&b, fake_msg(raw, sizeof(raw), 5, 7));
+    batch_add(&b,
+              fake_str("{\"hash\":\"" HASH_A "\",\"value\":\"1\",\"gas\":1,\"gasPrice\":1}", 5, 8));
+    batch_add(&b, fake_str("[-1]", 5, 9));
+    batch_add(&b, fake_str("", 6, 0)); /* an empty message (a tombstone) */
+    batch_decode(&b, 0);
+    assert_true(b.items[0].dead && !b.items[1].dead && b.items[2].dead && b.items[3].dead);
+    assert_int_equal(b.items[0].dead_reason, CW_DECODE_INVALID_UTF8);
+    assert_int_equal(b.items[2].dead_reason, CW_DECODE_NOT_OBJECT);
+    assert_int_equal(b.items[3].dead_reason, CW_DECODE_INVALID_JSON);
+    /* an error text with the characters COPY must escape (as the database's can have) */
+    snprintf(b.items[2].dead_error, sizeof(b.items[2].dead_error), "a\tb\nc\\d\re");
+    b.items[2].dead_reason = DEAD_REASON_DB_REJECTED;
+    assert_int_equal(batch_score(&b, &m), 0);
+    batch_copy_text(&b, &m, "t", &tx, &an, &dl, &c);
+    check_text(&tx, HASH_A "\t\\N\t\\N\t1\t1\t1\t\\N\t\\N\t\\N\t\\N\tt\t5\t8\n");
+    check_text(&dl, "\\\\x7b00090a5cff7d\tmessage is not valid UTF-8\tinvalid_utf8\tt\t5\t7\n"
+                    "\\\\x5b2d315d\ta\\tb\\nc\\\\d\\re\tdb_rejected\tt\t5\t9\n"
+                    "\\\\x\tempty message\tinvalid_json\tt\t6\t0\n");
+    assert_int_equal(c.rows, 1);
+    assert_int_equal(c.dead, 3);
+    cw_strbuf_free(&tx);
+    cw_strbuf_free(&an);
+    cw_strbuf_free(&dl);
+    batch_free(&b);
+}
+
+/* ---- severity (model.c) -----------------------------------------------------------------------
+ */
+
+static severity_rule rule(int level, double min_score, const char *min_value_wei,
+                          const char *min_gas_price_wei)
+{
+    severity_rule r;
+    memset(&r, 0, sizeof(r));
+    r.level = level;
+    r.has_score = !isnan(min_score);
+    r.min_score = r.has_score ? min_score : 0;
+    snprintf(r.min_value_wei, sizeof(r.min_value_wei), "%s", min_value_wei ? min_value_wei : "");
+    snprintf(r.min_gas_price_wei, sizeof(r.min_gas_price_wei), "%s",
+             min_gas_price_wei ? min_gas_price_wei : "");
+    return r;
+}
+
+/* the shipped default rules (extension's severity_rules), as model_load turns them into wei;
+ * listed highest first so the evaluation order cannot be what makes the answer right */
+static loaded_model default_rules(void)
+{
+    loaded_model m = no_model();
+    const severity_rule rules[] = {
+        rule(3, NAN, "10000000000000000000000", NULL), /* value >= 10,000 ETH */
+        rule(3, NAN, NULL, "10000000000000"),          /* gas price >= 10,000 gwei */
+        rule(3, 0.80, "1000000000000000000000", NULL), /* score >= .8 and 1,000 ETH */
+        rule(2, NAN, "1000000000000000000000", NULL),
+        rule(2, NAN, NULL, "2000000000000"),
+        rule(2, 0.75, "100000000000000000000", NULL),
+        rule(1, NAN, "100000000000000000000", NULL), /* value >= 100 ETH */
+        rule(1, NAN, NULL, "500000000000"),
+        rule(1, 0.70, "10000000000000000000", NULL),
+    };
+    memcpy(m.rules, rules, sizeof(rules));
+    m.n_rules = (int) (sizeof(rules) / sizeof(rules[0]));
+    return m;
+}
+
+#define severity_is(m, score, value, gp, want)                                                     \
+    do {                                                                                           \
+        int got_ = severity_of((m), (score), (value), (gp));                                       \
+        if (got_ != (want))                                                                        \
+            fail_msg("severity_of(score %.17g, value %s, gas price %s) = %s, expected %s",         \
+                     (double) (score), (value), (gp), severity_names[got_], severity_names[want]); \
+    } while (0)
+
+static void severity_exact_at_the_100_eth_boundary(void **state)
+{
+    (void) state;
+    loaded_model m = default_rules();
+    severity_is(&m, 0.5, "99999999999999999999", "1", 0);  /* 100 ETH - 1 wei */
+    severity_is(&m, 0.5, "100000000000000000000", "1", 1); /* exactly 100 ETH */
+    severity_is(&m, 0.5, "100000000000000000001", "1", 1);
+    severity_is(&m, 0.5, "900000000000000000000", "1", 1);  /* longer, smaller first digit */
+    severity_is(&m, 0.5, "999999999999999999999", "1", 1);  /* 1,000 ETH - 1 wei */
+    severity_is(&m, 0.5, "1000000000000000000000", "1", 2); /* exactly 1,000 ETH */
+    severity_is(&m, 0.5, "10000000000000000000000", "1", 3);
+    severity_is(&m, 0.5, "0", "0", 0);
+    /* the doubles of 100 ETH - 1 wei and 100 ETH are equal: only exact comparison tells them apart
+     */
+    assert_true(strtod("99999999999999999999", NULL) == strtod("100000000000000000000", NULL));
+}
+
+static void severity_gas_price_and_score_conditions(void **state)
+{
+    (void) state;
+    loaded_model m = default_rules();
+    severity_is(&m, 0.1, "0", "499999999999", 0);
+    severity_is(&m, 0.1, "0", "500000000000", 1); /* exactly 500 gwei */
+    severity_is(&m, 0.1, "0", "2000000000000", 2);
+    severity_is(&m, 0.1, "0", "10000000000000", 3);
+    /* score rules need both conditions; the score bound is inclusive */
+    severity_is(&m, nextafter(0.70, 0), "10000000000000000000", "1", 0);
+    severity_is(&m, 0.70, "10000000000000000000", "1", 1);
+    severity_is(&m, 0.70, "9999999999999999999", "1", 0);
+    severity_is(&m, 0.75, "100000000000000000000", "1", 2);
+    severity_is(&m, 0.80, "1000000000000000000000", "1", 3);
+    severity_is(&m, NAN, "10000000000000000000", "1", 0); /* NaN satisfies no score bound */
+    /* no rules: everything is low */
+    loaded_model none = no_model();
+    severity_is(&none, 1.0,
+                "115792089237316195423570985008687907853269984665640564039457584007913129639935",
+                "1", 0);
+}
+
+/* ---- batch with a model: scores, anomalies with severity ----------------------------------------
+ */
+
+static void batch_scored_rows_and_anomalies(void **state)
+{
+    (void) state;
+    /* train on ordinary transfers; a 50,000 ETH transfer with a huge gas price is an outlier */
+    enum { N = 512 };
+    double *rows = malloc(sizeof(double) * 3 * N);
+    assert_non_null(rows);
+    cw_prng rng;
+    cw_prng_seed(&rng, 42);
+    for (int i = 0; i < N; i++) { /* a dense cloud: 0.1..1.1 ETH, ~21000 gas, 20..30 gwei */
+        rows[3 * i] = 1e17 + 1e18 * cw_prng_double(&rng);
+        rows[3 * i + 1] = 21000 + 4000 * cw_prng_double(&rng);
+        rows[3 * i + 2] = 2e10 + 1e10 * cw_prng_double(&rng);
+    }
+    forest_params params = {3, 100, 256, 0.05, 42, FOREST_TRANSFORM_LOG1P};
+    forest_error ferr;
+    forest *f = forest_train(rows, N, &params, NULL, &ferr);
+    free(rows);
+    if (!f)
+        fail_msg("forest_train: %s", ferr.message);
+    loaded_model m = default_rules();
+    m.forest = f;
+    m.model_id = 7;
+
+    batch b;
+    cw_strbuf tx = CW_STRBUF_INIT, an = CW_STRBUF_INIT, dl = CW_STRBUF_INIT;
+    batch_counts c;
+    assert_int_equal(batch_init(&b, 3), 0);
+    batch_add(&b,
+              fake_str("[{\"hash\":\"" HASH_A "\",\"value\":\"500000000000000000\",\"gas\":21000,"
+                       "\"gasPrice\":25000000000},"
+                       "{\"hash\":\"" HASH_B "\",\"value\":\"50000000000000000000000\","
+                       "\"gas\":21000,\"gasPrice\":20000000000000}]",
+                       0, 10));
+    batch_add(&b, fake_str("not json", 0, 11)); /* a dead item between scored ones */
+    batch_add(&b,
+              fake_str("{\"hash\":\"" HASH_C "\",\"value\":\"1000000000000000000\",\"gas\":25000,"
+                       "\"gasPrice\":22000000000}",
+                       0, 12));
+    batch_decode(&b, 0);
+    assert_int_equal(batch_score(&b, &m), 0);
+    assert_int_equal(b.scored_with, 7);
+    batch_copy_text(&b, &m, "t", &tx, &an, &dl, &c);
+
+    const double want_rows[3][3] = {
+        {5e17, 21000, 2.5e10}, {5e22, 21000, 2e13}, {1e18, 25000, 2.2e10}};
+    const char *hashes[3] = {HASH_A, HASH_B, HASH_C};
+    const char *values[3] = {"500000000000000000", "50000000000000000000000",
+                             "1000000000000000000"};
+    const char *gas[3] = {"21000", "21000", "25000"};
+    const char *gp[3] = {"25000000000", "20000000000000", "22000000000"};
+    const int offsets[3] = {10, 10, 12};
+    cw_strbuf want_tx = CW_STRBUF_INIT, want_an = CW_STRBUF_INIT;
+    size_t n_anomalies = 0;
+    for (int i = 0; i < 3; i++) {
+        double s = forest_score(f, want_rows[i]);
+        char line[512];
+        snprintf(line, sizeof(line), "%s\t\\N\t\\N\t%s\t%s\t%s\t\\N\t\\N\t%.17g\t7\t", hashes[i],
+                 values[i], gas[i], gp[i], s);
+        cw_strbuf_puts(&want_tx, line);
+        cw_strbuf_printf(&want_tx, "t\t0\t%d\n", offsets[i]);
+        if (s > forest_threshold(f)) {
+            n_anomalies++;
+            cw_strbuf_puts(&want_an, line);
+            cw_strbuf_printf(&want_an, "%s\tt\t0\t%d\n",
+                             severity_names[severity_of(&m, s, values[i], gp[i])], offsets[i]);
+        }
+    }
+    /* the outlier must be flagged, and (50,000 ETH) critical; the ordinary ones not */
+    if (!(forest_score(f, want_rows[1]) > forest_threshold(f)) ||
+        forest_score(f, want_rows[0]) > forest_threshold(f))
+        fail_msg("test model unfit: scores %.6f (ordinary) %.6f (outlier), threshold %.6f",
+                 forest_score(f, want_rows[0]), forest_score(f, want_rows[1]), forest_threshold(f));
+    check_text(&tx, want_tx.data);
+    check_text(&an, want_an.data);
+    if (!strstr(an.data, "\tcritical\t"))
+        fail_msg("the 50,000 ETH outlier is not critical:\n%s", an.data);
+    check_text(&dl, "\\\\x6e6f74206a736f6e\tmessage is not valid JSON\tinvalid_json\tt\t0\t11\n");
+    assert_int_equal(c.rows, 3);
+    assert_int_equal(c.dead, 1);
+    assert_int_equal(c.anomalies, n_anomalies);
+    assert_int_equal(c.by_severity[3], 1);
+
+    /* a batch scored with another model than the one rendering it is written unscored */
+    loaded_model other = m;
+    other.model_id = 8;
+    cw_strbuf tx2 = CW_STRBUF_INIT, an2 = CW_STRBUF_INIT, dl2 = CW_STRBUF_INIT;
+    batch_copy_text(&b, &other, "t", &tx2, &an2, &dl2, &c);
+    assert_int_equal(c.anomalies, 0);
+    assert_non_null(strstr(tx2.data, "\t\\N\t\\N\tt\t0\t10\n"));
+
+    cw_strbuf_free(&tx);
+    cw_strbuf_free(&an);
+    cw_strbuf_free(&dl);
+    cw_strbuf_free(&tx2);
+    cw_strbuf_free(&an2);
+    cw_strbuf_free(&dl2);
+    cw_strbuf_free(&want_tx);
+    cw_strbuf_free(&want_an);
+    batch_free(&b);
+    forest_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(queue_holds_exactly_its_capacity, reset_destroyed),
+        cmocka_unit_test_setup(queue_is_fifo_across_wraparound, reset_destroyed),
+        cmocka_unit_test_setup(queue_purge_removes_matches_and_keeps_order, reset_destroyed),
+        cmocka_unit_test_setup(queue_timed_wait_times_out, reset_destroyed),
+        cmocka_unit_test_setup(queue_timed_wait_wakes_on_push, reset_destroyed),
+        cmocka_unit_test_setup(batch_capacity_and_ownership, reset_destroyed),
+        cmocka_unit_test_setup(batch_remove_if_destroys_removed_and_keeps_order, reset_destroyed),
+        cmocka_unit_test_setup(batch_copy_text_unscored_rows_and_nulls, reset_destroyed),
+        cmocka_unit_test_setup(batch_copy_text_dead_letters_as_bytea_hex, reset_destroyed),
+        cmocka_unit_test_setup(severity_exact_at_the_100_eth_boundary, reset_destroyed),
+        cmocka_unit_test_setup(severity_gas_price_and_score_conditions, reset_destroyed),
+        cmocka_unit_test_setup(batch_scored_rows_and_anomalies, reset_destroyed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
