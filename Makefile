@@ -10,10 +10,10 @@ PYTHON ?= /usr/bin/python3
 export PG_CONFIG PYTHON
 
 # C components with their own Makefile; order matters (common first).
-C_COMPONENTS := common tools/kafka-mock tools/txgen ingestor
+C_COMPONENTS := common tools/kafka-mock tools/txgen apiserver ingestor
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common extension tools ingestor apiserver tests bench -name '*.[ch]')
 
-.PHONY: all deps build extension install install-extension check demo bench format format-check lint clean \
+.PHONY: all deps build extension install install-extension check demo bench bench-api format format-check lint clean \
         $(C_COMPONENTS)
 
 all: build extension
@@ -24,6 +24,7 @@ $(C_COMPONENTS):
 	$(MAKE) -C $@ TOP=$(TOP)
 
 tools/kafka-mock tools/txgen ingestor: common
+apiserver: common
 
 extension: common
 	$(MAKE) -C extension with_llvm=no PG_CONFIG=$(PG_CONFIG)
@@ -48,6 +49,10 @@ demo: deps
 
 bench: deps
 	@bash bench/run-all.sh
+
+# bench-api: wrk against chainwatch-api on a loaded store and a bare civetweb ceiling (docs/benchmarks.md)
+bench-api: build
+	@bash bench/api/run.sh
 
 format:
 	clang-format -i $(filter %.c %.h,$(C_SOURCES))

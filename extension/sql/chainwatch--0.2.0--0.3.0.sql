@@ -187,3 +187,33 @@ CREATE TRIGGER registry_changed
 CREATE TRIGGER registry_truncated
     AFTER TRUNCATE ON @extschema@.models
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._registry_changed();
+
+-- ---------------------------------------------------------------------------------------------
+-- Fast exact count of the anomalies within the TTL (the API's unfiltered list total)
+-- ---------------------------------------------------------------------------------------------
+
+-- Partitions lying entirely inside the TTL window contribute their exact partition_state
+-- row_count (kept by commit_batch() and maintain()); only rows older than the oldest such
+-- partition — the partition straddling the TTL boundary — are counted one by one. Equal to
+-- SELECT count(*) FROM recent_anomalies, without scanning every row.
+CREATE FUNCTION @extschema@.recent_anomaly_count() RETURNS bigint
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    horizon timestamptz;
+    boundary timestamptz;
+    inside bigint;
+    straddling bigint;
+BEGIN
+    SELECT now() - p.ttl INTO horizon FROM @extschema@.retention_policies p WHERE p.table_name = 'anomalies';
+    SELECT min(s.lower_bound), coalesce(sum(s.row_count), 0) INTO boundary, inside
+      FROM @extschema@.partition_state s
+     WHERE s.table_name = 'anomalies' AND s.lower_bound > horizon;
+    SELECT count(*) INTO straddling FROM @extschema@.anomalies a
+     WHERE a.detected_at > horizon AND a.detected_at < coalesce(boundary, 'infinity');
+    RETURN inside + straddling;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.recent_anomaly_count() IS
+    'count(*) of chainwatch.recent_anomalies from the partition row counts: only the partition straddling the TTL boundary is scanned.';

@@ -36,6 +36,13 @@ typedef struct ingest_stats {
 
 struct writer;
 
+/* the store's size and evictions as chainwatch.status() reported them at the last refresh */
+#define N_STORE_TABLES 3
+typedef struct store_gauge {
+    char table[16];
+    _Atomic int64_t rows, max_rows, evicted_ttl, evicted_size;
+} store_gauge;
+
 typedef struct ingestor {
     ingestor_settings *cfg;
     rd_kafka_t *rk;
@@ -65,6 +72,8 @@ typedef struct ingestor {
     _Atomic int64_t heartbeat_ms; /* main loop liveness */
 
     ingest_stats stats;
+    store_gauge store[N_STORE_TABLES];
+    _Atomic int n_store; /* entries filled */
 } ingestor;
 
 int64_t now_ms(void);

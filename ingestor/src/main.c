@@ -68,7 +68,28 @@ PGconn *pg_connect(const char *url, const char *application_name)
     return PQconnectdbParams(keys, vals, 1);
 }
 
-/* maintenance_tick runs chainwatch.maintain() unless the server's maintenance worker runs it */
+/* store_refresh reads chainwatch.status() into the store gauges of /metrics */
+static void store_refresh(ingestor *ing, PGconn *conn)
+{
+    PGresult *res = PQexec(conn, "SELECT table_name, rows, max_rows, evicted_ttl, evicted_size "
+                                 "FROM chainwatch.status() ORDER BY table_name");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        int n = PQntuples(res) < N_STORE_TABLES ? PQntuples(res) : N_STORE_TABLES;
+        for (int i = 0; i < n; i++) {
+            store_gauge *g = &ing->store[i];
+            snprintf(g->table, sizeof(g->table), "%s", PQgetvalue(res, i, 0));
+            atomic_store(&g->rows, atoll(PQgetvalue(res, i, 1)));
+            atomic_store(&g->max_rows, atoll(PQgetvalue(res, i, 2)));
+            atomic_store(&g->evicted_ttl, atoll(PQgetvalue(res, i, 3)));
+            atomic_store(&g->evicted_size, atoll(PQgetvalue(res, i, 4)));
+        }
+        atomic_store(&ing->n_store, n);
+    }
+    PQclear(res);
+}
+
+/* maintenance_tick refreshes the store gauges and runs chainwatch.maintain() unless the
+ * server's maintenance worker runs it */
 static void maintenance_tick(ingestor *ing, PGconn **conn)
 {
     static int worker_present = -1; /* -1 unknown */
@@ -93,6 +114,7 @@ static void maintenance_tick(ingestor *ing, PGconn **conn)
         PQclear(res);
         checked_at = now_ms();
     }
+    store_refresh(ing, *conn);
     if (worker_present == 1)
         return;
     PGresult *res = PQexec(*conn, "SELECT count(*) FROM chainwatch.maintain()");

@@ -84,6 +84,30 @@ static int metrics_handler(struct mg_connection *conn, void *data)
                      "Partitions this member owns");
     cw_metric_sample(&b, "chainwatch_ingest_partitions_assigned", NULL,
                      (double) atomic_load(&ing->assigned));
+    cw_metric_header(&b, "chainwatch_store_rows", "gauge",
+                     "Rows in a managed table (chainwatch.status(), refreshed every maintenance tick)");
+    int n_store = atomic_load(&ing->n_store);
+    for (int i = 0; i < n_store; i++) {
+        snprintf(labels, sizeof(labels), "table=\"%s\"", ing->store[i].table);
+        cw_metric_sample(&b, "chainwatch_store_rows", labels,
+                         (double) atomic_load(&ing->store[i].rows));
+    }
+    cw_metric_header(&b, "chainwatch_store_max_rows", "gauge", "Row bound of a managed table");
+    for (int i = 0; i < n_store; i++) {
+        snprintf(labels, sizeof(labels), "table=\"%s\"", ing->store[i].table);
+        cw_metric_sample(&b, "chainwatch_store_max_rows", labels,
+                         (double) atomic_load(&ing->store[i].max_rows));
+    }
+    cw_metric_header(&b, "chainwatch_store_evictions_total", "counter",
+                     "Rows evicted from a managed table, by reason (ttl, size)");
+    for (int i = 0; i < n_store; i++) {
+        snprintf(labels, sizeof(labels), "table=\"%s\",reason=\"ttl\"", ing->store[i].table);
+        cw_metric_sample(&b, "chainwatch_store_evictions_total", labels,
+                         (double) atomic_load(&ing->store[i].evicted_ttl));
+        snprintf(labels, sizeof(labels), "table=\"%s\",reason=\"size\"", ing->store[i].table);
+        cw_metric_sample(&b, "chainwatch_store_evictions_total", labels,
+                         (double) atomic_load(&ing->store[i].evicted_size));
+    }
     cw_metric_header(&b, "chainwatch_db_up", "gauge", "1 when the last database attempt worked");
     cw_metric_sample(&b, "chainwatch_db_up", NULL, atomic_load(&ing->db_up) ? 1 : 0);
 

@@ -38,21 +38,6 @@ void queue_destroy(msg_queue *q)
     pthread_cond_destroy(&q->nonfull);
 }
 
-bool queue_push(msg_queue *q, ingest_msg *m)
-{
-    bool ok = false;
-    pthread_mutex_lock(&q->lock);
-    if (q->count < q->capacity) {
-        q->items[(q->head + q->count) % q->capacity] = m;
-        q->count++;
-        ok = true;
-        if (q->count >= q->wake_at)
-            pthread_cond_signal(&q->nonempty);
-    }
-    pthread_mutex_unlock(&q->lock);
-    return ok;
-}
-
 /* deadline_after returns the CLOCK_MONOTONIC time timeout_ms from now */
 static struct timespec deadline_after(int timeout_ms)
 {
@@ -113,6 +98,11 @@ size_t queue_pop_many(msg_queue *q, ingest_msg **out, size_t max, size_t want, i
         pthread_cond_broadcast(&q->nonfull);
     pthread_mutex_unlock(&q->lock);
     return n;
+}
+
+bool queue_push(msg_queue *q, ingest_msg *m)
+{
+    return queue_push_wait(q, m, 0);
 }
 
 ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms)

@@ -38,6 +38,9 @@ EXPORTED = {
         "chainwatch_ingest_queue_messages": "gauge",
         "chainwatch_ingest_threads_active": "gauge",
         "chainwatch_db_up": "gauge",
+        "chainwatch_store_rows": "gauge",
+        "chainwatch_store_max_rows": "gauge",
+        "chainwatch_store_evictions_total": "counter",
     },
     "api": {
         "chainwatch_http_requests_total": "counter",

@@ -1,0 +1,169 @@
+/* apiserver/src/health.c — /health/live, /health/ready and /health (per-dependency status with
+ * latency)
+ *
+ * live: the process answers (no dependency is touched, so a slow database never gets the pod
+ * killed). ready: Postgres answers, the chainwatch extension is installed and a model is active —
+ * what every data endpoint needs. /health: each dependency with its latency; overall "unhealthy"
+ * (503) when Postgres or the extension is missing, "degraded" (200) when Redis is down (the API
+ * still answers correctly from Postgres), no model is active or the listener is disconnected.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "db.h"
+#include "handlers.h"
+#include "listener.h"
+#include "strbuf.h"
+
+#define HEALTH_WAIT_MS 1000
+
+typedef struct pg_check {
+    bool up;
+    double latency_ms;
+    char ext_version[32]; /* "" when the extension is missing */
+    int active_model;     /* 0: none */
+    bool has_ingest;
+    double ingest_lag_s;
+    char error[256];
+} pg_check;
+
+/* check_postgres fills ck from one pooled connection (no prepared statements needed) */
+static void check_postgres(api_app *app, pg_check *ck)
+{
+    db_error e = {0};
+    long long t0 = api_now_ns();
+    db_conn *c = db_acquire(app->db, HEALTH_WAIT_MS, false, &e);
+    PGresult *r;
+
+    memset(ck, 0, sizeof(*ck));
+    if (!c) {
+        snprintf(ck->error, sizeof(ck->error), "%s", e.message);
+        return;
+    }
+    r = db_query(
+        app->db, c,
+        "SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'chainwatch'", &e);
+    if (!r) {
+        db_release(app->db, c);
+        snprintf(ck->error, sizeof(ck->error), "%s", e.message);
+        return;
+    }
+    ck->up = true;
+    ck->latency_ms = (double) (api_now_ns() - t0) / 1e6;
+    if (PQntuples(r) == 1)
+        snprintf(ck->ext_version, sizeof(ck->ext_version), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (ck->ext_version[0]) {
+        r = db_query(app->db, c,
+                     "SELECT coalesce((SELECT m.id FROM chainwatch.models m WHERE m.is_active), 0),"
+                     " extract(epoch FROM now() - i.last_ingest_at)::float8"
+                     " FROM chainwatch.ingest_state i",
+                     &e);
+        if (r && PQntuples(r) == 1) {
+            ck->active_model = atoi(PQgetvalue(r, 0, 0));
+            ck->has_ingest = !PQgetisnull(r, 0, 1);
+            ck->ingest_lag_s = ck->has_ingest ? strtod(PQgetvalue(r, 0, 1), NULL) : 0;
+        }
+        if (r)
+            PQclear(r);
+    }
+    db_release(app->db, c);
+}
+
+int health_live(api_request *req)
+{
+    static const char body[] = "{\"status\":\"ok\"}";
+    return api_json(req, 200, body, sizeof(body) - 1);
+}
+
+int health_ready(api_request *req)
+{
+    pg_check ck;
+    cw_strbuf b = CW_STRBUF_INIT;
+    const char *reason = NULL;
+
+    check_postgres(req->app, &ck);
+    if (httpx_draining())
+        reason = "shutting down";
+    else if (!ck.up)
+        reason = "postgres unreachable";
+    else if (!ck.ext_version[0])
+        reason = "chainwatch extension not installed";
+    else if (ck.active_model == 0)
+        reason = "no active model";
+    cw_strbuf_printf(&b, "{\"ready\":%s,\"postgres\":%s,\"extension\":", reason ? "false" : "true",
+                     ck.up ? "true" : "false");
+    if (ck.ext_version[0])
+        cw_strbuf_json_string(&b, ck.ext_version, strlen(ck.ext_version));
+    else
+        cw_strbuf_puts(&b, "null");
+    if (ck.active_model)
+        cw_strbuf_printf(&b, ",\"active_model_id\":%d", ck.active_model);
+    else
+        cw_strbuf_puts(&b, ",\"active_model_id\":null");
+    if (reason) {
+        cw_strbuf_puts(&b, ",\"reason\":");
+        cw_strbuf_json_string(&b, reason, strlen(reason));
+    }
+    cw_strbuf_putc(&b, '}');
+    int st = b.oom ? api_error(req, 500, "internal", "out of memory")
+                   : api_json(req, reason ? 503 : 200, b.data, b.len);
+    cw_strbuf_free(&b);
+    return st;
+}
+
+int health_full(api_request *req)
+{
+    api_app *app = req->app;
+    pg_check ck;
+    cw_strbuf b = CW_STRBUF_INIT;
+    double redis_ms = 0;
+    const char *redis;
+    bool listener_up = listener_connected(app->listener);
+
+    check_postgres(app, &ck);
+    if (!cache_enabled(app->cache))
+        redis = "disabled";
+    else
+        redis = cache_ping(app->cache, &redis_ms) == 0 ? "ok" : "down";
+    const char *overall = "ok";
+    if (!ck.up || !ck.ext_version[0])
+        overall = "unhealthy";
+    else if (!strcmp(redis, "down") || ck.active_model == 0 || !listener_up)
+        overall = "degraded";
+
+    cw_strbuf_printf(&b, "{\"status\":\"%s\",\"checks\":{", overall);
+    cw_strbuf_printf(&b, "\"postgres\":{\"status\":\"%s\",\"latency_ms\":%.3f",
+                     !ck.up              ? "down"
+                     : ck.ext_version[0] ? "ok"
+                                         : "extension_missing",
+                     ck.latency_ms);
+    if (ck.ext_version[0]) {
+        cw_strbuf_puts(&b, ",\"extension_version\":");
+        cw_strbuf_json_string(&b, ck.ext_version, strlen(ck.ext_version));
+    }
+    if (!ck.up) {
+        cw_strbuf_puts(&b, ",\"error\":");
+        cw_strbuf_json_string(&b, ck.error, strlen(ck.error));
+    }
+    cw_strbuf_printf(&b, "},\"redis\":{\"status\":\"%s\",\"latency_ms\":%.3f}", redis, redis_ms);
+    if (ck.active_model)
+        cw_strbuf_printf(&b, ",\"model\":{\"status\":\"ok\",\"active_model_id\":%d}",
+                         ck.active_model);
+    else
+        cw_strbuf_printf(&b, ",\"model\":{\"status\":\"%s\",\"active_model_id\":null}",
+                         ck.up ? "none_active" : "unknown");
+    if (ck.has_ingest)
+        cw_strbuf_printf(&b, ",\"ingest\":{\"status\":\"ok\",\"lag_seconds\":%.3f}",
+                         ck.ingest_lag_s);
+    else
+        cw_strbuf_printf(&b, ",\"ingest\":{\"status\":\"%s\",\"lag_seconds\":null}",
+                         ck.up ? "idle" : "unknown");
+    cw_strbuf_printf(&b, ",\"listener\":{\"status\":\"%s\"}}}", listener_up ? "ok" : "down");
+    int st = b.oom ? api_error(req, 500, "internal", "out of memory")
+                   : api_json(req, strcmp(overall, "unhealthy") ? 200 : 503, b.data, b.len);
+    cw_strbuf_free(&b);
+    return st;
+}

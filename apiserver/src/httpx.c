@@ -1,0 +1,333 @@
+/* apiserver/src/httpx.c — the HTTP glue: one civetweb handler that routes, limits, authenticates
+ * and measures
+ *
+ * Order of checks for every request, and why:
+ *   1. route (404, or 405 with Allow) and CORS preflight — cheap, no state;
+ *   2. Content-Length above MAX_BODY_BYTES → 413 before anything is read or looked up;
+ *   3. API key: missing → 401; a key seen valid recently is taken from the in-process cache,
+ *      an unknown one is first charged to the caller's IP bucket (so guessing keys is rate
+ *      limited) and then verified by Postgres → 401 if invalid, 503 if Postgres cannot answer;
+ *   4. rate limit per client: the key's digest, or the IP for anonymous routes → 429 + Retry-After
+ *      (health and metrics are exempt: probes and scrapes must always get through);
+ *   5. role → 403;
+ *   6. the body is read (bounded; chunked bodies too) and the handler runs.
+ * Every response is one write (cw_http_send) carrying X-Cache (BYPASS unless the handler served
+ * or filled the cache) and the CORS headers when the Origin is allowed. Metrics are labelled with
+ * the route pattern, never the raw path.
+ */
+#include "httpx.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <civetweb.h>
+
+#include "api_metrics.h"
+#include "auth.h"
+#include "db.h"
+#include "http.h"
+#include "log.h"
+#include "ratelimit.h"
+
+static atomic_bool draining;
+static atomic_int in_flight;
+
+void httpx_begin_drain(void)
+{
+    atomic_store(&draining, true);
+}
+
+int httpx_in_flight(void)
+{
+    return atomic_load(&in_flight);
+}
+
+bool httpx_draining(void)
+{
+    return atomic_load(&draining);
+}
+
+long long api_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* headers builds the common response headers into buf */
+static void headers(api_request *req, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "X-Cache: %s\r\n", req->x_cache);
+    if (req->origin && n < (int) len)
+        n += snprintf(buf + n, len - (size_t) n,
+                      "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
+                      "Access-Control-Expose-Headers: X-Cache, Retry-After\r\n",
+                      req->origin);
+    if (n < (int) len)
+        snprintf(buf + n, len - (size_t) n, "%s", req->extra);
+}
+
+int api_reply(api_request *req, int status, const char *content_type, const char *body, size_t len)
+{
+    char h[1024];
+    headers(req, h, sizeof(h));
+    return cw_http_send(req->conn, status, content_type, body, len, h);
+}
+
+int api_json(api_request *req, int status, const char *body, size_t len)
+{
+    return api_reply(req, status, "application/json", body, len);
+}
+
+int api_error(api_request *req, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512], h[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    headers(req, h, sizeof(h));
+    return cw_http_json_error(req->conn, status, code, msg, h);
+}
+
+int api_db_error(api_request *req, const db_error *e)
+{
+    switch (e->status) {
+    case DB_UNAVAILABLE:
+        snprintf(req->extra, sizeof(req->extra), "Retry-After: 1\r\n");
+        return api_error(req, 503, "database_unavailable", "PostgreSQL is unavailable: %s",
+                         e->message);
+    case DB_BUSY:
+        snprintf(req->extra, sizeof(req->extra), "Retry-After: 1\r\n");
+        return api_error(req, 503, "database_busy", "%s", e->message);
+    case DB_NO_EXTENSION:
+        return api_error(req, 503, "extension_missing", "%s", e->message);
+    case DB_TIMEOUT:
+        return api_error(req, 504, "timeout", "the query exceeded REQUEST_TIMEOUT_MS");
+    case DB_NOT_FOUND:
+        return api_error(req, 404, "not_found", "%s", e->message);
+    case DB_CONFLICT:
+        return api_error(req, 409, "conflict", "%s", e->message);
+    case DB_INVALID:
+        return api_error(req, 400, "invalid_value", "%s", e->message);
+    case DB_OK:
+    case DB_FAILED:
+        break;
+    }
+    log_error("%s %s: database error %s: %s", req->ri->request_method, req->route->pattern,
+              e->sqlstate, e->message);
+    return api_error(req, 500, "database_error", "the database reported an error (SQLSTATE %s)",
+                     e->sqlstate);
+}
+
+/* cors_origin returns the request's Origin when CORS_ALLOWED_ORIGINS allows it */
+static const char *cors_origin(const api_app *app, struct mg_connection *conn)
+{
+    const char *allowed = app->cfg->cors_allowed_origins;
+    const char *origin;
+    if (!allowed || !*allowed || !(origin = mg_get_header(conn, "Origin")) || !*origin)
+        return NULL;
+    size_t olen = strlen(origin);
+    for (const char *p = allowed; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *e = end;
+        while (e > p && e[-1] == ' ')
+            e--;
+        if ((e - p == 1 && *p == '*') || ((size_t) (e - p) == olen && !memcmp(p, origin, olen)))
+            return strpbrk(origin, "\r\n") ? NULL : origin;
+        p = end;
+    }
+    return NULL;
+}
+
+/* read_body reads the request body into req (at most max bytes); 0, 413 or 400 */
+static int read_body(api_request *req, long max)
+{
+    long long declared = req->ri->content_length;
+    size_t cap = declared >= 0 ? (size_t) declared + 1 : 4096, len = 0;
+    char *buf;
+
+    if (declared > max)
+        return 413;
+    buf = malloc(cap);
+    if (!buf)
+        return 500;
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap > (size_t) max + 1) {
+                free(buf);
+                return 413;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return 500;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        int n = mg_read(req->conn, buf + len, cap - len - 1);
+        if (n < 0) {
+            free(buf);
+            return 400;
+        }
+        if (n == 0)
+            break;
+        len += (size_t) n;
+        if (len > (size_t) max) {
+            free(buf);
+            return 413;
+        }
+    }
+    buf[len] = '\0';
+    req->body = buf;
+    req->body_len = len;
+    return 0;
+}
+
+/* rate_limited charges client; sends 429 and returns true when over the limit */
+static bool rate_limited(api_request *req, const char *client, int *status)
+{
+    int wait = ratelimit_check(req->app->ratelimit, client, api_now_ns());
+    if (wait == 0)
+        return false;
+    snprintf(req->extra, sizeof(req->extra), "Retry-After: %d\r\n", wait);
+    *status =
+        api_error(req, 429, "rate_limited",
+                  "more than RATE_LIMIT_RPS=%ld requests per second (burst %ld); retry in %d s",
+                  req->app->cfg->rate_limit_rps, req->app->cfg->rate_limit_burst, wait);
+    return true;
+}
+
+/* authorize runs steps 3-5 of the design; returns 0 to go on, else the status already sent */
+static int authorize(api_request *req)
+{
+    const api_app *app = req->app;
+    char client[96], digest[CW_SHA256_HEX_LEN];
+    int status = 0;
+
+    if (req->route->role == ROLE_NONE) {
+        snprintf(client, sizeof(client), "ip:%s", req->ri->remote_addr);
+        if (req->route->rate_limited && rate_limited(req, client, &status))
+            return status;
+        return 0;
+    }
+    const char *key = auth_key_from_request(req->conn);
+    if (!key) {
+        snprintf(req->extra, sizeof(req->extra), "WWW-Authenticate: Bearer\r\n");
+        return api_error(req, 401, "unauthorized",
+                         "an API key is required (X-API-Key or Authorization: Bearer)");
+    }
+    cw_sha256_hex(key, strlen(key), digest);
+    req->role = auth_cached(app->auth, digest);
+    if (req->role == ROLE_NONE) {
+        db_error e = {0};
+        snprintf(client, sizeof(client), "ip:%s", req->ri->remote_addr);
+        if (rate_limited(req, client, &status))
+            return status;
+        if (auth_verify(app->auth, app->db, app->cfg->request_timeout_ms / 2, key, digest,
+                        &req->role, &e) != 0)
+            return api_db_error(req, &e);
+        if (req->role == ROLE_NONE) {
+            snprintf(req->extra, sizeof(req->extra), "WWW-Authenticate: Bearer\r\n");
+            return api_error(req, 401, "unauthorized",
+                             "the API key is invalid, expired or revoked");
+        }
+    }
+    snprintf(client, sizeof(client), "key:%s", digest);
+    if (rate_limited(req, client, &status))
+        return status;
+    if (req->role < req->route->role)
+        return api_error(req, 403, "forbidden", "this endpoint needs an admin key");
+    return 0;
+}
+
+static int dispatch(struct mg_connection *conn, api_app *app);
+
+/* httpx_handler counts the request as in flight (before looking at the drain flag, so shutdown
+ * never misses it) and dispatches it */
+int httpx_handler(struct mg_connection *conn, void *cbdata)
+{
+    atomic_fetch_add(&in_flight, 1);
+    int status = dispatch(conn, cbdata);
+    atomic_fetch_sub(&in_flight, 1);
+    return status;
+}
+
+static int dispatch(struct mg_connection *conn, api_app *app)
+{
+    long long t0 = api_now_ns();
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *method = ri->request_method ? ri->request_method : "";
+    const char *path = ri->local_uri ? ri->local_uri : "/";
+    api_request req;
+    char allow[64];
+    bool path_known;
+    int route, status;
+
+    memset(&req, 0, sizeof(req));
+    req.conn = conn;
+    req.ri = ri;
+    req.app = app;
+    req.query = ri->query_string ? ri->query_string : "";
+    req.x_cache = "BYPASS";
+    req.origin = cors_origin(app, conn);
+
+    route = routes_match(api_routes, api_routes_count, method, path, req.params, &req.n_params,
+                         &path_known, allow, sizeof(allow));
+    if (route < 0) {
+        if (path_known && !strcmp(method, "OPTIONS")) {
+            snprintf(req.extra, sizeof(req.extra),
+                     "Allow: %s, OPTIONS\r\nAccess-Control-Allow-Methods: %s, OPTIONS\r\n"
+                     "Access-Control-Allow-Headers: X-API-Key, Authorization, Content-Type\r\n"
+                     "Access-Control-Max-Age: 600\r\n",
+                     allow, allow);
+            status = api_reply(&req, 204, "text/plain", NULL, 0);
+        } else if (path_known) {
+            snprintf(req.extra, sizeof(req.extra), "Allow: %s\r\n", allow);
+            status = api_error(&req, 405, "method_not_allowed",
+                               "%s is not allowed here (allowed: %s)", method, allow);
+        } else {
+            status = api_error(&req, 404, "not_found", "no such endpoint");
+        }
+        api_metrics_observe(app->metrics, -1, method, status, (double) (api_now_ns() - t0) / 1e9);
+        return status;
+    }
+    req.route = &api_routes[route];
+
+    if (atomic_load(&draining) && strcmp(req.route->pattern, "/health/live") != 0) {
+        snprintf(req.extra, sizeof(req.extra), "Connection: close\r\nRetry-After: 1\r\n");
+        status = api_error(&req, 503, "shutting_down", "the server is shutting down");
+    } else if (ri->content_length > app->cfg->max_body_bytes) {
+        snprintf(req.extra, sizeof(req.extra), "Connection: close\r\n");
+        status = api_error(&req, 413, "payload_too_large", "the body exceeds MAX_BODY_BYTES=%ld",
+                           app->cfg->max_body_bytes);
+    } else if ((status = authorize(&req)) == 0) {
+        int rc = strcmp(method, "POST") == 0 ? read_body(&req, app->cfg->max_body_bytes) : 0;
+        if (rc == 413) {
+            snprintf(req.extra, sizeof(req.extra), "Connection: close\r\n");
+            status = api_error(&req, 413, "payload_too_large",
+                               "the body exceeds MAX_BODY_BYTES=%ld", app->cfg->max_body_bytes);
+        } else if (rc != 0) {
+            status = api_error(&req, rc, rc == 400 ? "bad_request" : "internal",
+                               "could not read the request body");
+        } else {
+            status = req.route->handler(&req);
+        }
+    }
+    free(req.body);
+    double secs = (double) (api_now_ns() - t0) / 1e9;
+    api_metrics_observe(app->metrics, route, method, status, secs);
+    if (cw_log_enabled(CW_LOG_DEBUG))
+        log_debug("%s %s -> %d (%.3f ms, cache %s)", method, req.route->pattern, status, secs * 1e3,
+                  req.x_cache);
+    return status;
+}

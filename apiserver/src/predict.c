@@ -1,0 +1,228 @@
+/* apiserver/src/predict.c — POST /api/v1/predict and /predict/batch: score transactions with the
+ * active model
+ *
+ * Bodies are decoded by cw_tx_decode, so every format the ingestor accepts is accepted here
+ * (Etherscan txlist, JSON-RPC, the legacy shape), with exact wei amounts. Scoring is done by the
+ * extension (chainwatch.score / score_batch, the reference implementation) in one round trip per
+ * request: a batch of up to 1000 goes as three numeric[] parameters.
+ *
+ * Caching: a single prediction is cached under the active model id, the transaction hash and a
+ * digest of its amounts (a different body with the same hash is a different entry). Activating
+ * another model changes the id in every key, which is how activation invalidates predictions
+ * (the listener learns the new id from chainwatch_model at commit; this process also sets it
+ * itself when it activates). A result computed with a model other than the one in the key is not
+ * stored. Batches are not cached (BYPASS).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "db.h"
+#include "handlers.h"
+#include "listener.h"
+#include "sha256.h"
+#include "strbuf.h"
+#include "txdecode.h"
+
+#define BATCH_MAX 1000
+
+/* json_number appends PG's float8 text, or null when it is not a JSON number */
+static void json_number(cw_strbuf *b, const char *v)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (*v && !*end && isfinite(d))
+        cw_strbuf_puts(b, v);
+    else
+        cw_strbuf_puts(b, "null");
+}
+
+/* result_json appends one prediction object from row i of r (columns of cw_predict) */
+static void result_json(cw_strbuf *b, const cw_tx *tx, PGresult *r, int i)
+{
+    cw_strbuf_puts(b, "{\"hash\":");
+    cw_strbuf_json_string(b, tx->hash, strlen(tx->hash));
+    cw_strbuf_puts(b, ",\"score\":");
+    json_number(b, PQgetvalue(r, i, 2));
+    cw_strbuf_printf(b, ",\"is_anomaly\":%s,\"severity\":",
+                     !strcmp(PQgetvalue(r, i, 3), "t") ? "true" : "false");
+    if (PQgetisnull(r, i, 4))
+        cw_strbuf_puts(b, "null");
+    else
+        cw_strbuf_printf(b, "\"%s\"", PQgetvalue(r, i, 4));
+    cw_strbuf_puts(b, ",\"threshold\":");
+    json_number(b, PQgetvalue(r, i, 1));
+    cw_strbuf_printf(b, ",\"model_id\":%s}", PQgetvalue(r, i, 0));
+}
+
+/* decode_body decodes the request body; returns 0 or the status of the error already sent */
+static int decode_body(api_request *req, cw_tx **txs, size_t *n)
+{
+    cw_decode_error err = {0};
+    if (!req->body || req->body_len == 0)
+        return api_error(req, 400, "invalid_body", "body: a JSON transaction is required");
+    if (cw_tx_decode(req->body, req->body_len, (size_t) req->app->cfg->max_body_bytes, txs, n,
+                     &err) != 0)
+        return api_error(req, 400, "invalid_transaction", "body: %s (%s)", err.message,
+                         cw_decode_reason_name(err.reason));
+    return 0;
+}
+
+static bool body_is_array(const api_request *req)
+{
+    const char *p = req->body;
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+        p++;
+    return *p == '[';
+}
+
+int predict_one(api_request *req)
+{
+    api_app *app = req->app;
+    cw_tx *tx = NULL;
+    size_t n = 0;
+    int st;
+    listener_state ls;
+    cache_fill fill = {0};
+    cache_result cr = CACHE_BYPASS;
+    char key[192], amounts[3 * CW_WEI_DEC_MAX + 4], digest[CW_SHA256_HEX_LEN];
+    char *val;
+    size_t vlen;
+
+    if ((st = decode_body(req, &tx, &n)) != 0)
+        return st;
+    if (n != 1 || body_is_array(req)) {
+        free(tx);
+        return api_error(req, 400, "invalid_body",
+                         "body: one transaction object expected (use /api/v1/predict/batch for "
+                         "several)");
+    }
+    listener_get(app->listener, &ls);
+    if (ls.valid && ls.active_model > 0) {
+        snprintf(amounts, sizeof(amounts), "%s|%s|%s", tx->value, tx->gas, tx->gas_price);
+        cw_sha256_hex(amounts, strlen(amounts), digest);
+        snprintf(key, sizeof(key), "e%u:predict:m%d:%s:%.16s", ls.ext_oid, ls.active_model,
+                 tx->hash, digest);
+        cr = cache_get(app->cache, CACHE_PREDICTION, key, &val, &vlen, &fill);
+        if (cr == CACHE_HIT) {
+            free(tx);
+            req->x_cache = "HIT";
+            st = api_json(req, 200, val, vlen);
+            cache_release(val);
+            return st;
+        }
+    } else {
+        cache_count(app->cache, CACHE_PREDICTION, CACHE_BYPASS);
+    }
+    req->x_cache = cache_result_name(cr);
+    db_error e = {0};
+    db_conn *c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e);
+    if (!c) {
+        free(tx);
+        cache_abandon(app->cache, &fill);
+        return api_db_error(req, &e);
+    }
+    PGresult *r = db_exec(app->db, c, SQL_PREDICT, 3,
+                          (const char *[]){tx->value, tx->gas, tx->gas_price}, true, &e);
+    db_release(app->db, c);
+    if (!r) {
+        free(tx);
+        cache_abandon(app->cache, &fill);
+        return api_db_error(req, &e);
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        free(tx);
+        cache_abandon(app->cache, &fill);
+        return api_error(
+            req, 503, "no_active_model",
+            "no model is active: train one (POST /api/v1/models/train) and activate it");
+    }
+    cw_strbuf b = CW_STRBUF_INIT;
+    result_json(&b, tx, r, 0);
+    if (atoi(PQgetvalue(r, 0, 0)) == ls.active_model && !b.oom)
+        cache_put(app->cache, &fill, b.data, b.len, -1);
+    else
+        cache_abandon(app->cache, &fill);
+    PQclear(r);
+    free(tx);
+    st = b.oom ? api_error(req, 500, "internal", "out of memory")
+               : api_json(req, 200, b.data, b.len);
+    cw_strbuf_free(&b);
+    return st;
+}
+
+int predict_batch(api_request *req)
+{
+    api_app *app = req->app;
+    cw_tx *txs = NULL;
+    size_t n = 0;
+    int st;
+
+    if ((st = decode_body(req, &txs, &n)) != 0)
+        return st;
+    if (n == 0 || n > BATCH_MAX) {
+        free(txs);
+        return api_error(req, 400, "invalid_body", "body: between 1 and %d transactions expected",
+                         BATCH_MAX);
+    }
+    cw_strbuf av[3] = {CW_STRBUF_INIT, CW_STRBUF_INIT, CW_STRBUF_INIT};
+    for (int k = 0; k < 3; k++)
+        cw_strbuf_putc(&av[k], '{');
+    for (size_t i = 0; i < n; i++) {
+        const char *sep = i ? "," : "";
+        cw_strbuf_printf(&av[0], "%s%s", sep, txs[i].value);
+        cw_strbuf_printf(&av[1], "%s%s", sep, txs[i].gas);
+        cw_strbuf_printf(&av[2], "%s%s", sep, txs[i].gas_price);
+    }
+    for (int k = 0; k < 3; k++)
+        cw_strbuf_putc(&av[k], '}');
+    db_error e = {0};
+    PGresult *r = NULL;
+    db_conn *c = NULL;
+    if (!av[0].oom && !av[1].oom && !av[2].oom &&
+        (c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e)) != NULL) {
+        r = db_exec(app->db, c, SQL_PREDICT_BATCH, 3,
+                    (const char *[]){av[0].data, av[1].data, av[2].data}, true, &e);
+        db_release(app->db, c);
+    } else if (!c && e.status == DB_OK) {
+        e.status = DB_FAILED;
+        snprintf(e.message, sizeof(e.message), "out of memory");
+    }
+    for (int k = 0; k < 3; k++)
+        cw_strbuf_free(&av[k]);
+    if (!r) {
+        free(txs);
+        return api_db_error(req, &e);
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        free(txs);
+        return api_error(
+            req, 503, "no_active_model",
+            "no model is active: train one (POST /api/v1/models/train) and activate it");
+    }
+    if ((size_t) PQntuples(r) != n) {
+        PQclear(r);
+        free(txs);
+        return api_error(req, 500, "internal", "scored %d of %zu transactions", PQntuples(r), n);
+    }
+    cw_strbuf b = CW_STRBUF_INIT;
+    cw_strbuf_printf(&b, "{\"model_id\":%s,\"threshold\":", PQgetvalue(r, 0, 0));
+    json_number(&b, PQgetvalue(r, 0, 1));
+    cw_strbuf_printf(&b, ",\"count\":%zu,\"results\":[", n);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            cw_strbuf_putc(&b, ',');
+        result_json(&b, &txs[i], r, (int) i);
+    }
+    cw_strbuf_puts(&b, "]}");
+    PQclear(r);
+    free(txs);
+    st = b.oom ? api_error(req, 500, "internal", "out of memory")
+               : api_json(req, 200, b.data, b.len);
+    cw_strbuf_free(&b);
+    return st;
+}

@@ -1,0 +1,243 @@
+/* apiserver/src/sql.c — the text of every statement chainwatch-api prepares; JSON is built by
+ * Postgres
+ *
+ * Rules for this file: user input only ever arrives as a $n parameter (never spliced into the
+ * text); lists read chainwatch.recent_anomalies / recent_transactions (the TTL-filtered views),
+ * never the tables, so no row older than the TTL is ever returned; times are RFC 3339 UTC with
+ * microseconds (the connections run with TimeZone=UTC); amounts in wei are JSON strings (exact
+ * numeric text). Timestamps travel as microseconds since the epoch (bigint), converted without
+ * floating point.
+ */
+#include "sql.h"
+
+/* RFC 3339 UTC text of a timestamptz expression (NULL stays NULL) */
+#define TS(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+/* a timestamptz from microseconds since the epoch, exactly (both products are exact in float8) */
+#define US_TS(p)                                                                                   \
+    "(timestamptz 'epoch' + (" p "::bigint / 1000000) * interval '1 second' + (" p                 \
+    "::bigint % 1000000) * interval '1 microsecond')"
+#define ANOMALY_TTL                                                                                \
+    "(SELECT r.ttl FROM chainwatch.retention_policies r WHERE r.table_name = 'anomalies')"
+
+/* one anomaly as a record whose JSON form (row_to_json, json_agg) is compact: no spaces */
+#define ANOMALY_ROW(a)                                                                             \
+    "(SELECT x FROM (SELECT " a ".id, " a ".hash, " a ".from_address, " a ".to_address, " a        \
+    ".value::text AS value, " a ".gas::text AS gas, " a ".gas_price::text AS gas_price, " a        \
+    ".block_number, " TS(a ".tx_time") " AS tx_time, " TS(                                         \
+        a ".detected_at") " AS detected_at, " a ".score, " a ".severity, " a ".model_id, " a       \
+                          ".kafka_topic, " a ".kafka_partition, " a ".kafka_offset) x)"
+
+#define MODEL_JSON(m)                                                                              \
+    "json_build_object('id', " m ".id, 'name', " m ".name, 'created_at', " TS(                     \
+        m ".created_at") ", 'created_by', " m ".created_by, 'algorithm', " m                       \
+                         ".algorithm, 'source', " m ".source, 'n_features', " m                    \
+                         ".n_features, 'feature_names', " m ".feature_names, 'transform', " m      \
+                         ".transform, 'n_trees', " m ".n_trees, 'sample_size', " m                 \
+                         ".sample_size, 'contamination', " m ".contamination, 'threshold', " m     \
+                         ".threshold, 'seed', " m ".seed, 'training_rows', " m                     \
+                         ".training_rows, 'training_summary', " m                                  \
+                         ".training_summary, 'is_active', " m ".is_active, 'format_version', " m   \
+                         ".format_version)"
+
+const sql_def sql_statements[SQL_STMT_COUNT] = {
+    [SQL_AUTH] = {"cw_auth", 1, "SELECT chainwatch.authenticate_api_key($1::text)::text"},
+
+    /*
+     * One page of the anomaly list, newest first, keyset-paginated on (detected_at, id), with the
+     * filter's total and how long until the filter's oldest row leaves the TTL (a cache entry
+     * must not outlive it; unfiltered totals come from chainwatch.recent_anomaly_count(), which
+     * reads partition row counts instead of every row). $1 severities, $2 since (us, inclusive), $3
+     * until (us, exclusive), $4 address (from or to), $5 min_score, $6/$7 cursor (us, id), $8
+     * limit. Columns: data (JSON array), total, has_more, next cursor us, next cursor id, seconds
+     * left.
+     */
+    [SQL_ANOMALY_LIST] =
+        {"cw_anomaly_list", 8,
+         "WITH f AS NOT MATERIALIZED ("
+         " SELECT a.* FROM chainwatch.recent_anomalies a"
+         " WHERE ($1::chainwatch.severity_level[] IS NULL"
+         "        OR a.severity = ANY ($1::chainwatch.severity_level[]))"
+         "   AND ($2::bigint IS NULL OR a.detected_at >= " US_TS(
+             "$2") ")"
+                   "   AND ($3::bigint IS NULL OR a.detected_at < " US_TS(
+                       "$3") ")"
+                             "   AND ($4::text IS NULL OR a.from_address = $4::text OR "
+                             "a.to_address = $4::text)"
+                             "   AND ($5::float8 IS NULL OR a.score >= $5::float8)),"
+                             " page AS ("
+                             " SELECT f.*, row_number() OVER (ORDER BY f.detected_at DESC, f.id "
+                             "DESC) AS rn FROM f"
+                             " WHERE $6::bigint IS NULL OR (f.detected_at, f.id) < (" US_TS(
+                                 "$6") ", $7::bigint)"
+                                       " ORDER BY f.detected_at DESC, f.id DESC LIMIT $8::int + 1)"
+                                       " SELECT coalesce((SELECT json_agg(" ANOMALY_ROW(
+                                           "p") " ORDER BY p.rn)"
+                                                "                  FROM page p WHERE p.rn <= "
+                                                "$8::int), '[]')::text,"
+                                                " CASE WHEN $1::text IS NULL AND $2::bigint IS "
+                                                "NULL AND $3::bigint IS NULL"
+                                                "       AND $4::text IS NULL AND $5::float8 IS NULL"
+                                                "      THEN chainwatch.recent_anomaly_count() ELSE "
+                                                "(SELECT count(*) FROM f) END,"
+                                                " (SELECT count(*) > $8::int FROM page),"
+                                                " (SELECT (extract(epoch FROM p.detected_at) * "
+                                                "1000000)::bigint FROM page p"
+                                                "   WHERE p.rn = $8::int),"
+                                                " (SELECT p.id FROM page p WHERE p.rn = $8::int),"
+                                                " extract(epoch FROM (SELECT min(f.detected_at) "
+                                                "FROM f) + " ANOMALY_TTL " - now())::float8"},
+
+    /* the newest anomaly with this hash within the TTL; columns: JSON, seconds until it expires */
+    [SQL_ANOMALY_GET] = {"cw_anomaly_get", 1,
+                         "SELECT row_to_json(" ANOMALY_ROW(
+                             "a") ")::text,"
+                                  " extract(epoch FROM a.detected_at + " ANOMALY_TTL
+                                  " - now())::float8"
+                                  " FROM chainwatch.recent_anomalies a WHERE a.hash = $1::text"
+                                  " ORDER BY a.detected_at DESC, a.id DESC LIMIT 1"},
+
+    /* the newest stored transaction with this hash, its score and its model's verdict */
+    [SQL_TX_GET] =
+        {"cw_tx_get", 1,
+         "SELECT json_build_object('hash', t.hash, 'from_address', t.from_address,"
+         " 'to_address', t.to_address, 'value', t.value::text, 'gas', t.gas::text,"
+         " 'gas_price', t.gas_price::text, 'block_number', t.block_number,"
+         " 'tx_time', " TS("t.tx_time") ", 'detected_at', " TS(
+             "t.detected_at") ","
+                              " 'score', t.score, 'model_id', t.model_id, 'threshold', m.threshold,"
+                              " 'is_anomaly', t.score > m.threshold, 'kafka_topic', t.kafka_topic,"
+                              " 'kafka_partition', t.kafka_partition, 'kafka_offset', "
+                              "t.kafka_offset)::text"
+                              " FROM chainwatch.recent_transactions t"
+                              " LEFT JOIN chainwatch.models m ON m.id = t.model_id"
+                              " WHERE t.hash = $1::text ORDER BY t.detected_at DESC LIMIT 1"},
+
+    /* score one transaction with the active model; no row: no active model.
+     * Columns: model id, threshold, score, is_anomaly, severity (NULL unless anomalous) */
+    [SQL_PREDICT] = {"cw_predict", 3,
+                     "SELECT m.id, m.threshold, s.score, s.score > m.threshold,"
+                     " CASE WHEN s.score > m.threshold"
+                     "      THEN chainwatch.severity(s.score, $1::numeric, $3::numeric)::text END"
+                     " FROM chainwatch.models m,"
+                     " LATERAL (SELECT chainwatch.score($1::numeric, $2::numeric, $3::numeric,"
+                     "                                  m.id) AS score OFFSET 0) s"
+                     " WHERE m.is_active"},
+
+    /* score arrays of transactions in one call, in order; same columns as cw_predict */
+    [SQL_PREDICT_BATCH] =
+        {"cw_predict_batch", 3,
+         "SELECT m.id, m.threshold, s.score, s.score > m.threshold,"
+         " CASE WHEN s.score > m.threshold"
+         "      THEN chainwatch.severity(s.score, s.value, s.gas_price)::text END"
+         " FROM chainwatch.models m,"
+         " ROWS FROM (chainwatch.score_batch($1::numeric[], $2::numeric[], $3::numeric[], m.id),"
+         "            unnest($1::numeric[]), unnest($3::numeric[]))"
+         "   WITH ORDINALITY AS s(score, value, gas_price, ord)"
+         " WHERE m.is_active ORDER BY s.ord"},
+
+    /* $1 window in seconds */
+    [SQL_STATS] =
+        {"cw_stats", 1,
+         "SELECT json_build_object("
+         " 'window_seconds', $1::int,"
+         " 'anomalies_by_severity', (SELECT json_object_agg(s.severity, s.anomalies"
+         "     ORDER BY s.severity) FROM chainwatch.anomaly_stats(make_interval(secs => $1::int)) "
+         "s),"
+         " 'store', (SELECT json_agg(json_build_object('table', st.table_name, 'rows', st.rows,"
+         "     'max_rows', st.max_rows, 'ttl_seconds', extract(epoch FROM st.ttl),"
+         "     'partitions', st.partitions,"
+         "     'oldest_row_age_seconds', extract(epoch FROM st.oldest_row_age),"
+         "     'bytes', st.bytes, 'evicted_ttl', st.evicted_ttl, 'evicted_size', st.evicted_size,"
+         "     'last_maintenance_at', " TS(
+             "st.last_maintenance_at") ","
+                                       "     'last_maintenance_error', st.last_maintenance_error) "
+                                       "ORDER BY st.table_name)"
+                                       "   FROM chainwatch.status() st),"
+                                       " 'ingest', json_build_object('last_ingest_at', " TS(
+                                           "i.last_ingest_at") ","
+                                                               "     'lag_seconds', extract(epoch "
+                                                               "FROM now() - i.last_ingest_at),"
+                                                               "     'batches', i.batches, 'rows', "
+                                                               "i.rows_ingested, 'anomalies', "
+                                                               "i.anomalies_ingested,"
+                                                               "     'dead_letters', "
+                                                               "i.dead_letters_ingested, "
+                                                               "'anomaly_generation', "
+                                                               "i.anomaly_generation,"
+                                                               "     'partitions', (SELECT "
+                                                               "coalesce(json_agg(json_build_"
+                                                               "object("
+                                                               "         'consumer_group', "
+                                                               "k.consumer_group, 'topic', "
+                                                               "k.topic, 'partition', k.partition,"
+                                                               "         'next_offset', "
+                                                               "k.next_offset, 'committed_at', " TS(
+                                                                   "k.updated_at") ","
+                                                                                   "         "
+                                                                                   "'lag_seconds', "
+                                                                                   "extract(epoch "
+                                                                                   "FROM now() - "
+                                                                                   "k.updated_at))"
+                                                                                   "         ORDER "
+                                                                                   "BY "
+                                                                                   "k.consumer_"
+                                                                                   "group, "
+                                                                                   "k.topic, "
+                                                                                   "k.partition), "
+                                                                                   "'[]')"
+                                                                                   "       FROM "
+                                                                                   "chainwatch."
+                                                                                   "kafka_offsets "
+                                                                                   "k)),"
+                                                                                   " 'active_model_"
+                                                                                   "id', (SELECT "
+                                                                                   "m.id FROM "
+                                                                                   "chainwatch."
+                                                                                   "models m WHERE "
+                                                                                   "m.is_active),"
+                                                                                   " 'generated_at'"
+                                                                                   ", " TS(
+                                                                                       "now()") "):"
+                                                                                                ":t"
+                                                                                                "ex"
+                                                                                                "t"
+                                                                                                " F"
+                                                                                                "RO"
+                                                                                                "M "
+                                                                                                "ch"
+                                                                                                "ai"
+                                                                                                "nw"
+                                                                                                "at"
+                                                                                                "ch"
+                                                                                                ".i"
+                                                                                                "ng"
+                                                                                                "es"
+                                                                                                "t_"
+                                                                                                "st"
+                                                                                                "at"
+                                                                                                "e "
+                                                                                                "i"},
+
+    [SQL_MODEL_LIST] = {"cw_model_list", 0,
+                        "SELECT coalesce(json_agg(" MODEL_JSON(
+                            "m") " ORDER BY m.id DESC),"
+                                 " '[]')::text FROM chainwatch.models m"},
+    [SQL_MODEL_GET] = {"cw_model_get", 1,
+                       "SELECT " MODEL_JSON(
+                           "m") "::text,"
+                                " (SELECT s.generation FROM chainwatch.registry_state s)"
+                                " FROM chainwatch.models m WHERE m.id = $1::int"},
+
+    /* train from the stored transactions ($7: only the last N seconds), activate if $8 */
+    [SQL_MODEL_TRAIN] =
+        {"cw_model_train", 8,
+         "SELECT CASE WHEN $8::boolean THEN chainwatch.activate_model(t.id) ELSE t.id END"
+         " FROM (SELECT chainwatch.train_model($1::text,"
+         "   CASE WHEN $7::int IS NULL"
+         "        THEN 'SELECT value, gas, gas_price FROM chainwatch.recent_transactions'"
+         "        ELSE format('SELECT value, gas, gas_price FROM chainwatch.recent_transactions"
+         " WHERE detected_at > now() - %L::interval', make_interval(secs => $7::int)) END,"
+         "   $2::int, $3::int, $4::float8, $5::bigint, $6::text) AS id OFFSET 0) t"},
+    [SQL_MODEL_ACTIVATE] = {"cw_model_activate", 1, "SELECT chainwatch.activate_model($1::int)"},
+    [SQL_MODEL_ROLLBACK] = {"cw_model_rollback", 0, "SELECT chainwatch.rollback_model()"},
+};
