@@ -1,4 +1,5 @@
-/* common/src/config.c — settings from defaults, environment and flags through one table; --help from it */
+/* common/src/config.c — settings from defaults, environment and flags through one table; --help
+ * from it */
 #include "config.h"
 
 #include <ctype.h>

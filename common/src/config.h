@@ -1,4 +1,5 @@
-/* common/src/config.h — one table describes every daemon setting: env name, flag, type, default, range, help */
+/* common/src/config.h — one table describes every daemon setting: env name, flag, type, default,
+ * range, help */
 #ifndef CW_CONFIG_H
 #define CW_CONFIG_H
 
@@ -12,7 +13,7 @@ typedef enum cw_cfg_type {
     CW_CFG_BOOL,   /* bool; as a flag it takes no value */
 } cw_cfg_type;
 
-#define CW_CFG_SECRET 1u   /* never printed (passwords, URLs with credentials) */
+#define CW_CFG_SECRET   1u /* never printed (passwords, URLs with credentials) */
 #define CW_CFG_REQUIRED 2u /* must be set */
 
 /*

@@ -41,11 +41,11 @@
 #include "crc32c.h"
 #include "prng.h"
 
-#define EULER_GAMMA 0.5772156649015329
-#define DENSE_MAX_DEPTH 10
-#define BLOCK_ROWS 64
+#define EULER_GAMMA        0.5772156649015329
+#define DENSE_MAX_DEPTH    10
+#define BLOCK_ROWS         64
 #define BLOCK_MAX_FEATURES 64
-#define MAX_NAME_LEN 256
+#define MAX_NAME_LEN       256
 
 typedef struct sparse_node {
     double value;    /* split threshold, or the leaf's path-length contribution */
@@ -650,28 +650,28 @@ forest *forest_from_trees(int n_features, int max_samples, forest_transform tran
         memset(seen, 0, (size_t) n);
         for (int64_t i = 0; i < n; i++) {
             int64_t l = tr->children_left[i], r = tr->children_right[i];
-            if ((l == -1) != (r == -1) || (l != -1 && (l < 1 || l >= n || r < 1 || r >= n ||
-                                                        l == r))) {
+            if ((l == -1) != (r == -1) ||
+                (l != -1 && (l < 1 || l >= n || r < 1 || r >= n || l == r))) {
                 set_error(err, FOREST_ERR_MALFORMED, "tree %d node %lld: invalid children", t,
                           (long long) i);
                 goto fail;
             }
             if (tr->n_node_samples[i] < 0 || tr->n_node_samples[i] > INT32_MAX) {
-                set_error(err, FOREST_ERR_MALFORMED, "tree %d node %lld: invalid n_node_samples",
-                          t, (long long) i);
+                set_error(err, FOREST_ERR_MALFORMED, "tree %d node %lld: invalid n_node_samples", t,
+                          (long long) i);
                 goto fail;
             }
             if (l == -1)
                 continue;
             if (tr->feature[i] < 0 || tr->feature[i] >= n_features) {
                 set_error(err, FOREST_ERR_MALFORMED,
-                          "tree %d node %lld: feature %lld out of range [0, %d)", t,
-                          (long long) i, (long long) tr->feature[i], n_features);
+                          "tree %d node %lld: feature %lld out of range [0, %d)", t, (long long) i,
+                          (long long) tr->feature[i], n_features);
                 goto fail;
             }
             if (!isfinite(tr->threshold[i])) {
-                set_error(err, FOREST_ERR_MALFORMED, "tree %d node %lld: threshold not finite",
-                          t, (long long) i);
+                set_error(err, FOREST_ERR_MALFORMED, "tree %d node %lld: threshold not finite", t,
+                          (long long) i);
                 goto fail;
             }
             if (seen[l]++ || seen[r]++) {
@@ -736,7 +736,7 @@ typedef struct build_state {
     const double *xt; /* transformed rows */
     int nf;
     int max_depth;
-    uint32_t *rows;   /* sampled row indices, partitioned in place per node */
+    uint32_t *rows; /* sampled row indices, partitioned in place per node */
     /* growing canonical arrays of the tree under construction */
     int32_t *left, *feature, *n_samples;
     double *split;
@@ -847,8 +847,8 @@ forest *forest_train(const double *rows, size_t n_rows, const forest_params *p,
     if (p->transform != FOREST_TRANSFORM_IDENTITY && p->transform != FOREST_TRANSFORM_LOG1P)
         return set_error(err, FOREST_ERR_INVALID_ARG, "unknown transform");
     if (n_rows < 2 || n_rows > UINT32_MAX)
-        return set_error(err, FOREST_ERR_INVALID_ARG,
-                         "training needs at least 2 rows (got %zu)", n_rows);
+        return set_error(err, FOREST_ERR_INVALID_ARG, "training needs at least 2 rows (got %zu)",
+                         n_rows);
 
     psi = n_rows < (size_t) p->sample_size ? (uint32_t) n_rows : (uint32_t) p->sample_size;
     cap = (size_t) p->n_trees * (2 * (size_t) psi - 1);
@@ -1001,7 +1001,7 @@ fail:
  * flags: 1 = float32_inputs, 2 = feature names present.
  */
 #define HEADER_SIZE 40
-#define NODE_SIZE 20
+#define NODE_SIZE   20
 
 static void put_u16(uint8_t **p, uint16_t v)
 {
@@ -1114,13 +1114,15 @@ forest *forest_deserialize(const uint8_t *buf, size_t len, forest_error *err)
     forest *f = NULL;
 
     if (len < HEADER_SIZE + 4 || memcmp(buf, "CWIF", 4) != 0)
-        return set_error(err, FOREST_ERR_MALFORMED, "not a chainwatch model (bad magic or too short)");
+        return set_error(err, FOREST_ERR_MALFORMED,
+                         "not a chainwatch model (bad magic or too short)");
     if (get_u32(buf + len - 4) != cw_crc32c(buf, len - 4))
         return set_error(err, FOREST_ERR_CHECKSUM, "model checksum mismatch");
     uint16_t version = get_u16(buf + 4), flags = get_u16(buf + 6);
     if (version != FOREST_FORMAT_VERSION)
-        return set_error(err, FOREST_ERR_VERSION, "model format version %u is not supported (expected %d)",
-                         version, FOREST_FORMAT_VERSION);
+        return set_error(err, FOREST_ERR_VERSION,
+                         "model format version %u is not supported (expected %d)", version,
+                         FOREST_FORMAT_VERSION);
     uint32_t n_features = get_u32(buf + 8), n_trees = get_u32(buf + 12);
     uint32_t max_samples = get_u32(buf + 16), transform = get_u32(buf + 20);
     double threshold = get_f64(buf + 24);
@@ -1130,8 +1132,7 @@ forest *forest_deserialize(const uint8_t *buf, size_t len, forest_error *err)
     if (n_features < 1 || n_features > FOREST_MAX_FEATURES || n_trees < 1 ||
         n_trees > FOREST_MAX_TREES || (flags & ~3u) != 0)
         return set_error(err, FOREST_ERR_MALFORMED, "model header out of range");
-    if ((size_t) (end - p) < 4 * (size_t) n_trees ||
-        n_nodes > (size_t) (end - p) / NODE_SIZE)
+    if ((size_t) (end - p) < 4 * (size_t) n_trees || n_nodes > (size_t) (end - p) / NODE_SIZE)
         return set_error(err, FOREST_ERR_MALFORMED, "model truncated");
 
     trees = calloc(n_trees, sizeof(forest_tree_arrays));
@@ -1178,8 +1179,7 @@ forest *forest_deserialize(const uint8_t *buf, size_t len, forest_error *err)
     }
 
     /* tree-local children: canonical form stores left only, right = left + 1 */
-    int64_t *cl = ints, *cr = ints + n_nodes, *feat = ints + 2 * n_nodes,
-            *ns = ints + 3 * n_nodes;
+    int64_t *cl = ints, *cr = ints + n_nodes, *feat = ints + 2 * n_nodes, *ns = ints + 3 * n_nodes;
     size_t at = 0;
     for (uint32_t t = 0; t < n_trees; t++) {
         trees[t].children_left = cl + at;

@@ -13,11 +13,11 @@
  * Memory comes from malloc and belongs to the caller until handed to forest_free().
  */
 
-#define FOREST_FORMAT_VERSION 1           /* binary (bytea) layout version */
-#define FOREST_JSON_FORMAT "chainwatch-iforest/1"
-#define FOREST_MAX_FEATURES 1024
-#define FOREST_MAX_TREES 10000
-#define FOREST_MAX_SAMPLES (1 << 24)
+#define FOREST_FORMAT_VERSION 1 /* binary (bytea) layout version */
+#define FOREST_JSON_FORMAT    "chainwatch-iforest/1"
+#define FOREST_MAX_FEATURES   1024
+#define FOREST_MAX_TREES      10000
+#define FOREST_MAX_SAMPLES    (1 << 24)
 
 typedef enum forest_transform {
     FOREST_TRANSFORM_IDENTITY = 0,
@@ -26,11 +26,11 @@ typedef enum forest_transform {
 
 typedef enum forest_errcode {
     FOREST_OK = 0,
-    FOREST_ERR_INVALID_ARG,  /* a parameter out of range */
-    FOREST_ERR_NOMEM,        /* allocation failed */
-    FOREST_ERR_MALFORMED,    /* serialized or JSON model is malformed or truncated */
-    FOREST_ERR_CHECKSUM,     /* serialized model fails its checksum */
-    FOREST_ERR_VERSION,      /* serialized/JSON model of an unsupported format version */
+    FOREST_ERR_INVALID_ARG, /* a parameter out of range */
+    FOREST_ERR_NOMEM,       /* allocation failed */
+    FOREST_ERR_MALFORMED,   /* serialized or JSON model is malformed or truncated */
+    FOREST_ERR_CHECKSUM,    /* serialized model fails its checksum */
+    FOREST_ERR_VERSION,     /* serialized/JSON model of an unsupported format version */
 } forest_errcode;
 
 typedef struct forest_error {
@@ -42,9 +42,9 @@ typedef struct forest forest;
 
 typedef struct forest_params {
     int n_features;
-    int n_trees;               /* > 0 */
-    int sample_size;           /* rows per tree; capped at the number of training rows */
-    double contamination;      /* in (0, 0.5]: the threshold is the (1 - c) quantile */
+    int n_trees;          /* > 0 */
+    int sample_size;      /* rows per tree; capped at the number of training rows */
+    double contamination; /* in (0, 0.5]: the threshold is the (1 - c) quantile */
     uint64_t seed;
     forest_transform transform;
 } forest_params;
@@ -61,7 +61,8 @@ double forest_average_path_length(double n);
 
 /* forest_train builds a forest from n_rows raw (untransformed) rows, row-major with
  * params->n_features columns, then sets the threshold from the scores of those same rows.
- * Returns NULL and fills err on failure. summary (optional) receives the training scores' summary. */
+ * Returns NULL and fills err on failure. summary (optional) receives the training scores' summary.
+ */
 forest *forest_train(const double *rows, size_t n_rows, const forest_params *params,
                      forest_score_summary *summary, forest_error *err);
 

@@ -68,8 +68,8 @@ forest *forest_import_json(const char *json, size_t len, forest_error *err)
     root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root)
         return json_error(err, FOREST_ERR_MALFORMED, "model is not valid JSON%s", "");
-    while (end && end < json + len && (*end == ' ' || *end == '\n' || *end == '\t' ||
-                                       *end == '\r' || *end == '\0'))
+    while (end && end < json + len &&
+           (*end == ' ' || *end == '\n' || *end == '\t' || *end == '\r' || *end == '\0'))
         end++;
     if (end != json + len) {
         json_error(err, FOREST_ERR_MALFORMED, "trailing data after the model JSON%s", "");
@@ -89,7 +89,7 @@ forest *forest_import_json(const char *json, size_t len, forest_error *err)
     if (strcmp(fmt->valuestring, FOREST_JSON_FORMAT) != 0) {
         json_error(err,
                    strncmp(fmt->valuestring, "chainwatch-iforest/", 19) == 0 ? FOREST_ERR_VERSION
-                                                                            : FOREST_ERR_MALFORMED,
+                                                                             : FOREST_ERR_MALFORMED,
                    "unsupported model format (this version reads \"%s\")", FOREST_JSON_FORMAT);
         goto done;
     }
@@ -122,8 +122,7 @@ forest *forest_import_json(const char *json, size_t len, forest_error *err)
     const cJSON *f32item = cJSON_GetObjectItemCaseSensitive(root, "float32_inputs");
     if (f32item) {
         if (!cJSON_IsBool(f32item)) {
-            json_error(err, FOREST_ERR_MALFORMED, "\"%s\" must be true or false",
-                       "float32_inputs");
+            json_error(err, FOREST_ERR_MALFORMED, "\"%s\" must be true or false", "float32_inputs");
             goto done;
         }
         f32 = cJSON_IsTrue(f32item);
@@ -133,8 +132,8 @@ forest *forest_import_json(const char *json, size_t len, forest_error *err)
         const cJSON *it;
         int i = 0;
         if (!cJSON_IsArray(fn) || cJSON_GetArraySize(fn) != n_features) {
-            json_error(err, FOREST_ERR_MALFORMED,
-                       "\"%s\" must be an array of n_features strings", "feature_names");
+            json_error(err, FOREST_ERR_MALFORMED, "\"%s\" must be an array of n_features strings",
+                       "feature_names");
             goto done;
         }
         names = calloc((size_t) n_features, sizeof(char *));
@@ -156,8 +155,7 @@ forest *forest_import_json(const char *json, size_t len, forest_error *err)
     const cJSON *tarr = cJSON_GetObjectItemCaseSensitive(root, "trees");
     if (!cJSON_IsArray(tarr) || cJSON_GetArraySize(tarr) < 1 ||
         cJSON_GetArraySize(tarr) > FOREST_MAX_TREES) {
-        json_error(err, FOREST_ERR_MALFORMED, "\"%s\" must be a non-empty array of trees",
-                   "trees");
+        json_error(err, FOREST_ERR_MALFORMED, "\"%s\" must be a non-empty array of trees", "trees");
         goto done;
     }
     n_trees = cJSON_GetArraySize(tarr);
@@ -206,8 +204,8 @@ forest *forest_import_json(const char *json, size_t len, forest_error *err)
         const int64_t lo[] = {-1, -1, -2, 0}, hi[] = {n - 1, n - 1, n_features - 1, INT32_MAX};
 
         for (int k = 0; k < 4; k++) {
-            if (read_int_array(cJSON_GetObjectItemCaseSensitive(tree, fields[k]), n, lo[k],
-                               hi[k], outs[k]) != 0) {
+            if (read_int_array(cJSON_GetObjectItemCaseSensitive(tree, fields[k]), n, lo[k], hi[k],
+                               outs[k]) != 0) {
                 json_error(err, FOREST_ERR_MALFORMED,
                            "tree field \"%s\" must be an array of in-range integers as long as "
                            "children_left",
@@ -287,7 +285,8 @@ char *forest_export_json(const forest *f)
     snprintf(buf, sizeof(buf), "%.17g", forest_threshold(f));
     if (!cJSON_AddStringToObject(root, "format", FOREST_JSON_FORMAT) ||
         !cJSON_AddNumberToObject(root, "n_features", forest_n_features(f)) ||
-        !cJSON_AddStringToObject(root, "transform", forest_transform_name(forest_get_transform(f))) ||
+        !cJSON_AddStringToObject(root, "transform",
+                                 forest_transform_name(forest_get_transform(f))) ||
         !cJSON_AddNumberToObject(root, "max_samples", forest_max_samples(f)) ||
         !cJSON_AddRawToObject(root, "threshold", buf) ||
         !cJSON_AddBoolToObject(root, "float32_inputs", forest_float32_inputs(f)))

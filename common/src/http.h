@@ -1,4 +1,5 @@
-/* common/src/http.h — civetweb response helpers shared by the API server and the ingestor's metrics port */
+/* common/src/http.h — civetweb response helpers shared by the API server and the ingestor's metrics
+ * port */
 #ifndef CW_HTTP_H
 #define CW_HTTP_H
 
@@ -14,8 +15,8 @@ const char *cw_http_reason(int status);
  * leaves the body to a second segment and delayed ACK adds ~40 ms). extra_headers are complete
  * "Name: value\r\n" lines or NULL. Returns status, so handlers can `return cw_http_send(...)`.
  */
-int cw_http_send(struct mg_connection *conn, int status, const char *content_type,
-                 const char *body, size_t len, const char *extra_headers);
+int cw_http_send(struct mg_connection *conn, int status, const char *content_type, const char *body,
+                 size_t len, const char *extra_headers);
 
 /* cw_http_json_error sends {"error": {"code": code, "message": message}} */
 int cw_http_json_error(struct mg_connection *conn, int status, const char *code,

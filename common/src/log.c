@@ -1,4 +1,5 @@
-/* common/src/log.c — leveled logging: one line per message, written with one write() under a lock */
+/* common/src/log.c — leveled logging: one line per message, written with one write() under a lock
+ */
 #include "log.h"
 
 #include <pthread.h>
@@ -84,8 +85,9 @@ void cw_log(cw_log_level level, const char *fmt, ...)
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 
     if (json_format) {
-        cw_strbuf_printf(&line, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"program\":\"%s\",\"msg\":",
-                         ts, now.tv_nsec / 1000000, level_names[level], program_name);
+        cw_strbuf_printf(&line,
+                         "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"program\":\"%s\",\"msg\":", ts,
+                         now.tv_nsec / 1000000, level_names[level], program_name);
         cw_strbuf_json_string(&line, msg, strlen(msg));
         cw_strbuf_append(&line, "}\n", 2);
     } else {

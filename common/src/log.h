@@ -20,8 +20,8 @@ void cw_log(cw_log_level level, const char *fmt, ...) __attribute__((format(prin
 int cw_log_enabled(cw_log_level level);
 
 #define log_debug(...) cw_log(CW_LOG_DEBUG, __VA_ARGS__)
-#define log_info(...) cw_log(CW_LOG_INFO, __VA_ARGS__)
-#define log_warn(...) cw_log(CW_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  cw_log(CW_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  cw_log(CW_LOG_WARN, __VA_ARGS__)
 #define log_error(...) cw_log(CW_LOG_ERROR, __VA_ARGS__)
 
 #endif /* CW_LOG_H */

@@ -14,7 +14,10 @@ typedef struct cw_strbuf {
     bool oom;
 } cw_strbuf;
 
-#define CW_STRBUF_INIT {NULL, 0, 0, false}
+#define CW_STRBUF_INIT                                                                             \
+    {                                                                                              \
+        NULL, 0, 0, false                                                                          \
+    }
 
 void cw_strbuf_append(cw_strbuf *b, const char *s, size_t n);
 void cw_strbuf_puts(cw_strbuf *b, const char *s);

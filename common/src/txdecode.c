@@ -22,8 +22,9 @@
 #include <cjson/cJSON.h>
 
 static const char *const reason_names[CW_DECODE_REASONS] = {
-    "ok",            "too_large",     "invalid_utf8",    "invalid_json", "not_object",
-    "missing_field", "invalid_field", "negative_amount", "too_many",
+    "ok",         "too_large",     "invalid_utf8",  "invalid_json",
+    "not_object", "missing_field", "invalid_field", "negative_amount",
+    "too_many",
 };
 
 const char *cw_decode_reason_name(cw_decode_reason r)
@@ -198,8 +199,7 @@ static int read_address(const cJSON *item, const char *name, char out[43], cw_de
     if (item->valuestring[0] == '\0')
         return 0;
     if (!hex_fixed(item->valuestring, 40, out))
-        return fail(err, CW_DECODE_INVALID_FIELD, "%s is not a 0x-prefixed 20-byte address",
-                    name);
+        return fail(err, CW_DECODE_INVALID_FIELD, "%s is not a 0x-prefixed 20-byte address", name);
     return 0;
 }
 

@@ -9,7 +9,7 @@
 #include "wei.h"
 
 #define CW_TX_MAX_MESSAGE_BYTES_DEFAULT (1024 * 1024)
-#define CW_TX_MAX_ITEMS 10000
+#define CW_TX_MAX_ITEMS                 10000
 
 /* one decoded transaction; strings are NUL-terminated, addresses and hash lower-case */
 typedef struct cw_tx {

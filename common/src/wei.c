@@ -11,11 +11,16 @@ static const char UINT256_MAX_DEC[] =
 const char *cw_wei_status_text(cw_wei_status st)
 {
     switch (st) {
-    case CW_WEI_OK: return "ok";
-    case CW_WEI_EMPTY: return "empty amount";
-    case CW_WEI_INVALID: return "not an unsigned integer";
-    case CW_WEI_NEGATIVE: return "negative amount";
-    case CW_WEI_OVERFLOW: return "amount above 2^256-1";
+    case CW_WEI_OK:
+        return "ok";
+    case CW_WEI_EMPTY:
+        return "empty amount";
+    case CW_WEI_INVALID:
+        return "not an unsigned integer";
+    case CW_WEI_NEGATIVE:
+        return "negative amount";
+    case CW_WEI_OVERFLOW:
+        return "amount above 2^256-1";
     }
     return "unknown";
 }

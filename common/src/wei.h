@@ -1,4 +1,5 @@
-/* common/src/wei.h — exact non-negative integer amounts up to 2^256 - 1 (wei) from decimal or hex text */
+/* common/src/wei.h — exact non-negative integer amounts up to 2^256 - 1 (wei) from decimal or hex
+ * text */
 #ifndef CW_WEI_H
 #define CW_WEI_H
 
@@ -9,10 +10,10 @@
 
 typedef enum cw_wei_status {
     CW_WEI_OK = 0,
-    CW_WEI_EMPTY,     /* no digits */
-    CW_WEI_INVALID,   /* a character that is not a digit of the base, or a sign */
-    CW_WEI_NEGATIVE,  /* a leading '-' */
-    CW_WEI_OVERFLOW,  /* above 2^256 - 1 */
+    CW_WEI_EMPTY,    /* no digits */
+    CW_WEI_INVALID,  /* a character that is not a digit of the base, or a sign */
+    CW_WEI_NEGATIVE, /* a leading '-' */
+    CW_WEI_OVERFLOW, /* above 2^256 - 1 */
 } cw_wei_status;
 
 /*

@@ -1,4 +1,5 @@
-/* extension/src/chainwatch.c — module entry point: magic block, GUCs, maintenance worker registration */
+/* extension/src/chainwatch.c — module entry point: magic block, GUCs, maintenance worker
+ * registration */
 #include "chainwatch.h"
 
 #include <limits.h>
@@ -12,11 +13,11 @@ PG_MODULE_MAGIC;
 void _PG_init(void);
 
 /* settings (see docs/configuration.md); the SQL side reads them with current_setting() */
-int cw_maintenance_interval = 10;   /* seconds */
-char *cw_database = NULL;           /* comma-separated database names for the worker */
+int cw_maintenance_interval = 10; /* seconds */
+char *cw_database = NULL;         /* comma-separated database names for the worker */
 static bool cw_auto_train = true;
 static int cw_auto_train_min_rows = 10000;
-static int cw_retrain_interval = 0; /* seconds, 0 = off */
+static int cw_retrain_interval = 0;           /* seconds, 0 = off */
 static int cw_maintenance_lock_timeout = 200; /* ms */
 
 /*
@@ -29,30 +30,28 @@ void _PG_init(void)
 {
     ModelCacheInit();
 
-    DefineCustomIntVariable("chainwatch.maintenance_interval",
-                            "Seconds between runs of chainwatch.maintain() by the background worker.",
-                            NULL, &cw_maintenance_interval, 10, 1, 3600, PGC_SIGHUP, GUC_UNIT_S,
-                            NULL, NULL, NULL);
-    DefineCustomStringVariable("chainwatch.database",
-                               "Databases (comma-separated) in which the maintenance worker runs.",
-                               "Needs shared_preload_libraries = 'chainwatch'.", &cw_database,
-                               "chainwatch",
-                               /* only the postmaster reads it; later loads may not define
-                                * PGC_POSTMASTER settings */
-                               process_shared_preload_libraries_in_progress ? PGC_POSTMASTER
-                                                                            : PGC_SIGHUP,
-                               0, NULL, NULL, NULL);
-    DefineCustomBoolVariable("chainwatch.auto_train",
-                             "Train and activate a first model when enough transactions are stored.",
-                             NULL, &cw_auto_train, true, PGC_SUSET, 0, NULL, NULL, NULL);
+    DefineCustomIntVariable(
+        "chainwatch.maintenance_interval",
+        "Seconds between runs of chainwatch.maintain() by the background worker.", NULL,
+        &cw_maintenance_interval, 10, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+    DefineCustomStringVariable(
+        "chainwatch.database", "Databases (comma-separated) in which the maintenance worker runs.",
+        "Needs shared_preload_libraries = 'chainwatch'.", &cw_database, "chainwatch",
+        /* only the postmaster reads it; later loads may not define
+         * PGC_POSTMASTER settings */
+        process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP, 0, NULL, NULL,
+        NULL);
+    DefineCustomBoolVariable(
+        "chainwatch.auto_train",
+        "Train and activate a first model when enough transactions are stored.", NULL,
+        &cw_auto_train, true, PGC_SUSET, 0, NULL, NULL, NULL);
     DefineCustomIntVariable("chainwatch.auto_train_min_rows",
                             "Stored transactions needed before the first automatic training.", NULL,
                             &cw_auto_train_min_rows, 10000, 2, INT_MAX, PGC_SUSET, 0, NULL, NULL,
                             NULL);
-    DefineCustomIntVariable("chainwatch.retrain_interval",
-                            "Retrain on the latest window this often (0 = never).", NULL,
-                            &cw_retrain_interval, 0, 0, INT_MAX, PGC_SUSET, GUC_UNIT_S, NULL, NULL,
-                            NULL);
+    DefineCustomIntVariable(
+        "chainwatch.retrain_interval", "Retrain on the latest window this often (0 = never).", NULL,
+        &cw_retrain_interval, 0, 0, INT_MAX, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
     DefineCustomIntVariable("chainwatch.maintenance_lock_timeout",
                             "Longest wait of maintenance DDL for a table lock.", NULL,
                             &cw_maintenance_lock_timeout, 200, 1, 60000, PGC_SUSET, GUC_UNIT_MS,

@@ -10,7 +10,7 @@
 
 /* custom SQLSTATEs (class CW): documented in docs/errors.md */
 #define ERRCODE_CW_MODEL_NOT_ACTIVE MAKE_SQLSTATE('C', 'W', '0', '0', '1')
-#define ERRCODE_CW_BATCH_REPLAYED MAKE_SQLSTATE('C', 'W', '0', '0', '2')
+#define ERRCODE_CW_BATCH_REPLAYED   MAKE_SQLSTATE('C', 'W', '0', '0', '2')
 
 #define CW_RESERVOIR_ROWS 100000
 
@@ -37,7 +37,6 @@ extern void ForestErrorReport(const forest_error *err, const char *context);
 extern int32 ModelInsert(const char *name, forest *f, const char *source, double contamination,
                          bool has_contamination, int64 seed, bool has_seed, int64 training_rows,
                          const forest_score_summary *summary);
-
 
 /* worker.c — the maintenance background worker */
 extern int cw_maintenance_interval;

@@ -66,8 +66,8 @@ double *FeaturesFromArray(ArrayType *arr, int *n_out)
     x = palloc(sizeof(double) * (n > 0 ? n : 1));
     for (int i = 0; i < n; i++) {
         if (nulls[i])
-            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                            errmsg("feature %d is NULL", i + 1)));
+            ereport(ERROR,
+                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("feature %d is NULL", i + 1)));
         x[i] = DatumGetFloat8(elems[i]);
     }
     pfree(elems);

@@ -1,4 +1,5 @@
-/* extension/src/model_cache.c — per-backend cache of deserialized models, kept fresh by relcache invalidation */
+/* extension/src/model_cache.c — per-backend cache of deserialized models, kept fresh by relcache
+ * invalidation */
 
 /*
  * Design
@@ -80,9 +81,9 @@ Oid ModelCacheModelsRelid(void)
         Oid nsp = get_namespace_oid("chainwatch", true);
         Oid rel = OidIsValid(nsp) ? get_relname_relid("models", nsp) : InvalidOid;
         if (!OidIsValid(rel))
-            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                            errmsg("chainwatch.models does not exist"),
-                            errhint("Run CREATE EXTENSION chainwatch.")));
+            ereport(ERROR,
+                    (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("chainwatch.models does not exist"),
+                     errhint("Run CREATE EXTENSION chainwatch.")));
         models_relid = rel;
     }
     return models_relid;
@@ -103,8 +104,8 @@ static HTAB *ModelHash(void)
         ctl.keysize = sizeof(int32);
         ctl.entrysize = sizeof(CachedModel);
         ctl.hcxt = CacheMemoryContext;
-        model_hash = hash_create("chainwatch models", 8, &ctl,
-                                 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+        model_hash =
+            hash_create("chainwatch models", 8, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
     }
     return model_hash;
 }
@@ -137,16 +138,16 @@ CachedModel *ModelCacheGet(int32 model_id)
     if (SPI_execute_with_args(sql.data, 1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
         elog(ERROR, "could not read chainwatch.models");
     if (SPI_processed == 0)
-        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
-                        errmsg("model %d does not exist", model_id),
-                        errhint("SELECT id, name FROM chainwatch.models lists the models.")));
+        ereport(ERROR,
+                (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model %d does not exist", model_id),
+                 errhint("SELECT id, name FROM chainwatch.models lists the models.")));
     {
         bool isnull;
         Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
         bytea *b = isnull ? NULL : DatumGetByteaPP(d);
         if (!b)
-            ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-                            errmsg("model %d has no forest", model_id)));
+            ereport(ERROR,
+                    (errcode(ERRCODE_DATA_CORRUPTED), errmsg("model %d has no forest", model_id)));
         f = forest_deserialize((const uint8_t *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), &err);
     }
     SPI_finish();
@@ -192,10 +193,11 @@ CachedModel *ModelCacheGetActive(void)
         active_known = (before == inval_count);
     }
     if (active_id == 0)
-        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("no active chainwatch model"),
-                        errhint("Train one with chainwatch.train_model() or import one with "
-                                "chainwatch.import_model(), then call chainwatch.activate_model().")));
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("no active chainwatch model"),
+                 errhint("Train one with chainwatch.train_model() or import one with "
+                         "chainwatch.import_model(), then call chainwatch.activate_model().")));
     return ModelCacheGet(active_id);
 }
 

@@ -24,8 +24,8 @@ int32 ModelInsert(const char *name, forest *f, const char *source, double contam
     StringInfoData sql;
     Datum values[13];
     char nulls[13];
-    Oid types[13] = {TEXTOID, TEXTOID, INT4OID, TEXTARRAYOID, TEXTOID, INT4OID, INT4OID,
-                     FLOAT8OID, FLOAT8OID, INT8OID, INT8OID, JSONBOID, BYTEAOID};
+    Oid types[13] = {TEXTOID,   TEXTOID,   INT4OID, TEXTARRAYOID, TEXTOID,  INT4OID, INT4OID,
+                     FLOAT8OID, FLOAT8OID, INT8OID, INT8OID,      JSONBOID, BYTEAOID};
     int nf = forest_n_features(f);
     bool isnull;
     int32 id;
@@ -65,16 +65,16 @@ int32 ModelInsert(const char *name, forest *f, const char *source, double contam
     values[12] = PointerGetDatum(blob);
 
     initStringInfo(&sql);
-    appendStringInfo(&sql,
-                     "INSERT INTO %s (name, source, n_features, feature_names, transform, n_trees, "
-                     "sample_size, contamination, threshold, seed, training_rows, "
-                     "training_summary, format_version, checksum, forest) "
-                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, %d, "
-                     "%u::bigint, $13) RETURNING id",
-                     quote_qualified_identifier(get_namespace_name(get_rel_namespace(rel)),
-                                                get_rel_name(rel)),
-                     FOREST_FORMAT_VERSION,
-                     (unsigned) forest_serialized_checksum((const uint8_t *) VARDATA(blob), size));
+    appendStringInfo(
+        &sql,
+        "INSERT INTO %s (name, source, n_features, feature_names, transform, n_trees, "
+        "sample_size, contamination, threshold, seed, training_rows, "
+        "training_summary, format_version, checksum, forest) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, %d, "
+        "%u::bigint, $13) RETURNING id",
+        quote_qualified_identifier(get_namespace_name(get_rel_namespace(rel)), get_rel_name(rel)),
+        FOREST_FORMAT_VERSION,
+        (unsigned) forest_serialized_checksum((const uint8_t *) VARDATA(blob), size));
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     if (SPI_execute_with_args(sql.data, 13, types, values, nulls, false, 1) !=

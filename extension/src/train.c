@@ -1,4 +1,5 @@
-/* extension/src/train.c — chainwatch.train_model(): reservoir-sample a query through an SPI cursor and fit a forest */
+/* extension/src/train.c — chainwatch.train_model(): reservoir-sample a query through an SPI cursor
+ * and fit a forest */
 
 /*
  * Design
@@ -120,8 +121,8 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                         errhint("Use 'log1p' (heavy-tailed amounts) or 'identity'.")));
 
     capacity = Max(CW_RESERVOIR_ROWS, sample_size);
-    trainctx = AllocSetContextCreate(CurrentMemoryContext, "chainwatch train",
-                                     ALLOCSET_DEFAULT_SIZES);
+    trainctx =
+        AllocSetContextCreate(CurrentMemoryContext, "chainwatch train", ALLOCSET_DEFAULT_SIZES);
     cw_prng_seed(&rng, (uint64) seed ^ UINT64_C(0x5EED5EED5EED5EED));
 
     if (SPI_connect() != SPI_OK_CONNECT)
@@ -164,11 +165,12 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                 vector_form = true;
                 width = 0; /* from the first non-NULL array */
             } else {
-                ereport(ERROR,
-                        (errcode(ERRCODE_DATATYPE_MISMATCH),
-                         errmsg("source_query must return (value, gas, gas_price) numeric "
-                                "columns or one float8[] column"),
-                         errhint("e.g. SELECT value, gas, gas_price FROM chainwatch.transactions")));
+                ereport(
+                    ERROR,
+                    (errcode(ERRCODE_DATATYPE_MISMATCH),
+                     errmsg("source_query must return (value, gas, gas_price) numeric "
+                            "columns or one float8[] column"),
+                     errhint("e.g. SELECT value, gas, gas_price FROM chainwatch.transactions")));
             }
         }
         for (uint64 i = 0; i < SPI_processed; i++) {
@@ -192,9 +194,9 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                     width = n;
                 }
                 if (n != width)
-                    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                                    errmsg("feature vectors differ in width (%d and %d)", width,
-                                           n)));
+                    ereport(ERROR,
+                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                             errmsg("feature vectors differ in width (%d and %d)", width, n)));
                 for (int k = 0; k < n; k++) {
                     if (!isfinite(x[k]))
                         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -266,8 +268,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
             if (forest_set_feature_names(f, names) != 0)
                 ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
         }
-        model_id = ModelInsert(name, f, "trained", contamination, true, seed, true, seen,
-                               &summary);
+        model_id = ModelInsert(name, f, "trained", contamination, true, seed, true, seen, &summary);
     }
     PG_FINALLY();
     {

@@ -38,8 +38,9 @@ void MaintenanceWorkersRegister(void)
     int n = 0;
 
     if (!SplitIdentifierString(raw, ',', &names))
-        ereport(FATAL, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("chainwatch.database must be a comma-separated list of database names")));
+        ereport(FATAL,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("chainwatch.database must be a comma-separated list of database names")));
     foreach (lc, names) {
         const char *db = lfirst(lc);
         BackgroundWorker worker;
@@ -73,8 +74,8 @@ static void run_maintenance(void)
         elog(ERROR, "SPI_connect failed");
     PushActiveSnapshot(GetTransactionSnapshot());
     pgstat_report_activity(STATE_RUNNING, "SELECT chainwatch.maintain()");
-    if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'chainwatch'", true, 1) ==
-            SPI_OK_SELECT &&
+    if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'chainwatch'", true,
+                    1) == SPI_OK_SELECT &&
         SPI_processed == 1) {
         if (SPI_execute("SELECT * FROM chainwatch.maintain()", false, 0) != SPI_OK_SELECT)
             elog(ERROR, "chainwatch.maintain() failed");

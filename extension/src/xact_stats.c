@@ -1,4 +1,5 @@
-/* extension/src/xact_stats.c — rows inserted into a table by the current transaction, from its own statistics */
+/* extension/src/xact_stats.c — rows inserted into a table by the current transaction, from its own
+ * statistics */
 #include "chainwatch.h"
 
 #include "pgstat.h"

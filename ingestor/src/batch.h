@@ -1,4 +1,5 @@
-/* ingestor/src/batch.h — one writer's batch: messages, their decoded rows and scores, as COPY text */
+/* ingestor/src/batch.h — one writer's batch: messages, their decoded rows and scores, as COPY text
+ */
 #ifndef INGESTOR_BATCH_H
 #define INGESTOR_BATCH_H
 
@@ -14,12 +15,12 @@
 typedef struct batch_item {
     ingest_msg *msg; /* owned by the batch */
     bool decoded;
-    cw_tx *txs;              /* owned; n_txs rows when the message decoded */
+    cw_tx *txs; /* owned; n_txs rows when the message decoded */
     size_t n_txs;
-    bool dead;               /* goes to dead_letters */
-    int dead_reason;         /* cw_decode_reason, or DEAD_REASON_DB_REJECTED */
+    bool dead;       /* goes to dead_letters */
+    int dead_reason; /* cw_decode_reason, or DEAD_REASON_DB_REJECTED */
     char dead_error[256];
-    size_t first_score;      /* index of its first row in batch.scores */
+    size_t first_score; /* index of its first row in batch.scores */
 } batch_item;
 
 typedef struct batch {
@@ -28,7 +29,7 @@ typedef struct batch {
     double *features; /* 3 per row */
     double *scores;
     size_t rows_cap;
-    int scored_with;  /* model id the scores belong to; -1 not scored */
+    int scored_with; /* model id the scores belong to; -1 not scored */
 } batch;
 
 typedef struct batch_counts {

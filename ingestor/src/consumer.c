@@ -1,4 +1,5 @@
-/* ingestor/src/consumer.c — the poll thread: consumer-group membership, routing, back-pressure, rebalances */
+/* ingestor/src/consumer.c — the poll thread: consumer-group membership, routing, back-pressure,
+ * rebalances */
 
 /*
  * Design
@@ -6,10 +7,11 @@
  * One thread owns the rd_kafka_t consumer. It polls with a 100 ms timeout (so stop flags are
  * seen quickly) and routes each message to writer (partition % n), whose bounded queue takes
  * ownership. When that queue stays full for BACKPRESSURE_WAIT_MS (about one batch commit), the
- * message is kept aside ("stashed", at most one per partition) and the partition is paused: librdkafka then drops what it had prefetched for it
- * and, on resume, fetches again from the message after the last one delivered — the stashed
- * one, which is pushed first. Memory is therefore bounded by the queues, one stashed message
- * per partition and librdkafka's own prefetch limit (queued.max.messages.kbytes).
+ * message is kept aside ("stashed", at most one per partition) and the partition is paused:
+ * librdkafka then drops what it had prefetched for it and, on resume, fetches again from the
+ * message after the last one delivered — the stashed one, which is pushed first. Memory is
+ * therefore bounded by the queues, one stashed message per partition and librdkafka's own prefetch
+ * limit (queued.max.messages.kbytes).
  *
  * Assignment (cooperative-sticky, incremental): each newly assigned partition starts at the
  * next offset stored in chainwatch.kafka_offsets for this group — the only offsets that count —
@@ -311,8 +313,7 @@ int consumer_create(ingestor *ing, char *err, size_t errlen)
     rd_kafka_resp_err_t rerr = rd_kafka_subscribe(ing->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (rerr) {
-        snprintf(err, errlen, "cannot subscribe to %s: %s", s->kafka_topic,
-                 rd_kafka_err2str(rerr));
+        snprintf(err, errlen, "cannot subscribe to %s: %s", s->kafka_topic, rd_kafka_err2str(rerr));
         rd_kafka_destroy(ing->rk);
         ing->rk = NULL;
         return -1;

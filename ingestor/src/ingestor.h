@@ -1,4 +1,5 @@
-/* ingestor/src/ingestor.h — state shared by the ingestor's threads: ownership, counters, lifecycle */
+/* ingestor/src/ingestor.h — state shared by the ingestor's threads: ownership, counters, lifecycle
+ */
 #ifndef INGESTOR_INGESTOR_H
 #define INGESTOR_INGESTOR_H
 
@@ -14,16 +15,16 @@
 #include "settings.h"
 #include "txdecode.h"
 
-#define MAX_PARTITIONS 4096
-#define N_SEVERITIES 4
+#define MAX_PARTITIONS          4096
+#define N_SEVERITIES            4
 #define DEAD_REASON_DB_REJECTED CW_DECODE_REASONS /* a row the database refused */
-#define N_DEAD_REASONS (CW_DECODE_REASONS + 1)
+#define N_DEAD_REASONS          (CW_DECODE_REASONS + 1)
 
 /* counters behind /metrics and the stats log line; all atomics, written by any thread */
 typedef struct ingest_stats {
-    _Atomic uint64_t messages_ok;       /* committed as transactions */
-    _Atomic uint64_t messages_dead;     /* committed as dead letters */
-    _Atomic uint64_t messages_skipped;  /* already committed by someone (replay) or revoked */
+    _Atomic uint64_t messages_ok;      /* committed as transactions */
+    _Atomic uint64_t messages_dead;    /* committed as dead letters */
+    _Atomic uint64_t messages_skipped; /* already committed by someone (replay) or revoked */
     _Atomic uint64_t rows;
     _Atomic uint64_t anomalies[N_SEVERITIES];
     _Atomic uint64_t dead_letters[N_DEAD_REASONS];
@@ -62,9 +63,9 @@ typedef struct ingestor {
     _Atomic int assigned;
 
     /* lifecycle */
-    _Atomic bool stop_polling;   /* poll thread: stop fetching (shutdown) */
-    _Atomic bool writers_stop;   /* writers: flush what is queued, commit, exit */
-    _Atomic bool drained;        /* --drain: everything assigned is consumed and committed */
+    _Atomic bool stop_polling; /* poll thread: stop fetching (shutdown) */
+    _Atomic bool writers_stop; /* writers: flush what is queued, commit, exit */
+    _Atomic bool drained;      /* --drain: everything assigned is consumed and committed */
     _Atomic bool shutting_down;
     _Atomic bool db_up;
     _Atomic bool consumer_running;

@@ -1,4 +1,5 @@
-/* ingestor/src/main.c — chainwatch-ingestor: settings, threads, signals and the shutdown state machine */
+/* ingestor/src/main.c — chainwatch-ingestor: settings, threads, signals and the shutdown state
+ * machine */
 
 /*
  * Threads: main (signals, maintenance schedule, stats line, shutdown), one poll thread
@@ -178,8 +179,8 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (consumer_create(&ing, err, sizeof(err)) != 0 || writers_start(&ing, err, sizeof(err)) != 0 ||
-        observe_start(&ing, err, sizeof(err)) != 0) {
+    if (consumer_create(&ing, err, sizeof(err)) != 0 ||
+        writers_start(&ing, err, sizeof(err)) != 0 || observe_start(&ing, err, sizeof(err)) != 0) {
         log_error("%s", err);
         return 2;
     }
@@ -188,8 +189,8 @@ int main(int argc, char **argv)
         return 2;
     }
     log_info("consuming %s as group %s with %d writer threads (batch %ld, flush %ld ms)%s",
-             cfg.kafka_topic, cfg.kafka_group_id, ing.n_writers, cfg.batch_size,
-             cfg.batch_flush_ms, cfg.drain ? ", until drained" : "");
+             cfg.kafka_topic, cfg.kafka_group_id, ing.n_writers, cfg.batch_size, cfg.batch_flush_ms,
+             cfg.drain ? ", until drained" : "");
 
     enum { RUNNING, STOPPING } state = RUNNING;
     int64_t stats_at = now_ms(), maint_at = 0, stop_deadline = 0;
@@ -207,7 +208,8 @@ int main(int argc, char **argv)
             stats_at = now_ms();
         }
         if (state == RUNNING) {
-            if (cfg.maintenance_interval_ms > 0 && now_ms() - maint_at >= cfg.maintenance_interval_ms) {
+            if (cfg.maintenance_interval_ms > 0 &&
+                now_ms() - maint_at >= cfg.maintenance_interval_ms) {
                 maintenance_tick(&ing, &maint_conn);
                 maint_at = now_ms();
             }

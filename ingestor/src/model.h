@@ -1,4 +1,5 @@
-/* ingestor/src/model.h — the active model and severity rules as loaded from Postgres by one writer */
+/* ingestor/src/model.h — the active model and severity rules as loaded from Postgres by one writer
+ */
 #ifndef INGESTOR_MODEL_H
 #define INGESTOR_MODEL_H
 
@@ -11,7 +12,7 @@
 #define MAX_SEVERITY_RULES 256
 
 typedef struct severity_rule {
-    int level;                          /* 1 medium, 2 high, 3 critical */
+    int level; /* 1 medium, 2 high, 3 critical */
     bool has_score;
     double min_score;
     char min_value_wei[CW_WEI_DEC_MAX]; /* "" = no condition; integer wei (ceil of ETH * 1e18) */
@@ -20,8 +21,8 @@ typedef struct severity_rule {
 
 /* One writer's copy: the forest (owned, NULL when no model is active) and the rules. */
 typedef struct loaded_model {
-    bool loaded;     /* false: load before the next batch */
-    int model_id;    /* 0 when none is active */
+    bool loaded;  /* false: load before the next batch */
+    int model_id; /* 0 when none is active */
     forest *forest;
     severity_rule rules[MAX_SEVERITY_RULES];
     int n_rules;

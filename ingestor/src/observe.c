@@ -1,4 +1,5 @@
-/* ingestor/src/observe.c — /metrics, /health/live, /health/ready on METRICS_PORT and the periodic stats line */
+/* ingestor/src/observe.c — /metrics, /health/live, /health/ready on METRICS_PORT and the periodic
+ * stats line */
 #include <stdio.h>
 #include <string.h>
 
@@ -67,8 +68,8 @@ static int metrics_handler(struct mg_connection *conn, void *data)
                 continue;
             int64_t done = atomic_load(&ing->committed[p]);
             int64_t lag = hi - (done >= 0 ? done : lo);
-            snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%d\"",
-                     ing->cfg->kafka_topic, p);
+            snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%d\"", ing->cfg->kafka_topic,
+                     p);
             cw_metric_sample(&b, "chainwatch_kafka_consumer_lag", labels,
                              (double) (lag > 0 ? lag : 0));
         }
@@ -84,8 +85,9 @@ static int metrics_handler(struct mg_connection *conn, void *data)
                      "Partitions this member owns");
     cw_metric_sample(&b, "chainwatch_ingest_partitions_assigned", NULL,
                      (double) atomic_load(&ing->assigned));
-    cw_metric_header(&b, "chainwatch_store_rows", "gauge",
-                     "Rows in a managed table (chainwatch.status(), refreshed every maintenance tick)");
+    cw_metric_header(
+        &b, "chainwatch_store_rows", "gauge",
+        "Rows in a managed table (chainwatch.status(), refreshed every maintenance tick)");
     int n_store = atomic_load(&ing->n_store);
     for (int i = 0; i < n_store; i++) {
         snprintf(labels, sizeof(labels), "table=\"%s\"", ing->store[i].table);
@@ -152,8 +154,9 @@ int observe_start(ingestor *ing, char *err, size_t errlen)
     if (ing->cfg->metrics_port == 0)
         return 0;
     snprintf(ports, sizeof(ports), "%s:%ld", ing->cfg->metrics_bind, ing->cfg->metrics_port);
-    const char *options[] = {"listening_ports", ports, "num_threads", "4", "enable_keep_alive",
-                             "yes", "request_timeout_ms", "10000", NULL};
+    const char *options[] = {
+        "listening_ports",    ports,   "num_threads", "4", "enable_keep_alive", "yes",
+        "request_timeout_ms", "10000", NULL};
     memset(&callbacks, 0, sizeof(callbacks));
     mg_init_library(0);
     http_ctx = mg_start(&callbacks, NULL, options);

@@ -1,4 +1,5 @@
-/* ingestor/src/queue.c — bounded message FIFO with a condition variable; the only memory between threads */
+/* ingestor/src/queue.c — bounded message FIFO with a condition variable; the only memory between
+ * threads */
 #include "queue.h"
 
 #include <errno.h>

@@ -19,8 +19,8 @@ static const cw_setting settings_table[] = {
      "Writer threads, each with its own Postgres connection; partitions are routed by number"},
     {"KAFKA_MAX_QUEUE_SIZE", CW_CFG_INT, "10000", 1, 10000000, S(kafka_max_queue_size), 0,
      "Most messages queued between the poll thread and the writers; partitions pause when full"},
-    {"KAFKA_SESSION_TIMEOUT_MS", CW_CFG_INT, "30000", 1000, 3600000, S(kafka_session_timeout_ms),
-     0, "Consumer group session timeout"},
+    {"KAFKA_SESSION_TIMEOUT_MS", CW_CFG_INT, "30000", 1000, 3600000, S(kafka_session_timeout_ms), 0,
+     "Consumer group session timeout"},
     {"KAFKA_MAX_POLL_INTERVAL_MS", CW_CFG_INT, "300000", 1000, 86400000,
      S(kafka_max_poll_interval_ms), 0, "Consumer max.poll.interval.ms"},
     {"KAFKA_AUTO_OFFSET_RESET", CW_CFG_STRING, "earliest", 0, 0, S(kafka_auto_offset_reset), 0,
@@ -44,7 +44,8 @@ static const cw_setting settings_table[] = {
     {"SHUTDOWN_TIMEOUT_MS", CW_CFG_INT, "30000", 100, 3600000, S(shutdown_timeout_ms), 0,
      "On SIGTERM, time to flush and commit in-flight batches before exiting anyway"},
     {"MAINTENANCE_INTERVAL_MS", CW_CFG_INT, "10000", 0, 86400000, S(maintenance_interval_ms), 0,
-     "Call chainwatch.maintain() this often when the server runs no maintenance worker (0 = never)"},
+     "Call chainwatch.maintain() this often when the server runs no maintenance worker (0 = "
+     "never)"},
     {"DRAIN", CW_CFG_BOOL, "false", 0, 0, S(drain), 0,
      "Consume until every assigned partition is at its end, commit, exit 0 (--drain)"},
 };
@@ -61,8 +62,8 @@ int settings_load(ingestor_settings *s, int argc, char **argv, char *err, size_t
 {
     int rc;
     memset(s, 0, sizeof(*s));
-    rc = cw_config_load(settings_table, sizeof(settings_table) / sizeof(settings_table[0]), s,
-                        argc, argv, usage, err, errlen);
+    rc = cw_config_load(settings_table, sizeof(settings_table) / sizeof(settings_table[0]), s, argc,
+                        argv, usage, err, errlen);
     if (rc != 0)
         return rc;
     if (strcmp(s->kafka_auto_offset_reset, "earliest") != 0 &&

@@ -1,4 +1,5 @@
-/* ingestor/src/writer.c — writer threads: own a PGconn, commit batches exactly once with COPY + commit_batch */
+/* ingestor/src/writer.c — writer threads: own a PGconn, commit batches exactly once with COPY +
+ * commit_batch */
 
 /*
  * Design
@@ -70,8 +71,7 @@ static int writer_connect(writer *w)
         PQfinish(w->conn);
     w->conn = pg_connect(w->ing->cfg->database_url, "chainwatch-ingestor");
     if (PQstatus(w->conn) != CONNECTION_OK) {
-        log_warn("writer %d: cannot connect to Postgres: %s", w->id,
-                 PQerrorMessage(w->conn));
+        log_warn("writer %d: cannot connect to Postgres: %s", w->id, PQerrorMessage(w->conn));
         PQfinish(w->conn);
         w->conn = NULL;
         return -1;
@@ -95,8 +95,8 @@ static attempt_result classify(PGconn *conn, PGresult *res)
         return ATTEMPT_REPLAYED;
     if (strcmp(state, "23514") == 0 && strstr(PQresultErrorMessage(res), "no partition"))
         return ATTEMPT_NO_PARTITION;
-    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-        strcmp(state, "55P03") == 0 || strcmp(state, "53300") == 0)
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 ||
+        strcmp(state, "53300") == 0)
         return ATTEMPT_TRANSIENT;
     if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
         return ATTEMPT_DATA;
@@ -472,8 +472,7 @@ static void commit_one(writer *w, batch *b, bool split)
                 it->n_txs = 0;
                 it->dead = true;
                 it->dead_reason = DEAD_REASON_DB_REJECTED;
-                snprintf(it->dead_error, sizeof(it->dead_error), "database refused: %.200s",
-                         error);
+                snprintf(it->dead_error, sizeof(it->dead_error), "database refused: %.200s", error);
                 b->scored_with = -1;
                 continue;
             }

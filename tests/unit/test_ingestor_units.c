@@ -3,9 +3,10 @@
 /*
  * The queue and the batch own ingest_msg objects and free them with ingest_msg_free(), which
  * lives in ingestor/src/message.c. This binary does not link that file: it defines its own
- * ingest_msg_free, which frees the messages made by fake_msg() and records each call. That lets the tests check ownership exactly: a purge destroys what it
- * removes and nothing else, queue_destroy and batch_clear destroy what they still hold, and
- * a message is never destroyed twice (ASan would also say so).
+ * ingest_msg_free, which frees the messages made by fake_msg() and records each call. That lets the
+ * tests check ownership exactly: a purge destroys what it removes and nothing else, queue_destroy
+ * and batch_clear destroy what they still hold, and a message is never destroyed twice (ASan would
+ * also say so).
  *
  * Expected COPY lines are written out by hand from PostgreSQL's COPY text rules (tab-separated,
  * \N for NULL, backslash escapes), not produced by the code under test. Scores are compared with
@@ -280,8 +281,7 @@ static void batch_capacity_and_ownership(void **state)
     (void) state;
     batch b;
     assert_int_equal(batch_init(&b, 2), 0);
-    ingest_msg *m1 = fake_str("{}", 0, 1), *m2 = fake_str("{}", 0, 2),
-                       *m3 = fake_str("{}", 0, 3);
+    ingest_msg *m1 = fake_str("{}", 0, 1), *m2 = fake_str("{}", 0, 2), *m3 = fake_str("{}", 0, 3);
     assert_int_equal(batch_add(&b, m1), 0);
     assert_int_equal(batch_add(&b, m2), 0);
     assert_int_equal(batch_add(&b, m3), -1); /* full: still the caller's */
