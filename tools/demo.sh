@@ -173,6 +173,38 @@ detect_anomalies() {
     psql "$DATABASE_URL" -X -P pager=off -c "SELECT table_name, rows, max_rows, ttl, partitions, evicted_ttl, evicted_size FROM chainwatch.status()"
 }
 
+# start_api — run chainwatch-api on a free port, create a reader key, print working curl commands
+start_api() {
+    API_PORT=$(cat "$RUN/api.port" 2>/dev/null || echo "")
+    if [[ -n $API_PORT && -s $RUN/pids/api.pid ]] && kill -0 "$(head -n1 "$RUN/pids/api.pid")" 2>/dev/null; then
+        say "the API is already running on 127.0.0.1:$API_PORT"
+    else
+        API_PORT=$(free_port)
+        echo "$API_PORT" >"$RUN/api.port"
+        say "starting chainwatch-api on 127.0.0.1:$API_PORT (Redis cache at $REDIS_HOST:$REDIS_PORT)"
+        start_daemon api env API_PORT="$API_PORT" "$BIN/chainwatch-api"
+    fi
+    local waited=0
+    until curl -fs "http://127.0.0.1:$API_PORT/health/live" >/dev/null 2>&1; do
+        ((waited++ < 50)) || die "the API did not answer (see $RUN/logs/api.log)"
+        sleep 0.2
+    done
+    API_KEY=$(psql_value "SELECT chainwatch.create_api_key('demo-' || to_char(now(), 'HH24MISS'), 'reader')")
+    [[ -n $API_KEY ]] || die "could not create an API key"
+    note "reader key created with chainwatch.create_api_key() (shown once): $API_KEY"
+    say "the REST API, with that key"
+    local base="http://127.0.0.1:$API_PORT" hash
+    hash=$(psql_value "SELECT hash FROM chainwatch.recent_anomalies ORDER BY score DESC LIMIT 1")
+    note "curl -s -H 'X-API-Key: $API_KEY' '$base/api/v1/anomalies?severity=critical&limit=5'"
+    note "curl -s -H 'X-API-Key: $API_KEY' '$base/api/v1/anomalies/$hash'"
+    note "curl -s -H 'X-API-Key: $API_KEY' -X POST $base/api/v1/predict -d '{\"hash\":\"0x$(printf '%064d' 1)\",\"value\":\"5000000000000000000000\",\"gas\":21000,\"gasPrice\":2000000000000}'"
+    note "curl -s -H 'X-API-Key: $API_KEY' $base/api/v1/stats"
+    note "curl -s $base/health    curl -s $base/metrics    curl -s $base/api/v1/openapi.json"
+    note "for example, the first command answers:"
+    curl -s -H "X-API-Key: $API_KEY" "$base/api/v1/anomalies?severity=critical&limit=2" | head -c 600 | sed 's/^/      /'
+    echo
+}
+
 # topic_message_count — print the number of messages in the topic: the sum of every partition's high watermark
 # (one offsets request, no consuming); falls back to counting by consuming if the broker cannot answer that
 topic_message_count() {
@@ -212,6 +244,7 @@ main() {
     generate_transactions
     start_ingestor
     detect_anomalies
+    start_api
     show_summary
 }
 
