@@ -240,6 +240,15 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;
     END IF;
+    -- the first partitions were created by CREATE EXTENSION and so belong to the extension:
+    -- release such a partition from it before dropping it
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                  AND d.objid = pg_catalog.to_regclass(format('@extschema@.%I', pname))
+                  AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+                  AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION chainwatch DROP TABLE @extschema@.%I', pname);
+    END IF;
     EXECUTE format('DROP TABLE IF EXISTS @extschema@.%I', pname);
     UPDATE @extschema@.retention_stats s
        SET evicted_ttl = s.evicted_ttl + CASE WHEN reason = 'ttl' THEN st.row_count ELSE 0 END,
