@@ -13,7 +13,8 @@ export PG_CONFIG PYTHON
 C_COMPONENTS := common tools/kafka-mock tools/txgen apiserver ingestor
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common extension tools ingestor apiserver tests bench -name '*.[ch]')
 
-.PHONY: all deps build extension install install-extension check demo bench bench-api format format-check lint clean \
+.PHONY: all deps build extension install install-extension check demo bench bench-api bench-score \
+        bench-ingest bench-ingest-sql format format-check lint clean \
         $(C_COMPONENTS)
 
 all: build extension
@@ -49,6 +50,18 @@ demo: deps
 
 bench: deps
 	@bash bench/run-all.sh
+
+# bench-score: C core vs SQL vs sklearn scoring on the same 1M rows (docs/benchmarks.md)
+bench-score: all install-extension
+	@bash bench/score/run.sh
+
+# bench-ingest-sql: the ingest transaction vs COPY into plain tables, 1M pre-scored rows
+bench-ingest-sql: all install-extension
+	@bash bench/ingest/run.sh sql
+
+# bench-ingest: 1M txgen messages through chainwatch-ingestor --drain vs COPY ceilings
+bench-ingest: all install-extension
+	@bash bench/ingest/run.sh e2e
 
 # bench-api: wrk against chainwatch-api on a loaded store and a bare civetweb ceiling (docs/benchmarks.md)
 bench-api: build
