@@ -277,9 +277,9 @@ int consumer_create(ingestor *ing, char *err, size_t errlen)
         conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
         conf_set(conf, "enable.partition.eof", "true", err, errlen) ||
         conf_set(conf, "auto.offset.reset", s->kafka_auto_offset_reset, err, errlen) ||
-        /* bounded memory whatever the backlog: at most ~12 MiB prefetched in total and ~4 MiB
+        /* bounded memory whatever the backlog: at most ~8 MiB prefetched in total and ~4 MiB
          * per fetch response and broker (librdkafka's defaults allow 64 MiB and 50 MiB) */
-        conf_set(conf, "queued.max.messages.kbytes", "12288", err, errlen) ||
+        conf_set(conf, "queued.max.messages.kbytes", "8192", err, errlen) ||
         conf_set(conf, "fetch.max.bytes", "4194304", err, errlen) ||
         conf_set(conf, "receive.message.max.bytes", "5242880", err, errlen))
         goto fail;
