@@ -14,7 +14,7 @@ C_COMPONENTS := common tools/kafka-mock tools/txgen apiserver ingestor
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common extension tools ingestor apiserver tests bench -name '*.[ch]')
 
 .PHONY: all deps build extension install install-extension check demo bench bench-api bench-score \
-        bench-ingest bench-ingest-sql format format-check lint clean \
+        bench-ingest bench-ingest-sql fuzz format format-check lint clean \
         $(C_COMPONENTS)
 
 all: build extension
@@ -51,6 +51,11 @@ demo: deps
 bench: deps
 	@bash bench/run-all.sh
 
+# fuzz: run each libFuzzer target for FUZZ_SECONDS (default 300), growing fuzz/corpus/
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	$(MAKE) -C fuzz fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
 # bench-score: C core vs SQL vs sklearn scoring on the same 1M rows (docs/benchmarks.md)
 bench-score: all install-extension
 	@bash bench/score/run.sh
@@ -79,4 +84,5 @@ lint: format-check
 
 clean:
 	rm -rf build
+	-$(MAKE) -C fuzz clean
 	-$(MAKE) -C extension clean with_llvm=no PG_CONFIG=$(PG_CONFIG)
