@@ -1,4 +1,5 @@
-/* fuzz/fuzz_config.c — libFuzzer target: the daemons' settings parser (flags from arbitrary argv) */
+/* fuzz/fuzz_config.c — libFuzzer target: the daemons' settings parser (flags from arbitrary argv)
+ */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

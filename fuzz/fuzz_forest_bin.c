@@ -1,4 +1,5 @@
-/* fuzz/fuzz_forest_bin.c — libFuzzer target: the binary model format the ingestor reads from Postgres */
+/* fuzz/fuzz_forest_bin.c — libFuzzer target: the binary model format the ingestor reads from
+ * Postgres */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,5 @@
-/* fuzz/fuzz_forest_json.c — libFuzzer target: chainwatch-iforest/1 import, then export and re-import */
+/* fuzz/fuzz_forest_json.c — libFuzzer target: chainwatch-iforest/1 import, then export and
+ * re-import */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -8,7 +9,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* LLVMFuzzerTestOneInput: an accepted model must score, export, and re-import to the same scores. */
+/* LLVMFuzzerTestOneInput: an accepted model must score, export, and re-import to the same scores.
+ */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     forest_error err;

@@ -1,4 +1,5 @@
-/* fuzz/fuzz_txdecode.c — libFuzzer target: the transaction decoder on arbitrary bytes (all formats) */
+/* fuzz/fuzz_txdecode.c — libFuzzer target: the transaction decoder on arbitrary bytes (all formats)
+ */
 #include <stdint.h>
 #include <stdlib.h>
 
