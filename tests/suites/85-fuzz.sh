@@ -2,7 +2,7 @@
 #
 # `make fuzz` grows the corpora (fuzz/corpus/<target>/); here each input runs once, so a fixed crash stays fixed.
 step fuzz-build make -C fuzz
-for t in txdecode forest_json forest_bin config; do
+for t in txdecode forest_json forest_bin config api; do
     if [[ -d fuzz/crashes/$t ]]; then
         step "fuzz-$t" build/fuzz/fuzz_$t -runs=0 "fuzz/corpus/$t" "fuzz/crashes/$t"
     else
