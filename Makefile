@@ -14,7 +14,7 @@ C_COMPONENTS := common tools/kafka-mock tools/txgen apiserver ingestor
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common extension tools ingestor apiserver tests bench -name '*.[ch]')
 
 .PHONY: all deps build extension install install-extension check demo bench bench-api bench-score \
-        bench-ingest bench-ingest-sql fuzz format format-check lint clean \
+        bench-ingest bench-ingest-sql fuzz chaos soak format format-check lint clean \
         $(C_COMPONENTS)
 
 all: build extension
@@ -55,6 +55,15 @@ bench: deps
 FUZZ_SECONDS ?= 300
 fuzz: deps
 	$(MAKE) -C fuzz fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+# chaos: fault injection while txgen streams and a client queries the API (tests/integration/test_chaos.py)
+chaos: deps all install-extension
+	@bash tests/chaos.sh
+
+# soak: ingest at half the measured capacity plus API load for DURATION (default 30m); docs/reliability.md
+DURATION ?= 30m
+soak: deps all install-extension
+	@bash bench/soak/run.sh $(DURATION)
 
 # bench-score: C core vs SQL vs sklearn scoring on the same 1M rows (docs/benchmarks.md)
 bench-score: all install-extension

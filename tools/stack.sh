@@ -24,8 +24,12 @@
 # `down` first. Pid files whose processes are all dead (a crashed run) are cleaned up and `up` carries on.
 # `down` keeps the data and logs for post-mortems; it is idempotent and exits 0 on a DIR that never came up.
 #
-# Security: authentication is `trust` for the unix socket and 127.0.0.1 and Redis has no password. That is only
-# acceptable because this is a throwaway stack bound to loopback; never reuse these settings elsewhere.
+# Security: the superuser `postgres` authenticates by `trust` on the unix socket and 127.0.0.1 and Redis has no
+# password. That is only acceptable because this is a throwaway stack bound to loopback; never reuse these
+# settings elsewhere. The daemons' roles of sql/roles.sql (chainwatch_ingestor, chainwatch_api,
+# chainwatch_monitor) get fresh random passwords on every `up` and authenticate with scram-sha-256, so tests run
+# the daemons with the least privilege they have in production: INGESTOR_DATABASE_URL, API_DATABASE_URL and
+# MONITOR_DATABASE_URL in stack.env.
 set -euo pipefail
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -318,6 +322,8 @@ pg_init() {
     # Trust for the socket and 127.0.0.1 only: a throwaway loopback dev stack, no passwords on purpose.
     cat >"$data/pg_hba.conf" <<'EOF'
 # pg_hba.conf — written by tools/stack.sh: throwaway loopback dev stack, trust auth on purpose
+# (the daemons' roles use passwords so that their grants and secret handling are tested)
+host    all             chainwatch_ingestor,chainwatch_api,chainwatch_monitor 127.0.0.1/32 scram-sha-256
 local   all             all                         trust
 host    all             all         127.0.0.1/32    trust
 local   replication     all                         trust
@@ -395,8 +401,26 @@ pg_start() {
             log_tail bootstrap "$DIR/pg/log/bootstrap.log"
             die "sql/bootstrap.sql failed"
         fi
+        pg_roles
     fi
     say "postgres up on 127.0.0.1:$PG_PORT (pid $pid, socket dir $(pg_socket_dir))"
+}
+
+# pg_roles — create the daemons' login roles with sql/roles.sql and fresh random passwords (ROLE_PASSWORDS)
+pg_roles() {
+    local r
+    declare -gA ROLE_PASSWORDS=()
+    for r in ingestor api monitor; do
+        ROLE_PASSWORDS[$r]=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+    done
+    # the passwords go in on stdin, not on a command line that ps would show
+    if ! {
+        for r in ingestor api monitor; do printf "\\set %s_password '%s'\n" "$r" "${ROLE_PASSWORDS[$r]}"; done
+        cat "$TOP/sql/roles.sql"
+    } | pg_psql chainwatch -q >"$DIR/pg/log/roles.log" 2>&1; then
+        log_tail roles "$DIR/pg/log/roles.log"
+        die "sql/roles.sql failed"
+    fi
 }
 
 # redis_start — start redis-server on a free port, detached from this shell, retrying if the port was taken
@@ -487,6 +511,12 @@ write_env() {
         REDIS_HOST 127.0.0.1
         REDIS_PORT "$REDIS_PORT"
     )
+    local r
+    if declare -p ROLE_PASSWORDS >/dev/null 2>&1; then
+        for r in ingestor api monitor; do
+            kv+=("${r^^}_DATABASE_URL" "postgresql://chainwatch_$r:${ROLE_PASSWORDS[$r]}@127.0.0.1:$PG_PORT/chainwatch")
+        done
+    fi
     {
         printf '# stack.env — written by tools/stack.sh up; source it: . %q\n' "$f"
         for ((i = 0; i < ${#kv[@]}; i += 2)); do env_line "${kv[i]}" "${kv[i + 1]}"; done

@@ -43,6 +43,15 @@ class StackEnv(dict):
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
+    def role_url(self, role):
+        """role_url — DATABASE_URL of a daemon's least-privilege role ("ingestor", "api", "monitor")."""
+        return self[f"{role.upper()}_DATABASE_URL"]
+
+    def daemon_environ(self, role, **extra):
+        """daemon_environ — environ() with DATABASE_URL set to the role's URL (sql/roles.sql): the daemons
+        run in tests with the privileges they have in production."""
+        return self.environ(**{"DATABASE_URL": self.role_url(role), **extra})
+
 
 def parse_stack_env(text):
     """parse_stack_env — turn `export KEY=VALUE` lines (shell-quoted values) into a dict; comments skipped."""
