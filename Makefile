@@ -14,7 +14,7 @@ C_COMPONENTS := common tools/kafka-mock tools/txgen apiserver ingestor
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common extension tools ingestor apiserver tests bench -name '*.[ch]')
 
 .PHONY: all deps build extension install install-extension check demo bench bench-api bench-score \
-        bench-ingest bench-ingest-sql fuzz chaos soak format format-check lint clean \
+        bench-ingest bench-ingest-sql fuzz chaos soak tsan format format-check lint clean \
         $(C_COMPONENTS)
 
 all: build extension
@@ -32,6 +32,13 @@ extension: common
 
 deps:
 	@bash tools/deps.sh
+
+# tsan: the threaded daemons with ThreadSanitizer in build/tsan/bin (with the plain broker and txgen beside them)
+tsan: build
+	$(MAKE) -C common SANITIZE=thread TOP=$(TOP)
+	$(MAKE) -C ingestor SANITIZE=thread TOP=$(TOP)
+	$(MAKE) -C apiserver SANITIZE=thread TOP=$(TOP)
+	ln -sf ../../bin/chainwatch-kafka-mock ../../bin/chainwatch-txgen build/tsan/bin/
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

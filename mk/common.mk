@@ -1,13 +1,21 @@
 # mk/common.mk — compiler flags and build directories shared by every C component
 #
 # Included by each component Makefile after it sets TOP. Objects and binaries go to
-# $(BUILD) (build/ normally, build/san/ with SANITIZE=1 so the two never mix).
+# $(BUILD) (build/ normally, build/san/ with SANITIZE=1, build/tsan/ with SANITIZE=thread; they never mix).
 
 SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
 BUILD ?= $(TOP)/build/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT ?= -O1
+else ifeq ($(SANITIZE),thread)
+# ThreadSanitizer for the threaded daemons (tests/suites/68-tsan.sh); the third-party libraries are not
+# instrumented, so only races in our code (queues, pools, caches, metrics, shared state) are reported
+BUILD ?= $(TOP)/build/tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+OPT ?= -O1
+# librdkafka's C11 threads through pthreads, so TSan sees them (common/src/tsan_threads.c)
+LDFLAGS += -Wl,-u,thrd_create
 else
 BUILD ?= $(TOP)/build
 SANFLAGS :=

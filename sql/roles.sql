@@ -7,22 +7,24 @@
 --     psql "$ADMIN_DATABASE_URL" -v ON_ERROR_STOP=1 \
 --          -v ingestor_password=... -v api_password=... -v monitor_password=... -f sql/roles.sql
 --
--- Roles
---   chainwatch_ingestor  the ingestor: COPY into the store, commit_batch(), kafka_offsets, scoring.
---   chainwatch_api       the API server: reads the store, predicts, trains and activates models,
---                        manages API keys (its admin endpoints write).
---   chainwatch_monitor   dashboards: read-only, e.g. Grafana's panels on chainwatch.status().
+-- Roles and what each may do (least privilege; tests/integration/test_least_privilege.py proves the "may not")
+--   chainwatch_ingestor  INSERT (its COPY) into transactions, anomalies and dead_letters; read the models,
+--                        the severity rules and its group's offsets; call commit_batch() and maintain().
+--                        It may not read or change stored rows, models or keys.
+--   chainwatch_api       read the store, the registry and the bookkeeping tables; score and predict;
+--                        train (INSERT into models), activate and roll back models; manage API keys only
+--                        through create_api_key(), revoke_api_key() and authenticate_api_key() — it cannot
+--                        read key hashes, delete anomalies or ingest.
+--   chainwatch_monitor   dashboards: read-only, everything but the API keys (e.g. Grafana on status()).
 --
--- Both daemons need DML on the store tables: commit_batch() runs with the caller's rights and
--- updates partition_state and evicts the oldest rows beyond max_rows. Partition DDL (maintain())
--- needs the owner of the extension's tables: the preloaded background worker has it. Where the
--- worker cannot run (docs/managed-postgres.md), set -v ingestor_maintains=on so the ingestor's
--- MAINTENANCE_INTERVAL_MS loop may call maintain(): that grants the extension owner's role to
--- chainwatch_ingestor, and refuses when that owner is a superuser (run maintain() from pg_cron as
--- the owner instead).
+-- Writes the daemons are not trusted with run inside SECURITY DEFINER functions of the extension
+-- (0.4.0): commit_batch() updates the offsets and counters and evicts rows, maintain() does partition
+-- DDL as the extension owner, activate/rollback_model() flip the active model, the key functions
+-- touch api_keys. So no role here needs UPDATE/DELETE on the store, DDL rights, or membership in the
+-- owner's role, whether or not the server runs the maintenance worker (docs/managed-postgres.md).
 --
--- Grants are re-applied on every run, so objects added by ALTER EXTENSION UPDATE are covered once
--- the migration has run this file again.
+-- Every run first revokes everything from the three roles, then grants exactly this list, so a rerun
+-- after ALTER EXTENSION UPDATE covers new objects and withdraws what an older roles.sql granted.
 
 \set ON_ERROR_STOP on
 \if :{?ingestor_password}
@@ -36,10 +38,6 @@
 \if :{?monitor_password}
 \else
 \set monitor_password ''
-\endif
-\if :{?ingestor_maintains}
-\else
-\set ingestor_maintains off
 \endif
 
 SELECT format('CREATE ROLE %I LOGIN', r)
@@ -58,23 +56,40 @@ SELECT format('ALTER ROLE %I PASSWORD %L', r, p)
 REVOKE ALL ON SCHEMA chainwatch FROM PUBLIC;
 GRANT USAGE ON SCHEMA chainwatch TO chainwatch_ingestor, chainwatch_api, chainwatch_monitor;
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA chainwatch TO chainwatch_ingestor, chainwatch_api;
-GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA chainwatch TO chainwatch_ingestor, chainwatch_api;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA chainwatch TO chainwatch_ingestor, chainwatch_api, chainwatch_monitor;
+REVOKE ALL ON ALL TABLES IN SCHEMA chainwatch FROM chainwatch_ingestor, chainwatch_api, chainwatch_monitor;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA chainwatch FROM chainwatch_ingestor, chainwatch_api, chainwatch_monitor;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA chainwatch FROM chainwatch_ingestor, chainwatch_api, chainwatch_monitor;
+
+-- chainwatch_ingestor: stage (COPY), commit the batch, maintain
+GRANT INSERT ON chainwatch.transactions, chainwatch.anomalies, chainwatch.dead_letters TO chainwatch_ingestor;
+GRANT USAGE ON SEQUENCE chainwatch.anomalies_id_seq, chainwatch.dead_letters_id_seq TO chainwatch_ingestor;
+GRANT SELECT ON chainwatch.models, chainwatch.severity_rules, chainwatch.kafka_offsets TO chainwatch_ingestor;
+GRANT EXECUTE ON FUNCTION chainwatch.commit_batch(text, text, int[], bigint[], bigint[], int),
+                          chainwatch.maintain(), chainwatch.status(), chainwatch.committed_offsets(text)
+   TO chainwatch_ingestor;
+
+-- chainwatch_api: read, score, train and switch models, manage keys through functions
+GRANT SELECT ON chainwatch.transactions, chainwatch.anomalies, chainwatch.recent_anomalies,
+                chainwatch.recent_transactions, chainwatch.models, chainwatch.model_activations,
+                chainwatch.severity_rules, chainwatch.ingest_state, chainwatch.kafka_offsets,
+                chainwatch.registry_state, chainwatch.retention_policies, chainwatch.retention_stats,
+                chainwatch.partition_state
+   TO chainwatch_api;
+GRANT INSERT ON chainwatch.models TO chainwatch_api;
+GRANT USAGE ON SEQUENCE chainwatch.models_id_seq TO chainwatch_api;
+GRANT EXECUTE ON FUNCTION chainwatch.activate_model(int, text), chainwatch.rollback_model(),
+                          chainwatch.create_api_key(text, text, timestamptz), chainwatch.revoke_api_key(text),
+                          chainwatch.revoke_api_key(int), chainwatch.authenticate_api_key(text),
+                          chainwatch.status()
+   TO chainwatch_api;
+
+-- chainwatch_monitor: read-only, no keys
 GRANT SELECT ON ALL TABLES IN SCHEMA chainwatch TO chainwatch_monitor;
+REVOKE SELECT ON chainwatch.api_keys FROM chainwatch_monitor;
+GRANT EXECUTE ON FUNCTION chainwatch.status() TO chainwatch_monitor;
 
 -- one connection budget per role: a runaway pool cannot starve the others (max_connections 200)
 ALTER ROLE chainwatch_ingestor CONNECTION LIMIT 60;
 ALTER ROLE chainwatch_api CONNECTION LIMIT 120;
 ALTER ROLE chainwatch_monitor CONNECTION LIMIT 5;
 
-\if :ingestor_maintains
-SELECT format('GRANT %I TO chainwatch_ingestor', o.rolname)
-  FROM pg_extension e JOIN pg_roles o ON o.oid = e.extowner
- WHERE e.extname = 'chainwatch' AND NOT o.rolsuper
-\gexec
-SELECT 'chainwatch: the extension owner ' || o.rolname || ' is a superuser; not granting it to chainwatch_ingestor. '
-       'Call chainwatch.maintain() from pg_cron as the owner instead (docs/managed-postgres.md).' AS warning
-  FROM pg_extension e JOIN pg_roles o ON o.oid = e.extowner
- WHERE e.extname = 'chainwatch' AND o.rolsuper;
-\endif

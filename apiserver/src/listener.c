@@ -150,7 +150,9 @@ static void handle(listener *l, const PGnotify *n)
     end_write(l);
 }
 
-static PGconn *connect_and_listen(listener *l)
+/* connect_and_listen opens the listener's connection and LISTENs; NULL with libpq's reason (its
+ * first line: names host, port and user, never the password) in why on failure */
+static PGconn *connect_and_listen(listener *l, char *why, size_t why_len)
 {
     const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
     const char *vals[] = {l->conninfo, "chainwatch-api-listener", "3", NULL};
@@ -158,6 +160,8 @@ static PGconn *connect_and_listen(listener *l)
     PGresult *r;
 
     if (PQstatus(pg) != CONNECTION_OK) {
+        const char *msg = pg ? PQerrorMessage(pg) : "out of memory";
+        snprintf(why, why_len, "%.*s", (int) strcspn(msg, "\n"), msg);
         PQfinish(pg);
         return NULL;
     }
@@ -182,11 +186,13 @@ static void *listener_main(void *arg)
 
     while (!atomic_load(&l->stop)) {
         if (!pg) {
-            pg = connect_and_listen(l);
+            char why[256];
+            pg = connect_and_listen(l, why, sizeof(why));
             if (!pg) {
                 if (!warned)
-                    log_warn("listener: cannot connect to PostgreSQL; cache lookups are bypassed "
-                             "until it is back");
+                    log_warn("listener: cannot connect to PostgreSQL (%s); cache lookups are "
+                             "bypassed until it is back",
+                             why);
                 warned = true;
                 for (int i = 0; i < 10 && !atomic_load(&l->stop); i++)
                     nanosleep(&(struct timespec){0, 100000000L}, NULL);

@@ -13,7 +13,6 @@
 #   INGESTOR_PASSWORD | INGESTOR_DATABASE_URL   the password, or the URL the ingestor connects with
 #   API_PASSWORD      | API_DATABASE_URL        the same for the API server
 #   MONITOR_PASSWORD                            chainwatch_monitor (Grafana's Postgres data source)
-#   INGESTOR_MAINTAINS=on                       see sql/roles.sql (managed Postgres without the worker)
 #   CHAINWATCH_SQL_DIR                          where bootstrap.sql and roles.sql are (/opt/chainwatch/sql)
 set -euo pipefail
 
@@ -46,6 +45,5 @@ psql "${conn[@]}" -X -q -v ON_ERROR_STOP=1 \
     -v ingestor_password="$ingestor_password" \
     -v api_password="$api_password" \
     -v monitor_password="${MONITOR_PASSWORD:-}" \
-    -v ingestor_maintains="${INGESTOR_MAINTAINS:-off}" \
     -f "$SQL_DIR/roles.sql"
 echo "chainwatch-bootstrap: done"

@@ -125,6 +125,14 @@ def pg_connect(stack, dbname=None):
     return conn
 
 
+def apply_roles(stack):
+    """apply_roles — rerun sql/roles.sql as the superuser (passwords unchanged): needed after a test drops and
+    recreates the extension, whose new objects carry no grants."""
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", stack["PGHOST"], "-p", stack["PGPORT"],
+                    "-U", stack["PGUSER"], "-d", stack["PGDATABASE"], "-f", str(REPO_ROOT / "sql" / "roles.sql")],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     """repo_root — the repository root as a Path."""

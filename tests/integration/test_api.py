@@ -22,7 +22,7 @@ import time
 import pytest
 import requests
 
-from conftest import new_stack_dir, pg_connect, record_pid, start_stack, teardown_stack
+from conftest import apply_roles, new_stack_dir, pg_connect, record_pid, start_stack, teardown_stack
 
 TOP = pathlib.Path(os.environ.get("CHAINWATCH_TOP") or pathlib.Path(__file__).resolve().parents[2])
 BIN = pathlib.Path(os.environ.get("CHAINWATCH_BIN") or TOP / "build" / "bin")
@@ -113,6 +113,7 @@ def prepare_database(stack):
     """prepare_database — fresh extension, two keys, 2,000 transactions, an active model, 60 anomalies."""
     sql(stack, "SET client_min_messages = warning; DROP EXTENSION IF EXISTS chainwatch CASCADE;"
                " CREATE EXTENSION chainwatch")
+    apply_roles(stack)
     keys = {
         "reader": sql(stack, "SELECT chainwatch.create_api_key('test-reader', 'reader')")[0][0],
         "admin": sql(stack, "SELECT chainwatch.create_api_key('test-admin', 'admin')")[0][0],
@@ -141,7 +142,7 @@ class ApiProcess:
         settings = dict(API_PORT=self.port, API_THREADS=32, DB_POOL_SIZE=4, RATE_LIMIT_RPS=100000,
                         RATE_LIMIT_BURST=100000, LOG_LEVEL="info")
         settings.update(env)
-        environ = stack.environ(**settings)
+        environ = stack.daemon_environ("api", **settings)
         self.log_path = pathlib.Path(log_dir) / f"api-{self.port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([str(API)], env=environ, stdout=self.log, stderr=subprocess.STDOUT,
@@ -255,7 +256,7 @@ def test_health_endpoints(anon):
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     r = anon.get("/health/ready")
     assert r.status_code == 200, r.text
-    assert r.json()["ready"] is True and r.json()["extension"] == "0.3.0"
+    assert r.json()["ready"] is True and r.json()["extension"] == "0.4.0"
     r = anon.get("/health")
     assert r.status_code == 200, r.text
     h = r.json()

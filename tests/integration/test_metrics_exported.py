@@ -39,7 +39,7 @@ def _wait_http(url, deadline_s=30):
 
 def test_monitoring_metrics_are_exported_by_running_binaries(private_stack, bin_dir):
     stack = private_stack
-    env = stack.environ(KAFKA_SESSION_TIMEOUT_MS="6000", LOG_LEVEL="warn")
+    env = stack.daemon_environ("ingestor", KAFKA_SESSION_TIMEOUT_MS="6000", LOG_LEVEL="warn")
     conn = pg_connect(stack)
     cur = conn.cursor()
 
@@ -74,7 +74,7 @@ def test_monitoring_metrics_are_exported_by_running_binaries(private_stack, bin_
         api_bin = os.path.join(bin_dir, "chainwatch-api")
         if os.path.exists(api_bin):
             api_port = _free_port()
-            api = subprocess.Popen([api_bin], env=stack.environ(API_PORT=str(api_port), LOG_LEVEL="warn"))
+            api = subprocess.Popen([api_bin], env=stack.daemon_environ("api", API_PORT=str(api_port), LOG_LEVEL="warn"))
             record_pid(stack, "api", api.pid)
             _wait_http(f"http://127.0.0.1:{api_port}/health/live")
             for path in ("/health", "/api/v1/anomalies", "/api/v1/openapi.json"):

@@ -50,11 +50,16 @@ UNSELECT name, role, is_valid FROM chainwatch.api_key_list ORDER BY id;
 CREATE ROLE cw_api_test_role LOGIN;
 GRANT USAGE ON SCHEMA chainwatch TO cw_api_test_role;
 SET ROLE cw_api_test_role;
+SELECT pg_temp.err($$SELECT chainwatch.authenticate_api_key('x')$$);
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION chainwatch.authenticate_api_key(text) TO cw_api_test_role;
+SET ROLE cw_api_test_role;
 SELECT chainwatch.authenticate_api_key(:'sk') IS NULL AS expired_for_api_role;
 SELECT pg_temp.err('SELECT count(*) FROM chainwatch.api_keys');
 SELECT pg_temp.err($$SELECT chainwatch.create_api_key('sneaky', 'admin')$$);
 SELECT pg_temp.err($$SELECT chainwatch.revoke_api_key('short')$$);
 RESET ROLE;
+REVOKE EXECUTE ON FUNCTION chainwatch.authenticate_api_key(text) FROM cw_api_test_role;
 REVOKE USAGE ON SCHEMA chainwatch FROM cw_api_test_role;
 DROP ROLE cw_api_test_role;
 
