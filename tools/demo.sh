@@ -127,8 +127,9 @@ start_ingestor() {
     fi
     INGESTOR_METRICS_PORT=$(free_port)
     echo "$INGESTOR_METRICS_PORT" >"$RUN/ingestor.metrics_port"
-    say "starting chainwatch-ingestor (group anomaly-detection-group, metrics on 127.0.0.1:$INGESTOR_METRICS_PORT)"
-    start_daemon ingestor env METRICS_PORT="$INGESTOR_METRICS_PORT" METRICS_BIND=127.0.0.1 \
+    say "starting chainwatch-ingestor as role chainwatch_ingestor (group anomaly-detection-group, metrics on 127.0.0.1:$INGESTOR_METRICS_PORT)"
+    start_daemon ingestor env DATABASE_URL="${INGESTOR_DATABASE_URL:-$DATABASE_URL}" \
+        METRICS_PORT="$INGESTOR_METRICS_PORT" METRICS_BIND=127.0.0.1 \
         KAFKA_SESSION_TIMEOUT_MS=6000 "$BIN/chainwatch-ingestor"
 }
 
@@ -181,8 +182,8 @@ start_api() {
     else
         API_PORT=$(free_port)
         echo "$API_PORT" >"$RUN/api.port"
-        say "starting chainwatch-api on 127.0.0.1:$API_PORT (Redis cache at $REDIS_HOST:$REDIS_PORT)"
-        start_daemon api env API_PORT="$API_PORT" "$BIN/chainwatch-api"
+        say "starting chainwatch-api as role chainwatch_api on 127.0.0.1:$API_PORT (Redis cache at $REDIS_HOST:$REDIS_PORT)"
+        start_daemon api env DATABASE_URL="${API_DATABASE_URL:-$DATABASE_URL}" API_PORT="$API_PORT" "$BIN/chainwatch-api"
     fi
     local waited=0
     until curl -fs "http://127.0.0.1:$API_PORT/health/live" >/dev/null 2>&1; do
