@@ -10,10 +10,21 @@
  *   4. rate limit per client: the key's digest, or the IP for anonymous routes → 429 + Retry-After
  *      (health and metrics are exempt: probes and scrapes must always get through);
  *   5. role → 403;
- *   6. the body is read (bounded; chunked bodies too) and the handler runs.
- * Every response is one write (cw_http_send) carrying X-Cache (BYPASS unless the handler served
- * or filled the cache) and the CORS headers when the Origin is allowed. Metrics are labelled with
- * the route pattern, never the raw path.
+ *   6. the body is read (bounded in size, chunked bodies too, and in time: REQUEST_TIMEOUT_MS
+ *      for the whole body, checked between reads of at most BODY_READ_PIECE bytes — civetweb
+ *      ends a read only when the piece is complete or the data stops for REQUEST_TIMEOUT_MS)
+ *      and the handler runs.
+ * Before routing, requests civetweb parsed but we refuse to trust get a 4xx: 64 header lines
+ * (civetweb keeps the first 64 and silently drops the rest, Content-Length included), ambiguous
+ * body framing (framing_error), and an encoded NUL in the path or query (it would cut the text
+ * short: /health/live%00.json). civetweb leaves the path encoded (decode_url=no) so that we see it;
+ * the errors civetweb answers itself (malformed or oversized header, bad Content-Length, HTTP
+ * version) go through httpx_http_error and use our JSON error format too. Every refusal that leaves
+ * unread request bytes on the socket closes the connection (mg_disable_connection_keep_alive):
+ * civetweb would otherwise read and discard the rest of a lying Content-Length for as long as the
+ * client keeps sending. Every response is one write (cw_http_send) carrying X-Cache (BYPASS unless
+ * the handler served or filled the cache) and the CORS headers when the Origin is allowed. Metrics
+ * are labelled with the route pattern, never the raw path.
  */
 #include "httpx.h"
 
@@ -31,7 +42,10 @@
 #include "db.h"
 #include "http.h"
 #include "log.h"
+#include "params.h"
 #include "ratelimit.h"
+
+#define BODY_READ_PIECE 16384 /* bytes per mg_read of a request body */
 
 static atomic_bool draining;
 static atomic_int in_flight;
@@ -85,13 +99,64 @@ int api_json(api_request *req, int status, const char *body, size_t len)
 
 int api_error(api_request *req, int status, const char *code, const char *fmt, ...)
 {
-    char msg[512], h[1024];
+    char msg[512], text[3 * sizeof(msg)], h[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* messages may quote the request (a parameter name): keep the body valid UTF-8 */
+    params_utf8_scrub(msg, text, sizeof(text));
     headers(req, h, sizeof(h));
-    return cw_http_json_error(req->conn, status, code, msg, h);
+    return cw_http_json_error(req->conn, status, code, text, h);
+}
+
+/* close_after makes the response say Connection: close and civetweb close the connection after
+ * it instead of reading (and discarding) what is left of the request */
+static void close_after(api_request *req)
+{
+    size_t n = strlen(req->extra);
+    snprintf(req->extra + n, sizeof(req->extra) - n, "Connection: close\r\n");
+    mg_disable_connection_keep_alive(req->conn);
+}
+
+int httpx_http_error(struct mg_connection *conn, int status, const char *errmsg)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *code = status >= 500 ? "internal" : "bad_request";
+    const char *msg =
+        status >= 500 ? "the server could not process the request" : "malformed HTTP request";
+
+    (void) errmsg; /* civetweb's text may quote the request; the client gets a fixed message */
+    switch (status) {
+    case 404:
+        code = "not_found", msg = "no such endpoint";
+        break;
+    case 405:
+        code = "method_not_allowed", msg = "method not allowed";
+        break;
+    case 408:
+        code = "request_timeout", msg = "the request did not arrive within REQUEST_TIMEOUT_MS";
+        break;
+    case 411:
+        msg = "invalid Content-Length";
+        break;
+    case 413:
+    case 414:
+    case 431:
+        code = "header_too_large", msg = "the request line or header is too large";
+        break;
+    case 505:
+        code = "http_version_not_supported", msg = "only HTTP/1.0 and HTTP/1.1 are supported";
+        break;
+    }
+    mg_disable_connection_keep_alive(conn);
+    cw_http_json_error(conn, status, code, msg, "X-Cache: BYPASS\r\nConnection: close\r\n");
+    if (ri && ri->user_data) {
+        api_app *app = ri->user_data;
+        api_metrics_observe(app->metrics, -1, ri->request_method ? ri->request_method : "", status,
+                            0);
+    }
+    return 0;
 }
 
 int api_db_error(api_request *req, const db_error *e)
@@ -148,8 +213,9 @@ static const char *cors_origin(const api_app *app, struct mg_connection *conn)
     return NULL;
 }
 
-/* read_body reads the request body into req (at most max bytes); 0, 413 or 400 */
-static int read_body(api_request *req, long max)
+/* read_body reads the request body into req (at most max bytes, until deadline_ns on the
+ * monotonic clock); 0, 413, 408 (too slow, or shorter than its Content-Length) or 400 */
+static int read_body(api_request *req, long max, long long deadline_ns)
 {
     long long declared = req->ri->content_length;
     size_t cap = declared >= 0 ? (size_t) declared + 1 : 4096, len = 0;
@@ -174,13 +240,27 @@ static int read_body(api_request *req, long max)
             buf = nb;
             cap *= 2;
         }
-        int n = mg_read(req->conn, buf + len, cap - len - 1);
+        if (api_now_ns() > deadline_ns) {
+            free(buf);
+            return 408;
+        }
+        /* civetweb returns from mg_read only when the piece asked for is complete or no byte
+         * came for REQUEST_TIMEOUT_MS, so pieces are small enough for the deadline to be checked
+         * regularly; EOF and that timeout both end the body, which must then be as long as its
+         * Content-Length */
+        size_t want = cap - len - 1;
+        int n = mg_read(req->conn, buf + len, want < BODY_READ_PIECE ? want : BODY_READ_PIECE);
         if (n < 0) {
             free(buf);
             return 400;
         }
-        if (n == 0)
+        if (n == 0) {
+            if (declared >= 0 && (long long) len < declared) {
+                free(buf);
+                return 408;
+            }
             break;
+        }
         len += (size_t) n;
         if (len > (size_t) max) {
             free(buf);
@@ -250,6 +330,33 @@ static int authorize(api_request *req)
     return 0;
 }
 
+/* framing_error says why the body framing of ri cannot be trusted, or returns NULL. civetweb
+ * reads the first Content-Length with strtoll ("12abc" is 12, "+12" too) and lets
+ * Transfer-Encoding win over it; a proxy in front may have framed the same bytes otherwise
+ * (request smuggling). So only one all-digits length (repeats must agree), or Transfer-Encoding
+ * without any, is accepted. */
+static const char *framing_error(const struct mg_request_info *ri)
+{
+    const char *length = NULL;
+    bool chunked = false;
+    for (int i = 0; i < ri->num_headers; i++) {
+        const char *name = ri->http_headers[i].name, *value = ri->http_headers[i].value;
+        if (!name || !value)
+            continue;
+        if (!mg_strcasecmp(name, "Transfer-Encoding")) {
+            chunked = true;
+        } else if (!mg_strcasecmp(name, "Content-Length")) {
+            size_t digits = strspn(value, "0123456789");
+            if (digits == 0 || value[digits + strspn(value + digits, " \t")] != '\0')
+                return "Content-Length: expected a decimal number";
+            if (length && strcmp(length, value) != 0)
+                return "Content-Length: conflicting values";
+            length = value;
+        }
+    }
+    return chunked && length ? "Content-Length and Transfer-Encoding together" : NULL;
+}
+
 static int dispatch(struct mg_connection *conn, api_app *app);
 
 /* httpx_handler counts the request as in flight (before looking at the drain flag, so shutdown
@@ -267,11 +374,11 @@ static int dispatch(struct mg_connection *conn, api_app *app)
     long long t0 = api_now_ns();
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *method = ri->request_method ? ri->request_method : "";
-    const char *path = ri->local_uri ? ri->local_uri : "/";
+    const char *raw_path = ri->local_uri ? ri->local_uri : "/";
     api_request req;
-    char allow[64];
+    char allow[64], path[1024];
     bool path_known;
-    int route, status;
+    int route, status, decoded;
 
     memset(&req, 0, sizeof(req));
     req.conn = conn;
@@ -280,6 +387,30 @@ static int dispatch(struct mg_connection *conn, api_app *app)
     req.query = ri->query_string ? ri->query_string : "";
     req.x_cache = "BYPASS";
     req.origin = cors_origin(app, conn);
+
+    /* refusals before routing: what civetweb parsed but we cannot trust (see the top) */
+    status = 0;
+    const char *framing = framing_error(ri);
+    if (ri->num_headers >= MG_MAX_HEADERS) {
+        close_after(&req);
+        status = api_error(&req, 431, "header_too_large", "at most %d header lines are accepted",
+                           MG_MAX_HEADERS - 1);
+    } else if (framing) {
+        close_after(&req);
+        status = api_error(&req, 400, "bad_request", "%s", framing);
+    } else if ((decoded = params_decode_path(raw_path, path, sizeof(path))) == -2 ||
+               strstr(req.query, "%00")) {
+        close_after(&req);
+        status = api_error(&req, 400, "invalid_parameter",
+                           "%s: an encoded NUL byte (%%00) is not allowed",
+                           decoded == -2 ? "path" : "query");
+    } else if (decoded != 0) {
+        status = api_error(&req, 404, "not_found", "no such endpoint");
+    }
+    if (status) {
+        api_metrics_observe(app->metrics, -1, method, status, (double) (api_now_ns() - t0) / 1e9);
+        return status;
+    }
 
     route = routes_match(api_routes, api_routes_count, method, path, req.params, &req.n_params,
                          &path_known, allow, sizeof(allow));
@@ -307,16 +438,25 @@ static int dispatch(struct mg_connection *conn, api_app *app)
         snprintf(req.extra, sizeof(req.extra), "Connection: close\r\nRetry-After: 1\r\n");
         status = api_error(&req, 503, "shutting_down", "the server is shutting down");
     } else if (ri->content_length > app->cfg->max_body_bytes) {
-        snprintf(req.extra, sizeof(req.extra), "Connection: close\r\n");
+        close_after(&req);
         status = api_error(&req, 413, "payload_too_large", "the body exceeds MAX_BODY_BYTES=%ld",
                            app->cfg->max_body_bytes);
     } else if ((status = authorize(&req)) == 0) {
-        int rc = strcmp(method, "POST") == 0 ? read_body(&req, app->cfg->max_body_bytes) : 0;
+        int rc = strcmp(method, "POST") == 0
+                     ? read_body(&req, app->cfg->max_body_bytes,
+                                 t0 + app->cfg->request_timeout_ms * 1000000LL)
+                     : 0;
         if (rc == 413) {
-            snprintf(req.extra, sizeof(req.extra), "Connection: close\r\n");
+            close_after(&req);
             status = api_error(&req, 413, "payload_too_large",
                                "the body exceeds MAX_BODY_BYTES=%ld", app->cfg->max_body_bytes);
+        } else if (rc == 408) {
+            close_after(&req);
+            status = api_error(&req, 408, "request_timeout",
+                               "the body did not arrive within REQUEST_TIMEOUT_MS=%ld",
+                               app->cfg->request_timeout_ms);
         } else if (rc != 0) {
+            close_after(&req);
             status = api_error(&req, rc, rc == 400 ? "bad_request" : "internal",
                                "could not read the request body");
         } else {

@@ -37,6 +37,9 @@ int httpx_in_flight(void);
 bool httpx_draining(void);
 
 int httpx_handler(struct mg_connection *conn, void *cbdata);
+/* httpx_http_error is civetweb's http_error callback: the errors civetweb answers by itself get
+ * our JSON error body (with a fixed message) and close the connection */
+int httpx_http_error(struct mg_connection *conn, int status, const char *errmsg);
 
 /* api_reply sends a complete response (one write) with X-Cache, CORS and the extra headers */
 int api_reply(api_request *req, int status, const char *content_type, const char *body, size_t len);

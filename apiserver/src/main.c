@@ -67,12 +67,16 @@ static struct mg_context *start_http(api_app *app, char *err, size_t errlen)
     const char *options[] = {"listening_ports", port, "num_threads", threads, "request_timeout_ms",
                              timeout, "enable_keep_alive", "yes", "keep_alive_timeout_ms", "60000",
                              "tcp_nodelay", "1", "listen_backlog", "1024",
+                             /* request line + headers at most 16 KiB (larger: 400); the path
+                              * stays percent-encoded for httpx.c to decode and check */
+                             "max_request_size", "16384", "decode_url", "no",
                              /* CORS is ours (CORS_ALLOWED_ORIGINS): civetweb must not answer
                               * preflights or add its own Access-Control-* headers */
                              "access_control_allow_origin", "", "access_control_allow_methods", "",
                              NULL};
     memset(&cb, 0, sizeof(cb));
     memset(&init, 0, sizeof(init));
+    cb.http_error = httpx_http_error;
     init.callbacks = &cb;
     init.user_data = app;
     init.configuration_options = options;

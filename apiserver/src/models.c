@@ -176,6 +176,11 @@ int models_train(api_request *req)
         cJSON_Delete(o);
         return api_error(req, 400, "invalid_body", "body: a JSON object is required");
     }
+    /* cJSON passes bytes through: refuse what Postgres would refuse, in our words */
+    if (strlen(req->body) != req->body_len || !params_utf8_valid(req->body)) {
+        cJSON_Delete(o);
+        return api_error(req, 400, "invalid_body", "body: not valid UTF-8 text");
+    }
     for (const cJSON *f = o->child; f; f = f->next) {
         bool ok = false;
         for (const char *const *k = known; *k; k++)

@@ -17,6 +17,9 @@
 
 #include "base64.h"
 
+#define PARAMS_US_MIN ((-62167219200LL - 86400) * 1000000LL)          /* 0000-01-01 - 1 day */
+#define PARAMS_US_MAX ((253402300799LL + 86400) * 1000000LL + 999999) /* 9999-12-31 + 1 day */
+
 const char *const params_severity_names[4] = {"low", "medium", "high", "critical"};
 
 static void set_err(param_error *err, const char *param, const char *msg)
@@ -236,6 +239,10 @@ int params_decode_cursor(const char *s, int64_t *us, int64_t *id)
     *id = strtoll(end + 1, &end, 10);
     if (errno || *end || *id < 0)
         return -1;
+    /* the times params_parse_time accepts (years 0000-9999, a day of slack for offsets): a
+     * forged cursor outside Postgres' timestamp range must not reach the query */
+    if (*us < PARAMS_US_MIN || *us > PARAMS_US_MAX)
+        return -1;
     return 0;
 }
 
@@ -255,6 +262,76 @@ int params_only(const char *query, const char *const *allowed, param_error *err)
         }
     }
     return 0;
+}
+
+int params_decode_path(const char *raw, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const char *s = raw; *s; s++) {
+        char c = *s;
+        if (c == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
+            c = (char) (hexval(s[1]) * 16 + hexval(s[2]));
+            s += 2;
+            if (c == '\0')
+                return -2;
+        }
+        if (o + 1 >= len)
+            return -1;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* utf8_len: the length of the well-formed UTF-8 sequence starting at p, 0 if there is none (a
+ * NUL byte never continues a sequence, so this never reads past the end of the string) */
+static size_t utf8_len(const unsigned char *p)
+{
+    unsigned c = p[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        return (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
+bool params_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    size_t n;
+    while (*p) {
+        if (!(n = utf8_len(p)))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+void params_utf8_scrub(const char *s, char *out, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    size_t o = 0;
+    if (len == 0)
+        return;
+    while (*p) {
+        size_t n = utf8_len(p);
+        const char *from = n ? (const char *) p : "\xEF\xBF\xBD";
+        size_t w = n ? n : 3;
+        if (o + w >= len)
+            break;
+        memcpy(out + o, from, w);
+        o += w;
+        p += n ? n : 1;
+    }
+    out[o] = '\0';
 }
 
 int params_parse_anomaly_query(const char *query, anomaly_query *out, param_error *err)

@@ -60,4 +60,14 @@ bool params_positive_int(const char *s, int *out);
 /* params_only: 0 when every parameter of query is in the NULL-terminated allowed list */
 int params_only(const char *query, const char *const *allowed, param_error *err);
 
+/* params_decode_path URL-decodes a request path into out (len bytes); '+' stays '+'. 0, -1 when
+ * it would not fit, -2 when it holds an encoded NUL (%00), which would cut the path short */
+int params_decode_path(const char *raw, char *out, size_t len);
+/* params_utf8_valid: s is well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code
+ * points above U+10FFFF) */
+bool params_utf8_valid(const char *s);
+/* params_utf8_scrub copies s into out (len bytes, always NUL-terminated, cut at a character
+ * boundary), replacing each byte that does not start a well-formed sequence with U+FFFD */
+void params_utf8_scrub(const char *s, char *out, size_t len);
+
 #endif /* API_PARAMS_H */
