@@ -29,6 +29,16 @@ typedef struct pg_check {
     char error[256];
 } pg_check;
 
+/* pg_check_failed records a failed check: /health is unauthenticated, so it says what failed and
+ * the log says why */
+static void pg_check_failed(pg_check *ck, const db_error *e)
+{
+    snprintf(ck->error, sizeof(ck->error), "%s",
+             e->status == DB_BUSY ? "no free database connection" : "unreachable");
+    if (e->status != DB_BUSY)
+        api_log_db_detail(e);
+}
+
 /* check_postgres fills ck from one pooled connection (no prepared statements needed) */
 static void check_postgres(api_app *app, pg_check *ck)
 {
@@ -39,7 +49,7 @@ static void check_postgres(api_app *app, pg_check *ck)
 
     memset(ck, 0, sizeof(*ck));
     if (!c) {
-        snprintf(ck->error, sizeof(ck->error), "%s", e.message);
+        pg_check_failed(ck, &e);
         return;
     }
     r = db_query(
@@ -47,7 +57,7 @@ static void check_postgres(api_app *app, pg_check *ck)
         "SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'chainwatch'", &e);
     if (!r) {
         db_release(app->db, c);
-        snprintf(ck->error, sizeof(ck->error), "%s", e.message);
+        pg_check_failed(ck, &e);
         return;
     }
     ck->up = true;

@@ -47,6 +47,9 @@
 
 #define BODY_READ_PIECE 16384 /* bytes per mg_read of a request body */
 
+/* how often api_log_db_detail repeats itself while the database stays away */
+#define DB_DETAIL_EVERY_NS (10 * 1000000000LL)
+
 static atomic_bool draining;
 static atomic_int in_flight;
 
@@ -159,18 +162,33 @@ int httpx_http_error(struct mg_connection *conn, int status, const char *errmsg)
     return 0;
 }
 
+void api_log_db_detail(const db_error *e)
+{
+    static _Atomic long long next_ns;
+    long long now = api_now_ns(), due = atomic_load(&next_ns);
+
+    if (now >= due && atomic_compare_exchange_strong(&next_ns, &due, now + DB_DETAIL_EVERY_NS))
+        log_warn("database %s (SQLSTATE %s): %s",
+                 e->status == DB_NO_EXTENSION ? "extension check failed" : "unavailable",
+                 e->sqlstate[0] ? e->sqlstate : "none", e->message);
+}
+
 int api_db_error(api_request *req, const db_error *e)
 {
     switch (e->status) {
     case DB_UNAVAILABLE:
+        /* libpq's reason names the host, port and role: logged, never sent to a client */
+        api_log_db_detail(e);
         snprintf(req->extra, sizeof(req->extra), "Retry-After: 1\r\n");
-        return api_error(req, 503, "database_unavailable", "PostgreSQL is unavailable: %s",
-                         e->message);
+        return api_error(req, 503, "database_unavailable",
+                         "PostgreSQL is unavailable; retry shortly");
     case DB_BUSY:
         snprintf(req->extra, sizeof(req->extra), "Retry-After: 1\r\n");
         return api_error(req, 503, "database_busy", "%s", e->message);
     case DB_NO_EXTENSION:
-        return api_error(req, 503, "extension_missing", "%s", e->message);
+        api_log_db_detail(e);
+        return api_error(req, 503, "extension_missing",
+                         "the chainwatch extension is missing or not usable on the database");
     case DB_TIMEOUT:
         return api_error(req, 504, "timeout", "the query exceeded REQUEST_TIMEOUT_MS");
     case DB_NOT_FOUND:

@@ -48,8 +48,13 @@ int api_json(api_request *req, int status, const char *body, size_t len);
 /* api_error sends {"error": {"code": code, "message": printf(fmt, ...)}} */
 int api_error(api_request *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* api_db_error maps a database failure (see db.h) to the right status and error body */
 struct db_error;
+
+/* api_log_db_detail logs a database failure's full reason (libpq's message names host, port and
+ * role, so clients only get a generic text), at most once every ten seconds */
+void api_log_db_detail(const struct db_error *e);
+
+/* api_db_error maps a database failure (see db.h) to the right status and error body */
 int api_db_error(api_request *req, const struct db_error *e);
 
 /* monotonic clock in nanoseconds */

@@ -318,6 +318,13 @@ def test_secrets_never_in_logs_or_metrics(private_stack, bin_dir, tmp_path):
             else:
                 raise AssertionError("the ingestor did not load the 2,000 messages")
         conn.close()
+        # the API that cannot log in answers 503 with a generic reason: libpq's text (host, port, role) is only logged
+        r = requests.get(f"http://127.0.0.1:{bad_port}/api/v1/anomalies", headers={"X-API-Key": reader_key},
+                         timeout=10)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable", r.text
+        health = requests.get(f"http://127.0.0.1:{bad_port}/health", timeout=10)
+        for body in (r.text, health.text):
+            assert not any(w in body for w in ("FATAL", "password", "chainwatch_api", "127.0.0.1")), body
         time.sleep(1)  # let the bad API log a few failed attempts
         for url in (api.url + "/metrics", api.url + "/health", api.url + "/health/ready",
                     f"http://127.0.0.1:{ing_port}/metrics", f"http://127.0.0.1:{ing_port}/health/ready",
