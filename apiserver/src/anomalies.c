@@ -24,15 +24,6 @@
 #include "sha256.h"
 #include "strbuf.h"
 
-/* serve_hit sends a cached body */
-static int serve_hit(api_request *req, char *val, size_t len)
-{
-    req->x_cache = "HIT";
-    int st = api_json(req, 200, val, len);
-    cache_release(val);
-    return st;
-}
-
 int anomalies_list(api_request *req)
 {
     api_app *app = req->app;
@@ -57,7 +48,7 @@ int anomalies_list(api_request *req)
                  digest);
         cr = cache_get(app->cache, CACHE_QUERY, key, &val, &vlen, &fill);
         if (cr == CACHE_HIT)
-            return serve_hit(req, val, vlen);
+            return api_serve_hit(req, val, vlen);
     } else {
         cache_count(app->cache, CACHE_QUERY, CACHE_BYPASS);
     }
@@ -75,17 +66,11 @@ int anomalies_list(api_request *req)
                              q.has_until ? until : NULL,     q.address[0] ? q.address : NULL,
                              q.has_min_score ? score : NULL, q.has_cursor ? cus : NULL,
                              q.has_cursor ? cid : NULL,      limit};
-    db_error e = {0};
-    db_conn *c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e);
-    if (!c) {
-        cache_abandon(app->cache, &fill);
-        return api_db_error(req, &e);
-    }
-    PGresult *r = db_exec(app->db, c, SQL_ANOMALY_LIST, 8, values, true, &e);
-    db_release(app->db, c);
+    int st;
+    PGresult *r = api_query(req, SQL_ANOMALY_LIST, 8, values, &st);
     if (!r) {
         cache_abandon(app->cache, &fill);
-        return api_db_error(req, &e);
+        return st;
     }
     cw_strbuf b = CW_STRBUF_INIT;
     cw_strbuf_puts(&b, "{\"data\":");
@@ -115,7 +100,7 @@ int anomalies_list(api_request *req)
         cache_abandon(app->cache, &fill);
     else
         cache_put(app->cache, &fill, b.data, b.len, cap_ms);
-    int st = api_json(req, 200, b.data, b.len);
+    st = api_json(req, 200, b.data, b.len);
     cw_strbuf_free(&b);
     return st;
 }
@@ -143,22 +128,16 @@ int anomalies_get(api_request *req)
         snprintf(key, sizeof(key), "e%u:anomaly:g%lld:%s", ls.ext_oid, (long long) gen, hash);
         cr = cache_get(app->cache, CACHE_QUERY, key, &val, &vlen, &fill);
         if (cr == CACHE_HIT)
-            return serve_hit(req, val, vlen);
+            return api_serve_hit(req, val, vlen);
     } else {
         cache_count(app->cache, CACHE_QUERY, CACHE_BYPASS);
     }
     req->x_cache = cache_result_name(cr);
-    db_error e = {0};
-    db_conn *c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e);
-    if (!c) {
-        cache_abandon(app->cache, &fill);
-        return api_db_error(req, &e);
-    }
-    PGresult *r = db_exec(app->db, c, SQL_ANOMALY_GET, 1, (const char *[]){hash}, true, &e);
-    db_release(app->db, c);
+    int st;
+    PGresult *r = api_query(req, SQL_ANOMALY_GET, 1, (const char *[]){hash}, &st);
     if (!r) {
         cache_abandon(app->cache, &fill);
-        return api_db_error(req, &e);
+        return st;
     }
     if (PQntuples(r) == 0) {
         PQclear(r);
@@ -172,7 +151,7 @@ int anomalies_get(api_request *req)
         cache_put(app->cache, &fill, body, len, cap_ms);
     else
         cache_abandon(app->cache, &fill);
-    int st = api_json(req, 200, body, len);
+    st = api_json(req, 200, body, len);
     PQclear(r);
     return st;
 }

@@ -39,6 +39,7 @@
 
 #include "api_metrics.h"
 #include "auth.h"
+#include "cache.h"
 #include "db.h"
 #include "http.h"
 #include "log.h"
@@ -205,6 +206,31 @@ int api_db_error(api_request *req, const db_error *e)
               e->sqlstate, e->message);
     return api_error(req, 500, "database_error", "the database reported an error (SQLSTATE %s)",
                      e->sqlstate);
+}
+
+struct pg_result *api_query(api_request *req, sql_stmt stmt, int nparams, const char *const *values,
+                            int *status)
+{
+    api_app *app = req->app;
+    db_error e = {0};
+    db_conn *c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e);
+    PGresult *r = NULL;
+
+    if (c) {
+        r = db_exec(app->db, c, stmt, nparams, values, true, &e);
+        db_release(app->db, c);
+    }
+    if (!r)
+        *status = api_db_error(req, &e);
+    return r;
+}
+
+int api_serve_hit(api_request *req, char *val, size_t len)
+{
+    req->x_cache = "HIT";
+    int st = api_json(req, 200, val, len);
+    cache_release(val);
+    return st;
 }
 
 /* cors_origin returns the request's Origin when CORS_ALLOWED_ORIGINS allows it */

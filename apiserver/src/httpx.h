@@ -8,6 +8,7 @@
 
 #include "app.h"
 #include "routes.h"
+#include "sql.h"
 
 struct mg_connection;
 struct mg_request_info;
@@ -56,6 +57,16 @@ void api_log_db_detail(const struct db_error *e);
 
 /* api_db_error maps a database failure (see db.h) to the right status and error body */
 int api_db_error(api_request *req, const struct db_error *e);
+
+struct pg_result;
+
+/* api_query runs one prepared statement on a pooled connection for a read request; NULL when it
+ * failed, after sending the error response whose status is in *status */
+struct pg_result *api_query(api_request *req, sql_stmt stmt, int nparams, const char *const *values,
+                            int *status);
+
+/* api_serve_hit sends a body taken from the cache (X-Cache: HIT) and gives it back to the cache */
+int api_serve_hit(api_request *req, char *val, size_t len);
 
 /* monotonic clock in nanoseconds */
 long long api_now_ns(void);

@@ -35,27 +35,17 @@ static int fetch(api_request *req, sql_stmt stmt, const char *param, const char 
         snprintf(key, sizeof(key), "e%u:models:r%lld:%s", ls.ext_oid,
                  (long long) ls.registry_generation, param ? param : "all");
         cr = cache_get(app->cache, CACHE_MODEL, key, &val, &vlen, &fill);
-        if (cr == CACHE_HIT) {
-            req->x_cache = "HIT";
-            int st = api_json(req, 200, val, vlen);
-            cache_release(val);
-            return st;
-        }
+        if (cr == CACHE_HIT)
+            return api_serve_hit(req, val, vlen);
     } else {
         cache_count(app->cache, CACHE_MODEL, CACHE_BYPASS);
     }
     req->x_cache = cache_result_name(cr);
-    db_error e = {0};
-    db_conn *c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e);
-    if (!c) {
-        cache_abandon(app->cache, &fill);
-        return api_db_error(req, &e);
-    }
-    PGresult *r = db_exec(app->db, c, stmt, param ? 1 : 0, (const char *[]){param}, true, &e);
-    db_release(app->db, c);
+    int st;
+    PGresult *r = api_query(req, stmt, param ? 1 : 0, (const char *[]){param}, &st);
     if (!r) {
         cache_abandon(app->cache, &fill);
-        return api_db_error(req, &e);
+        return st;
     }
     if (PQntuples(r) == 0) {
         PQclear(r);
@@ -74,7 +64,7 @@ static int fetch(api_request *req, sql_stmt stmt, const char *param, const char 
         return api_error(req, 500, "internal", "out of memory");
     }
     cache_put(app->cache, &fill, b.data, b.len, -1);
-    int st = api_json(req, 200, b.data, b.len);
+    st = api_json(req, 200, b.data, b.len);
     cw_strbuf_free(&b);
     return st;
 }

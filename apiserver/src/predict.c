@@ -108,29 +108,18 @@ int predict_one(api_request *req)
         cr = cache_get(app->cache, CACHE_PREDICTION, key, &val, &vlen, &fill);
         if (cr == CACHE_HIT) {
             free(tx);
-            req->x_cache = "HIT";
-            st = api_json(req, 200, val, vlen);
-            cache_release(val);
-            return st;
+            return api_serve_hit(req, val, vlen);
         }
     } else {
         cache_count(app->cache, CACHE_PREDICTION, CACHE_BYPASS);
     }
     req->x_cache = cache_result_name(cr);
-    db_error e = {0};
-    db_conn *c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e);
-    if (!c) {
-        free(tx);
-        cache_abandon(app->cache, &fill);
-        return api_db_error(req, &e);
-    }
-    PGresult *r = db_exec(app->db, c, SQL_PREDICT, 3,
-                          (const char *[]){tx->value, tx->gas, tx->gas_price}, true, &e);
-    db_release(app->db, c);
+    PGresult *r =
+        api_query(req, SQL_PREDICT, 3, (const char *[]){tx->value, tx->gas, tx->gas_price}, &st);
     if (!r) {
         free(tx);
         cache_abandon(app->cache, &fill);
-        return api_db_error(req, &e);
+        return st;
     }
     if (PQntuples(r) == 0) {
         PQclear(r);

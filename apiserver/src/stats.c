@@ -13,7 +13,6 @@
 
 int stats_get(api_request *req)
 {
-    api_app *app = req->app;
     char name[64], value[64];
     bool too_long;
     long window = 3600;
@@ -29,15 +28,11 @@ int stats_get(api_request *req)
     }
     char wtext[24];
     snprintf(wtext, sizeof(wtext), "%ld", window);
-    db_error e = {0};
-    db_conn *c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e);
-    if (!c)
-        return api_db_error(req, &e);
-    PGresult *r = db_exec(app->db, c, SQL_STATS, 1, (const char *[]){wtext}, true, &e);
-    db_release(app->db, c);
+    int st;
+    PGresult *r = api_query(req, SQL_STATS, 1, (const char *[]){wtext}, &st);
     if (!r)
-        return api_db_error(req, &e);
-    int st = api_json(req, 200, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
+        return st;
+    st = api_json(req, 200, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
     PQclear(r);
     return st;
 }

@@ -13,7 +13,6 @@
 
 int transactions_get(api_request *req)
 {
-    api_app *app = req->app;
     char hash[67];
     param_error pe;
 
@@ -22,19 +21,15 @@ int transactions_get(api_request *req)
                          "hash: expected a 0x-prefixed 32-byte hex transaction hash");
     if (params_only(req->query, (const char *const[]){NULL}, &pe) != 0)
         return api_error(req, 400, "invalid_parameter", "%s: %s", pe.param, pe.message);
-    db_error e = {0};
-    db_conn *c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e);
-    if (!c)
-        return api_db_error(req, &e);
-    PGresult *r = db_exec(app->db, c, SQL_TX_GET, 1, (const char *[]){hash}, true, &e);
-    db_release(app->db, c);
+    int st;
+    PGresult *r = api_query(req, SQL_TX_GET, 1, (const char *[]){hash}, &st);
     if (!r)
-        return api_db_error(req, &e);
+        return st;
     if (PQntuples(r) == 0) {
         PQclear(r);
         return api_error(req, 404, "not_found", "no stored transaction with hash %s", hash);
     }
-    int st = api_json(req, 200, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
+    st = api_json(req, 200, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
     PQclear(r);
     return st;
 }
