@@ -14,7 +14,7 @@ C_COMPONENTS := common tools/kafka-mock tools/txgen apiserver ingestor
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common extension tools ingestor apiserver tests bench -name '*.[ch]')
 
 .PHONY: all deps build extension install install-extension check demo bench bench-api bench-score \
-        bench-ingest bench-ingest-sql fuzz chaos soak tsan format format-check lint clean \
+        bench-ingest bench-ingest-sql fuzz valgrind chaos soak tsan format format-check lint clean \
         $(C_COMPONENTS)
 
 all: build extension
@@ -62,6 +62,10 @@ bench: deps
 FUZZ_SECONDS ?= 300
 fuzz: deps
 	$(MAKE) -C fuzz fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+# valgrind: the extension's pg_regress suite under valgrind memcheck on an assert-enabled PostgreSQL built from Debian's source
+valgrind: deps
+	@bash tools/valgrind-regress.sh
 
 # chaos: fault injection while txgen streams and a client queries the API (tests/integration/test_chaos.py)
 chaos: deps all install-extension

@@ -23,6 +23,9 @@
 -- * Every definer function already pins search_path = pg_catalog, pg_temp and qualifies every object
 --   with @extschema@; dynamic SQL quotes identifiers with %I and takes partition names only from
 --   partition_state, a table no daemon role may write.
+-- * status() resolves partition names with to_regclass(): maintain() may drop a partition after the
+--   calling statement took its snapshot, and a ::regclass cast then failed with 42P01 (seen by the
+--   fault-injection suite as an occasional 503 from /api/v1/stats); a dropped partition counts 0 bytes.
 -- * api_keys.created_by records session_user (the login role) rather than current_user, which inside a
 --   SECURITY DEFINER function is the owner.
 
@@ -33,7 +36,6 @@ ALTER FUNCTION @extschema@.rollback_model() SECURITY DEFINER;
 ALTER FUNCTION @extschema@.create_api_key(text, text, timestamptz) SECURITY DEFINER;
 ALTER FUNCTION @extschema@.revoke_api_key(text) SECURITY DEFINER;
 ALTER FUNCTION @extschema@.revoke_api_key(int) SECURITY DEFINER;
-ALTER FUNCTION @extschema@.status() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 ALTER TABLE @extschema@.api_keys ALTER COLUMN created_by SET DEFAULT session_user;
 
@@ -60,3 +62,30 @@ COMMENT ON FUNCTION @extschema@.rollback_model() IS
     'Re-activates the model that was active before the current one; repeated calls walk further back. Returns its id. SECURITY DEFINER; EXECUTE is granted by sql/roles.sql.';
 COMMENT ON FUNCTION @extschema@.maintain() IS
     'Creates partitions ahead, drops expired and entirely excess ones, enforces row bounds, trains a first model when due. Safe to call concurrently (a second caller returns at once) and under load (DDL waits at most chainwatch.maintenance_lock_timeout ms). Run every chainwatch.maintenance_interval by the background worker. SECURITY DEFINER: runs as the extension owner; EXECUTE is granted by sql/roles.sql.';
+
+CREATE OR REPLACE FUNCTION @extschema@.status()
+RETURNS TABLE (table_name text, rows bigint, max_rows bigint, ttl interval, partitions int,
+               oldest_row_age interval, bytes bigint, evicted_ttl bigint, evicted_size bigint,
+               last_maintenance_at timestamptz, last_maintenance_ms float8, last_maintenance_error text,
+               active_model_id int, last_ingest_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.table_name,
+           (SELECT coalesce(sum(s.row_count), 0)::bigint FROM @extschema@.partition_state s WHERE s.table_name = p.table_name),
+           p.max_rows, p.ttl,
+           (SELECT count(*)::int FROM @extschema@.partition_state s WHERE s.table_name = p.table_name),
+           now() - CASE p.table_name
+                       WHEN 'anomalies' THEN (SELECT min(a.detected_at) FROM @extschema@.anomalies a)
+                       WHEN 'transactions' THEN (SELECT min(t.detected_at) FROM @extschema@.transactions t)
+                       ELSE (SELECT min(d.received_at) FROM @extschema@.dead_letters d) END,
+           (SELECT coalesce(sum(pg_catalog.pg_total_relation_size(pg_catalog.to_regclass(format('@extschema@.%I', s.partition_name)))), 0)::bigint
+              FROM @extschema@.partition_state s WHERE s.table_name = p.table_name),
+           r.evicted_ttl, r.evicted_size, r.last_maintenance_at, r.last_maintenance_ms, r.last_maintenance_error,
+           (SELECT m.id FROM @extschema@.models m WHERE m.is_active),
+           (SELECT i.last_ingest_at FROM @extschema@.ingest_state i)
+      FROM @extschema@.retention_policies p JOIN @extschema@.retention_stats r USING (table_name)
+     ORDER BY p.table_name
+$$;
+COMMENT ON FUNCTION @extschema@.status() IS
+    'One row per managed table: rows, bound, TTL, partitions, age of the oldest partition holding rows, bytes, evictions by reason, last maintenance, active model, last ingest. Offsets: chainwatch.kafka_offsets. SECURITY DEFINER: aggregates only, for roles that may not read the rows.';

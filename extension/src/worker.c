@@ -63,6 +63,9 @@ void MaintenanceWorkersRegister(void)
         RegisterBackgroundWorker(&worker);
         n++;
     }
+    /* the names point into raw; RegisterBackgroundWorker copied what it keeps */
+    list_free(names);
+    pfree(raw);
 }
 
 /* run_maintenance runs maintain() once in its own transaction, if the extension exists here. */

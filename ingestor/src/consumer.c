@@ -5,9 +5,9 @@
  * Design
  * ------
  * One thread owns the rd_kafka_t consumer. It polls with a 100 ms timeout (so stop flags are
- * seen quickly) and routes each message to writer (partition % n), whose bounded queue takes
- * ownership. When that queue stays full for BACKPRESSURE_WAIT_MS (about one batch commit), the
- * message is kept aside ("stashed", at most one per partition) and the partition is paused:
+ * seen quickly) and routes each message to its partition's writer (writer_of), whose bounded queue
+ * takes ownership. When that queue stays full for BACKPRESSURE_WAIT_MS (about one batch commit),
+ * the message is kept aside ("stashed", at most one per partition) and the partition is paused:
  * librdkafka then drops what it had prefetched for it and, on resume, fetches again from the
  * message after the last one delivered — the stashed one, which is pushed first. Memory is
  * therefore bounded by the queues, one stashed message per partition and librdkafka's own prefetch
@@ -339,6 +339,15 @@ static void set_paused(ingestor *ing, int p, bool pause)
         atomic_fetch_add(&ing->stats.paused_total, 1);
 }
 
+/* writer_of is the writer of partition p: a multiplicative hash rather than p % n, because the
+ * group often gives a member every other partition (two members: all even ones), which p % 4 would
+ * hand to only two of four writers */
+static writer *writer_of(ingestor *ing, int p)
+{
+    uint64_t h = ((uint64_t) (uint32_t) p * 2654435761u) >> 16;
+    return &ing->writers[h % (uint64_t) ing->n_writers];
+}
+
 /* unstash pushes kept-aside messages whose queue has room again and resumes their partitions */
 static void unstash(ingestor *ing)
 {
@@ -347,7 +356,7 @@ static void unstash(ingestor *ing)
     for (int p = 0; p < MAX_PARTITIONS; p++) {
         if (!stash[p])
             continue;
-        writer *w = &ing->writers[p % ing->n_writers];
+        writer *w = writer_of(ing, p);
         if (queue_free(&w->queue) * 2 < w->queue.capacity && queue_free(&w->queue) < 1000)
             continue; /* resume only once the queue has drained to half (hysteresis) */
         if (queue_push(&w->queue, stash[p])) {
@@ -367,7 +376,7 @@ static void route(ingestor *ing, ingest_msg *m)
         return;
     }
     at_eof[p] = false;
-    writer *w = &ing->writers[p % ing->n_writers];
+    writer *w = writer_of(ing, p);
     /* a full queue usually frees up within one commit: wait that long before pausing, since a
      * pause makes librdkafka drop and later re-fetch everything it prefetched for p */
     if (stash[p] || !queue_push_wait(&w->queue, m, BACKPRESSURE_WAIT_MS)) {

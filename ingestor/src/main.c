@@ -118,10 +118,7 @@ static void maintenance_tick(ingestor *ing, PGconn **conn)
     store_refresh(ing, *conn);
     if (worker_present == 1)
         return;
-    PGresult *res = PQexec(*conn, "SELECT count(*) FROM chainwatch.maintain()");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        log_warn("chainwatch.maintain() failed: %s", PQresultErrorMessage(res));
-    PQclear(res);
+    writer_run_maintenance(*conn);
 }
 
 int main(int argc, char **argv)

@@ -40,6 +40,19 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
+/*
+ * A writer's session is idle inside a transaction only between two statements it sends back to back
+ * (milliseconds). A writer frozen there (SIGSTOP, a paused VM, a network partition) would keep
+ * commit_batch's row locks on kafka_offsets and partition_state for as long as it stays frozen, and
+ * every other member's commit_batch would wait on them: the whole group stops ingesting, also after
+ * the rebalance has moved the frozen member's partitions away. Postgres ends such a session after
+ * this long, which rolls the batch back (the partition's owner reads it again: nothing is lost) and
+ * releases the locks; the writer, once it runs again, sees a lost connection and retries as usual.
+ * Short, because the frozen member's other writers may be queued on the same locks and each, once
+ * granted, holds them for this long in turn; a session ended by mistake only costs a retry.
+ */
+#define IDLE_IN_TRANSACTION_TIMEOUT "SET idle_in_transaction_session_timeout = '2s'"
+
 static const char COPY_TX[] =
     "COPY chainwatch.transactions (hash, from_address, to_address, value, gas, gas_price, "
     "block_number, tx_time, score, model_id, kafka_topic, kafka_partition, kafka_offset) "
@@ -62,7 +75,7 @@ typedef enum attempt_result {
     ATTEMPT_DATA,
 } attempt_result;
 
-/* writer_connect (re)opens the connection; 0 on success. */
+/* writer_connect (re)opens the connection and bounds its idle transactions; 0 on success. */
 static int writer_connect(writer *w)
 {
     if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
@@ -76,6 +89,15 @@ static int writer_connect(writer *w)
         w->conn = NULL;
         return -1;
     }
+    PGresult *res = PQexec(w->conn, IDLE_IN_TRANSACTION_TIMEOUT);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        log_warn("writer %d: cannot bound idle transactions: %s", w->id, PQresultErrorMessage(res));
+        PQclear(res);
+        PQfinish(w->conn);
+        w->conn = NULL;
+        return -1;
+    }
+    PQclear(res);
     atomic_store(&w->ing->db_up, true); /* ready before the first batch, too */
     w->model.loaded = false;
     return 0;
@@ -307,12 +329,13 @@ static int resync_floors(writer *w)
     return 0;
 }
 
-/* run_maintenance calls chainwatch.maintain() (creates the missing partitions) */
-static void run_maintenance(PGconn *conn)
+void writer_run_maintenance(PGconn *conn)
 {
     PGresult *res = PQexec(conn, "SELECT count(*) FROM chainwatch.maintain()");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        log_warn("chainwatch.maintain() failed: %s", PQresultErrorMessage(res));
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        const char *msg = res ? PQresultErrorMessage(res) : "";
+        log_warn("chainwatch.maintain() failed: %s", *msg ? msg : PQerrorMessage(conn));
+    }
     PQclear(res);
 }
 
@@ -448,7 +471,7 @@ static void commit_one(writer *w, batch *b, bool split)
             continue;
         case ATTEMPT_NO_PARTITION:
             log_warn("writer %d: no partition for the current time; running maintenance", w->id);
-            run_maintenance(w->conn);
+            writer_run_maintenance(w->conn);
             continue;
         case ATTEMPT_CONNECTION:
             log_warn("writer %d: Postgres unavailable: %s", w->id, error);

@@ -39,6 +39,10 @@ int writers_start(ingestor *ing, char *err, size_t errlen);
 void writers_join(ingestor *ing);
 void writers_free(ingestor *ing);
 bool writers_idle(ingestor *ing);
+
+/* writer_run_maintenance calls chainwatch.maintain() on conn (creates missing partitions); a
+ * failure is logged with Postgres's or libpq's reason */
+void writer_run_maintenance(PGconn *conn);
 size_t writers_queued(ingestor *ing);
 
 #endif /* INGESTOR_WRITER_H */

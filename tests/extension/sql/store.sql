@@ -74,3 +74,11 @@ SELECT count(*) AS maintained_tables FROM chainwatch.maintain();
 
 -- maintenance is idempotent: a second run finds nothing to do
 SELECT count(*) AS maintained_tables FROM chainwatch.maintain();
+
+-- status() survives a partition dropped after its snapshot was taken (to_regclass, not ::regclass):
+-- a partition_state row whose table is gone counts no bytes instead of failing with 42P01
+BEGIN;
+INSERT INTO chainwatch.partition_state (partition_name, table_name, lower_bound, upper_bound)
+VALUES ('transactions_gone', 'transactions', '2001-01-01', '2001-01-02');
+SELECT count(*) AS status_rows, bool_and(bytes >= 0) AS bytes_known FROM chainwatch.status();
+ROLLBACK;
