@@ -256,7 +256,7 @@ def test_health_endpoints(anon):
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     r = anon.get("/health/ready")
     assert r.status_code == 200, r.text
-    assert r.json()["ready"] is True and r.json()["extension"] == "0.4.0"
+    assert r.json()["ready"] is True and r.json()["extension"] == "0.5.0"
     r = anon.get("/health")
     assert r.status_code == 200, r.text
     h = r.json()

@@ -64,6 +64,140 @@ def test_worker_drops_expired_partitions_on_schedule(private_stack):
     conn.close()
 
 
+@pytest.fixture
+def scratch_db(stack, request):
+    """scratch_db — a database of the test's own with the extension at CW_EXTENSION_VERSION (default: the
+    default version) and no automatic training; yields a connect function, drops the database after."""
+    import os
+
+    name = "store_" + request.node.name.lower()[:40]
+    setup = pg_connect(stack)
+    setup.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    setup.cursor().execute(f"CREATE DATABASE {name}")
+    setup.cursor().execute(f"ALTER DATABASE {name} SET chainwatch.auto_train = off")
+    connect = lambda: pg_connect(stack, name)  # noqa: E731
+    admin = connect()
+    version = os.environ.get("CW_EXTENSION_VERSION")
+    admin.cursor().execute("CREATE EXTENSION chainwatch" + (f" VERSION '{version}'" if version else ""))
+    admin.close()
+    yield connect
+    setup.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+    setup.close()
+
+
+def test_drop_lock_timeout_keeps_created_partitions(scratch_db):
+    """A writer holding anomalies (mid-COPY) makes maintain()'s drop of an expired partition time out; the
+    partitions maintain() created in the same run survive (0.4.0 rolled them back with the drop), the error
+    is recorded, and the next run without the writer drops the expired partition."""
+    conn = scratch_db()
+    cur = conn.cursor()
+    # remove the premade future partitions so that this run has to create them
+    cur.execute("SELECT chainwatch._drop_partition(partition_name, 'size') FROM chainwatch.partition_state "
+                "WHERE table_name = 'anomalies' AND lower_bound > now()")
+    cur.execute("SELECT chainwatch._create_partition('anomalies', now() - interval '3 hours', "
+                "now() - interval '2 hours')")
+    expired = cur.fetchone()[0]
+
+    writer = scratch_db()
+    writer.autocommit = False
+    writer.cursor().execute("LOCK TABLE chainwatch.anomalies IN ROW EXCLUSIVE MODE")
+    cur.execute("SELECT partitions_created, partitions_dropped, error FROM chainwatch.maintain() "
+                "WHERE table_name = 'anomalies'")
+    created, dropped, error = cur.fetchone()
+    assert created >= 1 and dropped == 0, (created, dropped, error)
+    assert error and "dropping partitions" in error and "lock timeout" in error, error
+    cur.execute("SELECT count(*) FROM chainwatch.partition_state s JOIN pg_class c ON c.relname = s.partition_name "
+                "WHERE s.table_name = 'anomalies' AND s.lower_bound > now()")
+    assert cur.fetchone()[0] == created, "the partitions created before the drop timed out were rolled back"
+    cur.execute("SELECT last_maintenance_error FROM chainwatch.status() WHERE table_name = 'anomalies'")
+    assert "lock timeout" in cur.fetchone()[0]
+
+    writer.rollback()
+    cur.execute("SELECT partitions_dropped, error FROM chainwatch.maintain() WHERE table_name = 'anomalies'")
+    assert cur.fetchone() == (1, None)
+    cur.execute("SELECT count(*) FROM pg_class WHERE relname = %s", (expired,))
+    assert cur.fetchone()[0] == 0
+    writer.close()
+    conn.close()
+
+
+def _waiting_on_locks(conn, n, timeout=10.0):
+    """_waiting_on_locks: wait until n backends of this database wait on a heavyweight lock."""
+    cur = conn.cursor()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")
+        if cur.fetchone()[0] >= n:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"fewer than {n} sessions waiting on a lock after {timeout} s")
+
+
+def test_writers_across_a_boundary_never_deadlock(scratch_db):
+    """The deadlock 0.4.0 showed in the soak, made deterministic: anomalies at its bound; writer B inserts into
+    the newer partition of a boundary, writer A into both sides. B's eviction is held up at the oldest partition
+    (here by a third session) while A waits behind B for the newer partition's counter; once B goes on it must
+    evict into the older side of the boundary, which A had locked first: 0.4.0 aborted one of them with 40P01.
+    With the per-table bookkeeping lock, A waits for B's whole bookkeeping and both commit with exact counters."""
+    admin = scratch_db()
+    c = admin.cursor()
+    c.execute("SELECT chainwatch.set_retention('anomalies', max_rows => 20)")
+    c.execute("SELECT partition_name, lower_bound FROM chainwatch.partition_state WHERE table_name = 'anomalies' "
+              "AND lower_bound > now() ORDER BY lower_bound LIMIT 3")
+    (p_old, t_old), (_, t_x), (_, t_y) = c.fetchall()
+    insert = ("INSERT INTO chainwatch.anomalies (hash, value, gas, gas_price, score, severity, detected_at) "
+              "SELECT md5(random()::text), 1, 1, 1, 0.9, 'low', %s FROM generate_series(1, %s)")
+    batch = "SELECT * FROM chainwatch.commit_batch('boundary', 't', ARRAY[%s], ARRAY[0]::bigint[], ARRAY[1]::bigint[], NULL)"
+    # 1 row in the oldest partition, 10 and 9 on either side of the boundary: 20, the bound
+    c.execute("BEGIN")
+    c.execute(insert, (t_old, 1))
+    c.execute(insert, (t_x, 10))
+    c.execute(insert, (t_y, 9))
+    c.execute(batch, (9,))
+    c.execute("COMMIT")
+
+    holder = scratch_db()
+    holder.autocommit = False
+    holder.cursor().execute("SELECT 1 FROM chainwatch.partition_state WHERE partition_name = %s FOR UPDATE", (p_old,))
+
+    errors = []
+
+    def writer(partition, rows):
+        conn = scratch_db()
+        conn.autocommit = False
+        cur = conn.cursor()
+        try:
+            for ts, n in rows:
+                cur.execute(insert, (ts, n))
+            cur.execute(batch, (partition,))
+            conn.commit()
+        except psycopg2.Error as exc:
+            errors.append(f"writer {partition}: {exc.pgcode} {exc.pgerror}")
+        finally:
+            conn.close()
+
+    b = threading.Thread(target=writer, args=(1, [(t_y, 10)]))
+    b.start()
+    _waiting_on_locks(admin, 1)          # B: holds the newer counter, waits at the oldest partition
+    a = threading.Thread(target=writer, args=(2, [(t_x, 5), (t_y, 5)]))
+    a.start()
+    _waiting_on_locks(admin, 2)          # A: waits behind B
+    holder.rollback()
+    a.join(timeout=30)
+    b.join(timeout=30)
+    assert not a.is_alive() and not b.is_alive(), "a writer hung"
+    assert not errors, "\n".join(errors)
+    c.execute("SELECT rows, (SELECT count(*) FROM chainwatch.anomalies) FROM chainwatch.status() "
+              "WHERE table_name = 'anomalies'")
+    counted, actual = c.fetchone()
+    assert counted == actual == 20, (counted, actual)
+    c.execute("SELECT count(*) FROM chainwatch.kafka_offsets WHERE consumer_group = 'boundary'")
+    assert c.fetchone()[0] == 3
+    holder.close()
+    admin.close()
+
+
 def test_ingest_queries_and_maintenance_together(stack):
     """For a minute, batches commit through commit_batch while readers query and maintain() runs in a loop:
     no error, no deadlock, and the anomaly table never holds more than max_rows."""
