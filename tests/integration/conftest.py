@@ -134,6 +134,30 @@ def apply_roles(stack):
 
 
 @pytest.fixture(scope="session")
+def tcp_sockets(pid):
+    """tcp_sockets — (local port, state) of each TCP socket process pid holds, from /proc/PID/fd and
+    /proc/PID/net/tcp{,6}; state is the kernel's hex code ('0A' = LISTEN, '01' = ESTABLISHED)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    sockets = []
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[9] in inodes:
+                sockets.append((int(cols[1].rsplit(":", 1)[1], 16), cols[3]))
+    return sockets
+
+
 def repo_root():
     """repo_root — the repository root as a Path."""
     return REPO_ROOT

@@ -79,7 +79,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import REPO_ROOT, pg_connect, record_pid
+from conftest import REPO_ROOT, pg_connect, record_pid, tcp_sockets
 from test_api import ApiProcess, etherscan_tx, tx_hash
 from test_ingestor import HASH_RE, SESSION_TIMEOUT_MS, Harness, describe_positions, pg_ctl, wait_for
 
@@ -822,25 +822,7 @@ def test_10k_hostile_messages(chaos):
 
 def local_ports(pid):
     """local_ports — the local TCP ports of a process's sockets (its Postgres sessions' client_port)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[len("socket:["):-1])
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    return {port for port, _ in tcp_sockets(pid)}
 
 
 def stop_holding_commit_locks(chaos, victim, tries=400):

@@ -37,7 +37,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from conftest import REPO_ROOT, new_stack_dir, start_stack, teardown_stack
+from conftest import REPO_ROOT, new_stack_dir, start_stack, tcp_sockets, teardown_stack
 from test_api import ApiProcess, Ingest, addr, etherscan_tx, sql, tx_hash
 
 REQUEST_TIMEOUT_MS = 3000        # the module's API: short, so slow requests are cut quickly
@@ -219,26 +219,7 @@ def rss_kib(pid):
 
 def server_connections(pid, port):
     """server_connections — TCP sockets held by process pid whose local port is `port`, the listener excepted."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    n = 0
-    for table in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/{pid}/net/{table}") as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] != "0A" and cols[9] in inodes:
-                n += 1
-    return n
+    return sum(1 for local, state in tcp_sockets(pid) if local == port and state != "0A")
 
 
 def wait_for(predicate, timeout):
