@@ -317,3 +317,11 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.maintain() IS
     'Creates partitions ahead, drops expired and entirely excess ones, enforces row bounds, trains a first model when due; each step of each table in its own subtransaction, so a lock timeout while dropping never undoes the partitions created. Safe to call concurrently (a second caller returns at once) and under load (each lock waits at most chainwatch.maintenance_lock_timeout ms). Run every chainwatch.maintenance_interval by the background worker. SECURITY DEFINER: runs as the extension owner; EXECUTE is granted by sql/roles.sql.';
+
+-- _wei_float8 exposes the conversion the scorers apply to a wei amount, for tests: 0.5.0 converts integral
+-- amounts below 2^64 from numeric's digits directly (no text round trip) and must agree with float8(numeric).
+CREATE FUNCTION @extschema@._wei_float8(amount numeric) RETURNS float8
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'chainwatch_wei_float8';
+COMMENT ON FUNCTION @extschema@._wei_float8(numeric) IS
+    'Internal: the float8 a wei amount becomes as a model feature (equal to float8(numeric)); errors on negative, NaN and infinite amounts.';
+REVOKE EXECUTE ON FUNCTION @extschema@._wei_float8(numeric) FROM PUBLIC;

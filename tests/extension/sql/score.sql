@@ -54,3 +54,22 @@ SELECT p.proname, p.provolatile, p.proparallel, p.proisstrict
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'chainwatch' AND p.proname IN ('score', 'score_vector', 'is_anomaly', 'score_batch', 'model_threshold', 'severity', 'export_model')
 ORDER BY 1, 2, 3, 4;
+
+-- 0.5.0 converts integral wei amounts below 2^64 from numeric's digits, without a text round trip: it must give
+-- float8(numeric) for every amount (ties to even above 2^53, 2^64 - 1 rounding up, display scales, fractions and
+-- values past 2^64 taking the old path) and for random amounts of 1 to 30 digits
+SELECT setseed(0.5);
+SELECT count(*) AS amounts, count(*) FILTER (WHERE chainwatch._wei_float8(x) IS DISTINCT FROM x::float8) AS disagreements
+FROM (
+    SELECT x FROM (VALUES (0::numeric), (0.000), (1), (9999), (10000), (10001), (2::numeric ^ 53), (2::numeric ^ 53 + 1),
+                          (2::numeric ^ 53 + 3), (2::numeric ^ 63 - 1), (2::numeric ^ 63), (2::numeric ^ 63 + 1025),
+                          (18446744073709551615), (18446744073709551616), (18446744073709551617), (10::numeric ^ 19),
+                          (10::numeric ^ 20), (10::numeric ^ 20 + 1), (2::numeric ^ 256 - 1), (1.5), (0.0001),
+                          (100000000.000), (99999999999999999999.9)) v(x)
+    UNION ALL
+    SELECT floor(random() * 1e15)::numeric * 10::numeric ^ floor(random() * 16)::int + floor(random() * 1e15)::numeric
+      FROM generate_series(1, 100000)
+) amounts;
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN EXECUTE q; RETURN 'no error'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$;
+SELECT pg_temp.err('SELECT chainwatch._wei_float8(-1)') AS negative, pg_temp.err($$SELECT chainwatch._wei_float8('NaN')$$) AS nan;
