@@ -133,7 +133,6 @@ def apply_roles(stack):
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.fixture(scope="session")
 def tcp_sockets(pid):
     """tcp_sockets — (local port, state) of each TCP socket process pid holds, from /proc/PID/fd and
     /proc/PID/net/tcp{,6}; state is the kernel's hex code ('0A' = LISTEN, '01' = ESTABLISHED)."""
@@ -158,6 +157,7 @@ def tcp_sockets(pid):
     return sockets
 
 
+@pytest.fixture(scope="session")
 def repo_root():
     """repo_root — the repository root as a Path."""
     return REPO_ROOT
