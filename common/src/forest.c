@@ -425,27 +425,30 @@ static inline void walk_block(const forest *f, int t, const double *xt, int nrow
 }
 
 /*
- * walk_trees_dense adds the leaf values of trees [t0, t0 + 8) for one transformed row, walking
- * the eight trees in lockstep (eight independent load chains) and adding in tree order.
+ * walk_trees_dense adds the leaf values of trees [t0, t0 + lanes) for one transformed row,
+ * walking the trees in lockstep (lanes independent load chains: a single row touches each tree
+ * once, so its nodes mostly come from L2 and the walk is bound by load latency unless many
+ * chains are in flight) and adding in tree order. lanes is a constant at every call (16 or 8).
  */
-static inline double walk_trees8_dense(const forest *f, int t0, const double *x, double sum)
+static inline double walk_trees_dense(const forest *f, int t0, const double *x, double sum,
+                                      const int lanes)
 {
     int D = f->dense_depth;
     size_t n_internal = ((size_t) 1 << D) - 1;
     const uint16_t *ft = f->d_feature + (size_t) t0 * n_internal;
     const double *th = f->d_split + (size_t) t0 * n_internal;
     const double *lv = f->d_leaf + (size_t) t0 * (n_internal + 1) - n_internal;
-    size_t i[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i[16] = {0};
 
     for (int k = 0; k < D; k++) {
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < lanes; j++) {
             size_t o = j * n_internal;
             i[j] = 2 * i[j] + 1 + !(x[ft[o + i[j]]] <= th[o + i[j]]);
         }
     }
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; j++)
+#pragma GCC unroll 16
+    for (int j = 0; j < lanes; j++)
         sum += lv[j * (n_internal + 1) + i[j]];
     return sum;
 }
@@ -464,9 +467,12 @@ double forest_score(const forest *f, const double *row)
     for (int j = 0; j < f->n_features; j++)
         xt[j] = transform_value(f, row[j]);
     int t = 0;
-    if (f->dense_depth > 0)
+    if (f->dense_depth > 0) {
+        for (; t + 16 <= f->n_trees; t += 16)
+            sum = walk_trees_dense(f, t, xt, sum, 16);
         for (; t + 8 <= f->n_trees; t += 8)
-            sum = walk_trees8_dense(f, t, xt, sum);
+            sum = walk_trees_dense(f, t, xt, sum, 8);
+    }
     for (; t < f->n_trees; t++)
         walk_block(f, t, xt, 1, &sum);
     if (xt != stackbuf)
