@@ -14,7 +14,10 @@
 --        first and took the parent's lock inside DROP, after the partition's: a writer evicting rows
 --        from that partition (it holds the parent from its COPY) and maintain() then waited on each other;
 --     3. enforce the row bounds, after all DDL, under the bookkeeping locks below;
---     4. record the run in retention_stats (a failure here loses counters, never rows or partitions).
+--     4. train a first model (or retrain) when due, only in a run that dropped no partition and evicted
+--        no row: 0.4.0 trained at the very end, holding whatever the run had locked, so ingest could
+--        wait behind maintenance for the whole training;
+--     5. record the run in retention_stats (a failure here loses counters, never rows or partitions).
 --   A lock timeout in one step skips only that step of that table until the next run.
 -- * Writers deadlocked (1 to 3 times in 30 minutes) at partition boundaries: _count_inserts() locked
 --   only the partition_state rows its batch touched, newest partitions first in one writer and the
@@ -290,7 +293,20 @@ BEGIN
         ms[i] := ms[i] + extract(epoch FROM clock_timestamp() - t0) * 1000;
     END LOOP;
 
-    -- 4. the record of this run
+    -- 4. a first model (or a retrain) when due, but never in a run that dropped partitions or evicted
+    -- rows: it would hold ACCESS EXCLUSIVE on a table, or the retention_stats rows writers update when
+    -- they evict, for as long as training takes; the next run (chainwatch.maintenance_interval later)
+    -- trains instead. It comes before the record of the run, which locks those rows too.
+    IF (SELECT sum(x) FROM unnest(dropped) x) = 0 AND (SELECT sum(x) FROM unnest(evicted) x) = 0 THEN
+        BEGIN
+            PERFORM @extschema@._auto_train();
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            RAISE WARNING 'chainwatch: automatic training failed: %', err;
+        END;
+    END IF;
+
+    -- 5. the record of this run
     FOR i IN 1 .. 3 LOOP
         BEGIN
             UPDATE @extschema@.retention_stats s
@@ -306,17 +322,10 @@ BEGIN
         rows_evicted := evicted[i]; error := errs[i];
         RETURN NEXT;
     END LOOP;
-
-    BEGIN
-        PERFORM @extschema@._auto_train();
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
-        RAISE WARNING 'chainwatch: automatic training failed: %', err;
-    END;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.maintain() IS
-    'Creates partitions ahead, drops expired and entirely excess ones, enforces row bounds, trains a first model when due; each step of each table in its own subtransaction, so a lock timeout while dropping never undoes the partitions created. Safe to call concurrently (a second caller returns at once) and under load (each lock waits at most chainwatch.maintenance_lock_timeout ms). Run every chainwatch.maintenance_interval by the background worker. SECURITY DEFINER: runs as the extension owner; EXECUTE is granted by sql/roles.sql.';
+    'Creates partitions ahead, drops expired and entirely excess ones, enforces row bounds, trains a first model when due (in a run that dropped and evicted nothing); each step of each table in its own subtransaction, so a lock timeout while dropping never undoes the partitions created. Safe to call concurrently (a second caller returns at once) and under load (each lock waits at most chainwatch.maintenance_lock_timeout ms). Run every chainwatch.maintenance_interval by the background worker. SECURITY DEFINER: runs as the extension owner; EXECUTE is granted by sql/roles.sql.';
 
 -- _wei_float8 exposes the conversion the scorers apply to a wei amount, for tests: 0.5.0 converts integral
 -- amounts below 2^64 from numeric's digits directly (no text round trip) and must agree with float8(numeric).
