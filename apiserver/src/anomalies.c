@@ -21,6 +21,7 @@
 #include "generation.h"
 #include "listener.h"
 #include "params.h"
+#include "pgjson.h"
 #include "sha256.h"
 #include "strbuf.h"
 
@@ -67,30 +68,48 @@ int anomalies_list(api_request *req)
                              q.has_min_score ? score : NULL, q.has_cursor ? cus : NULL,
                              q.has_cursor ? cid : NULL,      limit};
     int st;
-    PGresult *r = api_query(req, SQL_ANOMALY_LIST, 8, values, &st);
+    bool filtered = q.severities || q.has_since || q.has_until || q.address[0] || q.has_min_score;
+    PGresult *r = filtered ? api_query(req, SQL_ANOMALY_LIST, 8, values, &st)
+                           : api_query(req, SQL_ANOMALY_LIST_ALL, 3, &values[5], &st);
     if (!r) {
         cache_abandon(app->cache, &fill);
         return st;
     }
+    /* columns: total, expires_in, then the anomaly (all NULL when the page is empty) */
+    int rows = PQntuples(r) > 0 && !PQgetisnull(r, 0, 2) ? PQntuples(r) : 0;
+    bool has_more = rows > q.limit, ok = PQntuples(r) > 0;
+    if (has_more)
+        rows = q.limit;
     cw_strbuf b = CW_STRBUF_INIT;
-    cw_strbuf_puts(&b, "{\"data\":");
-    cw_strbuf_puts(&b, PQgetvalue(r, 0, 0));
-    cw_strbuf_printf(&b, ",\"total\":%s,\"limit\":%d,\"next_cursor\":", PQgetvalue(r, 0, 1),
-                     q.limit);
-    if (!strcmp(PQgetvalue(r, 0, 2), "t") && !PQgetisnull(r, 0, 3)) {
+    cw_strbuf_puts(&b, "{\"data\":[");
+    for (int i = 0; i < rows && ok; i++) {
+        if (i)
+            cw_strbuf_putc(&b, ',');
+        ok = pgjson_append_object(&b, r, i, 2);
+    }
+    cw_strbuf_puts(&b, "],\"total\":");
+    cw_strbuf_put_int(&b, ok ? pgjson_int(r, 0, 0) : 0);
+    cw_strbuf_printf(&b, ",\"limit\":%d,\"next_cursor\":", q.limit);
+    int c_at = PQfnumber(r, "detected_at"), c_id = PQfnumber(r, "id");
+    if (ok && has_more && c_at >= 0 && c_id >= 0) {
         char cursor[64];
-        params_encode_cursor(strtoll(PQgetvalue(r, 0, 3), NULL, 10),
-                             strtoll(PQgetvalue(r, 0, 4), NULL, 10), cursor, sizeof(cursor));
+        params_encode_cursor(pgjson_int(r, rows - 1, c_at) + PGJSON_EPOCH_OFFSET_US,
+                             pgjson_int(r, rows - 1, c_id), cursor, sizeof(cursor));
         cw_strbuf_printf(&b, "\"%s\"}", cursor);
     } else {
         cw_strbuf_puts(&b, "null}");
     }
     /* empty result: valid until the next generation; else until the oldest row expires */
     long long cap_ms =
-        PQgetisnull(r, 0, 5) ? -1 : (long long) (strtod(PQgetvalue(r, 0, 5), NULL) * 1000);
+        !ok || PQgetisnull(r, 0, 1) ? -1 : (long long) (pgjson_float8(r, 0, 1) * 1000);
     if (cap_ms == 0)
         cap_ms = -2; /* expiring now: do not store */
     PQclear(r);
+    if (!ok) {
+        cache_abandon(app->cache, &fill);
+        cw_strbuf_free(&b);
+        return api_error(req, 500, "internal", "unexpected list result from the database");
+    }
     if (b.oom) {
         cache_abandon(app->cache, &fill);
         cw_strbuf_free(&b);

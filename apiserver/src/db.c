@@ -315,8 +315,8 @@ PGresult *db_exec(db_pool *p, db_conn *c, sql_stmt id, int nparams, const char *
                   bool retry_safe, db_error *e)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
-        PGresult *r =
-            PQexecPrepared(c->pg, sql_statements[id].name, nparams, values, NULL, NULL, 0);
+        PGresult *r = PQexecPrepared(c->pg, sql_statements[id].name, nparams, values, NULL, NULL,
+                                     sql_statements[id].binary ? 1 : 0);
         if (result_ok(c->pg, r, e))
             return r;
         if (e->status != DB_UNAVAILABLE || PQstatus(c->pg) != CONNECTION_BAD)

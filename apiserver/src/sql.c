@@ -19,6 +19,14 @@
 #define ANOMALY_TTL                                                                                \
     "(SELECT r.ttl FROM chainwatch.retention_policies r WHERE r.table_name = 'anomalies')"
 
+#define CW_INT64_MAX_SQL "9223372036854775807"
+
+/* the columns of an anomaly, in the order of the API's JSON */
+#define ANOMALY_COLUMNS(a)                                                                         \
+    a ".id, " a ".hash, " a ".from_address, " a ".to_address, " a ".value, " a ".gas, " a          \
+      ".gas_price, " a ".block_number, " a ".tx_time, " a ".detected_at, " a ".score, " a          \
+      ".severity, " a ".model_id, " a ".kafka_topic, " a ".kafka_partition, " a ".kafka_offset"
+
 /* one anomaly as a record whose JSON form (row_to_json, json_agg) is compact: no spaces */
 #define ANOMALY_ROW(a)                                                                             \
     "(SELECT x FROM (SELECT " a ".id, " a ".hash, " a ".from_address, " a ".to_address, " a        \
@@ -43,49 +51,73 @@ const sql_def sql_statements[SQL_STMT_COUNT] = {
     [SQL_AUTH] = {"cw_auth", 1, "SELECT chainwatch.authenticate_api_key($1::text)::text"},
 
     /*
-     * One page of the anomaly list, newest first, keyset-paginated on (detected_at, id), with the
-     * filter's total and how long until the filter's oldest row leaves the TTL (a cache entry
-     * must not outlive it; unfiltered totals come from chainwatch.recent_anomaly_count(), which
-     * reads partition row counts instead of every row). $1 severities, $2 since (us, inclusive), $3
-     * until (us, exclusive), $4 address (from or to), $5 min_score, $6/$7 cursor (us, id), $8
-     * limit. Columns: data (JSON array), total, has_more, next cursor us, next cursor id, seconds
-     * left.
+     * One page of the anomaly list, newest first, keyset-paginated on (detected_at, id), in
+     * binary: anomalies.c formats the rows (pgjson.c), which costs the backend a fraction of
+     * row_to_json. Up to $8 + 1 rows (one more than the page says whether there is a next one),
+     * or a single row of NULL anomaly columns when the page is empty; every row starts with the
+     * filter's total and the seconds until the filter's oldest row leaves the TTL (a cache entry
+     * must not outlive it), computed once (h is materialized: inlined, the planner would
+     * evaluate it per row). The unfiltered list has a statement of its own, below. $1 severities,
+     * $2 since (us, inclusive), $3 until (us, exclusive), $4 address (from or to), $5 min_score,
+     * $6/$7 cursor (us, id), $8 limit.
+     *
+     * The pool plans generically (db.c), so the time bounds and the cursor are written as
+     * coalesce()d index bounds, not "$n IS NULL OR ...": an OR would leave them as filters and a
+     * deep page would walk every newer row.
      */
     [SQL_ANOMALY_LIST] =
         {"cw_anomaly_list", 8,
          "WITH f AS NOT MATERIALIZED ("
          " SELECT a.* FROM chainwatch.recent_anomalies a"
-         " WHERE ($1::chainwatch.severity_level[] IS NULL"
-         "        OR a.severity = ANY ($1::chainwatch.severity_level[]))"
-         "   AND ($2::bigint IS NULL OR a.detected_at >= " US_TS(
-             "$2") ")"
-                   "   AND ($3::bigint IS NULL OR a.detected_at < " US_TS(
-                       "$3") ")"
+         " WHERE a.detected_at >= coalesce(" US_TS(
+             "$2") ", '-infinity')"
+                   "   AND a.detected_at < coalesce(" US_TS(
+                       "$3") ", 'infinity')"
+                             "   AND ($1::chainwatch.severity_level[] IS NULL"
+                             "        OR a.severity = ANY ($1::chainwatch.severity_level[]))"
                              "   AND ($4::text IS NULL OR a.from_address = $4::text OR "
                              "a.to_address = $4::text)"
                              "   AND ($5::float8 IS NULL OR a.score >= $5::float8)),"
-                             " page AS ("
-                             " SELECT f.*, row_number() OVER (ORDER BY f.detected_at DESC, f.id "
-                             "DESC) AS rn FROM f"
-                             " WHERE $6::bigint IS NULL OR (f.detected_at, f.id) < (" US_TS(
-                                 "$6") ", $7::bigint)"
-                                       " ORDER BY f.detected_at DESC, f.id DESC LIMIT $8::int + 1)"
-                                       " SELECT coalesce((SELECT json_agg(" ANOMALY_ROW(
-                                           "p") " ORDER BY p.rn)"
-                                                "                  FROM page p WHERE p.rn <= "
-                                                "$8::int), '[]')::text,"
-                                                " CASE WHEN $1::text IS NULL AND $2::bigint IS "
-                                                "NULL AND $3::bigint IS NULL"
-                                                "       AND $4::text IS NULL AND $5::float8 IS NULL"
-                                                "      THEN chainwatch.recent_anomaly_count() ELSE "
-                                                "(SELECT count(*) FROM f) END,"
-                                                " (SELECT count(*) > $8::int FROM page),"
-                                                " (SELECT (extract(epoch FROM p.detected_at) * "
-                                                "1000000)::bigint FROM page p"
-                                                "   WHERE p.rn = $8::int),"
-                                                " (SELECT p.id FROM page p WHERE p.rn = $8::int),"
-                                                " extract(epoch FROM (SELECT min(f.detected_at) "
-                                                "FROM f) + " ANOMALY_TTL " - now())::float8"},
+                             " h AS MATERIALIZED ("
+                             "  SELECT (SELECT count(*) FROM f) AS total,"
+                             "         extract(epoch FROM (SELECT min(f.detected_at) FROM f) "
+                             "+ " ANOMALY_TTL "                 - now())::float8 AS expires_in)"
+                             " SELECT h.total, h.expires_in, p.* FROM h LEFT JOIN LATERAL ("
+                             "  SELECT " ANOMALY_COLUMNS(
+                                 "f") " FROM f"
+                                      "   WHERE (f.detected_at, f.id) < (coalesce(" US_TS(
+                                          "$6") ", 'infinity'),"
+                                                "                                  "
+                                                "coalesce($7::bigint, " CW_INT64_MAX_SQL "))"
+                                                "   ORDER BY f.detected_at DESC, f.id DESC LIMIT "
+                                                "$8::int + 1) p ON true"
+                                                " ORDER BY p.detected_at DESC, p.id DESC",
+         true},
+
+    /*
+     * The unfiltered list (what dashboards poll): the columns of cw_anomaly_list, but the total
+     * is chainwatch.recent_anomaly_count() (partition row counts instead of every row), and none
+     * of the filter plumbing. Each execution of a generic plan initializes a scan of every
+     * partition within the TTL per subquery, which is most of its cost, so there are as few
+     * subqueries as can be. $1/$2 cursor (us, id), $3 limit.
+     */
+    [SQL_ANOMALY_LIST_ALL] =
+        {"cw_anomaly_list_all", 3,
+         "WITH h AS MATERIALIZED ("
+         "  SELECT chainwatch.recent_anomaly_count() AS total,"
+         "         extract(epoch FROM (SELECT min(a.detected_at) FROM chainwatch.recent_anomalies "
+         "a)"
+         "                 + " ANOMALY_TTL " - now())::float8 AS expires_in)"
+         " SELECT h.total, h.expires_in, p.* FROM h LEFT JOIN LATERAL ("
+         "  SELECT " ANOMALY_COLUMNS(
+             "a") " FROM chainwatch.recent_anomalies a"
+                  "   WHERE (a.detected_at, a.id) < (coalesce(" US_TS(
+                      "$1") ", 'infinity'),"
+                            "                                  "
+                            "coalesce($2::bigint, " CW_INT64_MAX_SQL "))"
+                            "   ORDER BY a.detected_at DESC, a.id DESC LIMIT $3::int + 1) p ON true"
+                            " ORDER BY p.detected_at DESC, p.id DESC",
+         true},
 
     /* the newest anomaly with this hash within the TTL; columns: JSON, seconds until it expires */
     [SQL_ANOMALY_GET] = {"cw_anomaly_get", 1,

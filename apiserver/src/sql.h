@@ -3,9 +3,12 @@
 #ifndef API_SQL_H
 #define API_SQL_H
 
+#include <stdbool.h>
+
 typedef enum sql_stmt {
     SQL_AUTH,
     SQL_ANOMALY_LIST,
+    SQL_ANOMALY_LIST_ALL,
     SQL_ANOMALY_GET,
     SQL_TX_GET,
     SQL_PREDICT,
@@ -23,6 +26,7 @@ typedef struct sql_def {
     const char *name; /* prepared statement name */
     int nparams;
     const char *text;
+    bool binary; /* results in binary format (rows formatted by pgjson.c), else text */
 } sql_def;
 
 extern const sql_def sql_statements[SQL_STMT_COUNT];

@@ -71,34 +71,30 @@ void cw_strbuf_printf(cw_strbuf *b, const char *fmt, ...)
 void cw_strbuf_json_string(cw_strbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    size_t start = 0;
     cw_strbuf_putc(b, '"');
+    /* append runs of ordinary bytes whole; escape quotes, backslashes and control characters */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char) s[i];
-        switch (c) {
-        case '"':
-            cw_strbuf_append(b, "\\\"", 2);
-            break;
-        case '\\':
-            cw_strbuf_append(b, "\\\\", 2);
-            break;
-        case '\n':
-            cw_strbuf_append(b, "\\n", 2);
-            break;
-        case '\r':
-            cw_strbuf_append(b, "\\r", 2);
-            break;
-        case '\t':
-            cw_strbuf_append(b, "\\t", 2);
-            break;
-        default:
-            if (c < 0x20) {
-                char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                cw_strbuf_append(b, esc, 6);
-            } else {
-                cw_strbuf_putc(b, (char) c);
-            }
-        }
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        char esc[6] = {'\\', 0, '0', '0', hex[c >> 4], hex[c & 15]};
+        size_t len = 2;
+        if (c == '"' || c == '\\')
+            esc[1] = (char) c;
+        else if (c == '\n')
+            esc[1] = 'n';
+        else if (c == '\r')
+            esc[1] = 'r';
+        else if (c == '\t')
+            esc[1] = 't';
+        else
+            esc[1] = 'u', len = 6;
+        cw_strbuf_append(b, s + start, i - start);
+        cw_strbuf_append(b, esc, len);
+        start = i + 1;
     }
+    cw_strbuf_append(b, s + start, n - start);
     cw_strbuf_putc(b, '"');
 }
 
