@@ -82,11 +82,8 @@ int anomalies_list(api_request *req)
         rows = q.limit;
     cw_strbuf b = CW_STRBUF_INIT;
     cw_strbuf_puts(&b, "{\"data\":[");
-    for (int i = 0; i < rows && ok; i++) {
-        if (i)
-            cw_strbuf_putc(&b, ',');
-        ok = pgjson_append_object(&b, r, i, 2);
-    }
+    if (ok)
+        ok = pgjson_append_objects(&b, r, rows, 2);
     cw_strbuf_puts(&b, "],\"total\":");
     cw_strbuf_put_int(&b, ok ? pgjson_int(r, 0, 0) : 0);
     cw_strbuf_printf(&b, ",\"limit\":%d,\"next_cursor\":", q.limit);

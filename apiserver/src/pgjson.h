@@ -28,17 +28,18 @@ bool pgjson_put_numeric(cw_strbuf *b, const char *bin, size_t len);
  */
 void pgjson_put_timestamp(cw_strbuf *b, int64_t us2000);
 
-/* pgjson_put_float8 appends v as the shortest decimal that reads back as v; non-finite as null */
+/* pgjson_put_float8 appends v with 17 significant digits (reads back as v); non-finite as null */
 void pgjson_put_float8(cw_strbuf *b, double v);
 
 /*
- * pgjson_append_object appends columns [from, nfields) of row `row` of a binary-format result as a
- * JSON object keyed by column name: int2/int4/int8 and float8 as numbers, bool as true/false,
- * numeric as a string (exact decimal: amounts in wei exceed a double), timestamptz as RFC 3339
- * UTC, NULL as null, text and every other type (enum labels are sent as text) as a string.
- * Returns false when a value is malformed (nothing sensible was appended for it).
+ * pgjson_append_objects appends rows [0, nrows) of a binary-format result, columns [from,
+ * nfields), as comma-separated JSON objects keyed by column name: int2/int4/int8 and float8 as
+ * numbers, bool as true/false, numeric as a string (exact decimal: amounts in wei exceed a
+ * double), timestamptz as RFC 3339 UTC, json/jsonb as themselves, NULL as null, text and every
+ * other type (enum labels are sent as text) as a string. Returns false when a value was
+ * malformed (it reads null) or memory ran out.
  */
-bool pgjson_append_object(cw_strbuf *b, const PGresult *r, int row, int from);
+bool pgjson_append_objects(cw_strbuf *b, const PGresult *r, int nrows, int from);
 
 /* pgjson_int reads an int2/int4/int8 column of a binary-format result (0 when NULL) */
 int64_t pgjson_int(const PGresult *r, int row, int col);
