@@ -5,13 +5,13 @@
  * Design
  * ------
  * One thread owns the rd_kafka_t consumer. It polls with a 100 ms timeout (so stop flags are
- * seen quickly) and routes each message to its partition's writer (writer_of), whose bounded queue
- * takes ownership. When that queue stays full for BACKPRESSURE_WAIT_MS (about one batch commit),
- * the message is kept aside ("stashed", at most one per partition) and the partition is paused:
- * librdkafka then drops what it had prefetched for it and, on resume, fetches again from the
- * message after the last one delivered — the stashed one, which is pushed first. Memory is
- * therefore bounded by the queues, one stashed message per partition and librdkafka's own prefetch
- * limit (queued.max.messages.kbytes).
+ * seen quickly) and routes each message to its partition's writer (writer_of), whose queue takes
+ * ownership. The queues share one budget (queue.h). When it stays spent for BACKPRESSURE_WAIT_MS
+ * (about one batch commit), the message is kept aside ("stashed", at most one per partition) and
+ * the partition is paused: librdkafka then drops what it had prefetched for it and, on resume,
+ * fetches again from the message after the last one delivered — the stashed one, which is pushed
+ * first. Memory is therefore bounded by the budget, one stashed message per partition and
+ * librdkafka's own prefetch limit (queued.max.messages.kbytes).
  *
  * Assignment (cooperative-sticky, incremental): each newly assigned partition starts at the
  * next offset stored in chainwatch.kafka_offsets for this group — the only offsets that count —
@@ -358,7 +358,7 @@ static void unstash(ingestor *ing)
             continue;
         writer *w = writer_of(ing, p);
         if (queue_free(&w->queue) * 2 < w->queue.capacity && queue_free(&w->queue) < 1000)
-            continue; /* resume only once the queue has drained to half (hysteresis) */
+            continue; /* resume only once half the budget is free (hysteresis) */
         if (queue_push(&w->queue, stash[p])) {
             stash[p] = NULL;
             n_stashed--;

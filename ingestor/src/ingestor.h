@@ -49,6 +49,7 @@ typedef struct ingestor {
     rd_kafka_t *rk;
     int n_writers;
     struct writer *writers;
+    queue_budget queue_budget; /* KAFKA_MAX_QUEUE_SIZE, shared by the writers' queues */
 
     /*
      * Partition ownership. The rebalance callback clears owned[p] and then takes assign_lock

@@ -7,8 +7,50 @@
 #include <string.h>
 #include <time.h>
 
-int queue_init(msg_queue *q, size_t capacity)
+int queue_budget_init(queue_budget *b, size_t limit)
 {
+    b->used = 0;
+    b->limit = limit ? limit : 1;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->room, &attr);
+    pthread_condattr_destroy(&attr);
+    return 0;
+}
+
+void queue_budget_destroy(queue_budget *b)
+{
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->room);
+}
+
+/* budget_take reserves room for one message; false when the budget is spent */
+static bool budget_take(queue_budget *b)
+{
+    pthread_mutex_lock(&b->lock);
+    bool ok = b->used < b->limit;
+    if (ok)
+        b->used++;
+    pthread_mutex_unlock(&b->lock);
+    return ok;
+}
+
+/* budget_give returns n messages' room and wakes a producer waiting for it */
+static void budget_give(queue_budget *b, size_t n)
+{
+    if (!b || n == 0)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->used -= n < b->used ? n : b->used;
+    pthread_cond_broadcast(&b->room);
+    pthread_mutex_unlock(&b->lock);
+}
+
+int queue_init(msg_queue *q, size_t capacity, queue_budget *budget)
+{
+    q->budget = budget;
     q->items = calloc(capacity ? capacity : 1, sizeof(ingest_msg *));
     if (!q->items)
         return -1;
@@ -32,6 +74,7 @@ void queue_destroy(msg_queue *q)
         return;
     for (size_t i = 0; i < q->count; i++)
         ingest_msg_free(q->items[(q->head + i) % q->capacity]);
+    budget_give(q->budget, q->count);
     free(q->items);
     q->items = NULL;
     pthread_mutex_destroy(&q->lock);
@@ -55,22 +98,35 @@ static struct timespec deadline_after(int timeout_ms)
 
 bool queue_push_wait(msg_queue *q, ingest_msg *m, int timeout_ms)
 {
-    struct timespec deadline = deadline_after(timeout_ms);
-    bool ok = false;
-    pthread_mutex_lock(&q->lock);
-    while (q->count >= q->capacity && timeout_ms > 0) {
-        if (pthread_cond_timedwait(&q->nonfull, &q->lock, &deadline) == ETIMEDOUT)
-            break;
+    struct timespec deadline = deadline_after(timeout_ms > 0 ? timeout_ms : 0);
+    queue_budget *b = q->budget;
+    for (;;) {
+        pthread_mutex_lock(&q->lock);
+        /* with a budget, count <= used <= limit: only the budget can be full */
+        while (!b && q->count >= q->capacity && timeout_ms > 0) {
+            if (pthread_cond_timedwait(&q->nonfull, &q->lock, &deadline) == ETIMEDOUT)
+                break;
+        }
+        if (q->count < q->capacity && (!b || budget_take(b))) {
+            q->items[(q->head + q->count) % q->capacity] = m;
+            q->count++;
+            if (q->count >= q->wake_at)
+                pthread_cond_signal(&q->nonempty);
+            pthread_mutex_unlock(&q->lock);
+            return true;
+        }
+        pthread_mutex_unlock(&q->lock);
+        if (!b || timeout_ms <= 0)
+            return false;
+        /* wait for any queue sharing the budget to give some back */
+        bool timed_out = false;
+        pthread_mutex_lock(&b->lock);
+        while (b->used >= b->limit && !timed_out)
+            timed_out = pthread_cond_timedwait(&b->room, &b->lock, &deadline) == ETIMEDOUT;
+        pthread_mutex_unlock(&b->lock);
+        if (timed_out)
+            timeout_ms = 0; /* one last try, then give up */
     }
-    if (q->count < q->capacity) {
-        q->items[(q->head + q->count) % q->capacity] = m;
-        q->count++;
-        ok = true;
-        if (q->count >= q->wake_at)
-            pthread_cond_signal(&q->nonempty);
-    }
-    pthread_mutex_unlock(&q->lock);
-    return ok;
 }
 
 size_t queue_pop_many(msg_queue *q, ingest_msg **out, size_t max, size_t want, int timeout_ms)
@@ -98,6 +154,7 @@ size_t queue_pop_many(msg_queue *q, ingest_msg **out, size_t max, size_t want, i
     if (n > 0)
         pthread_cond_broadcast(&q->nonfull);
     pthread_mutex_unlock(&q->lock);
+    budget_give(q->budget, n);
     return n;
 }
 
@@ -124,6 +181,8 @@ ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms)
         pthread_cond_signal(&q->nonfull);
     }
     pthread_mutex_unlock(&q->lock);
+    if (m)
+        budget_give(q->budget, 1);
     return m;
 }
 
@@ -140,6 +199,12 @@ size_t queue_free(msg_queue *q)
     pthread_mutex_lock(&q->lock);
     size_t n = q->capacity - q->count;
     pthread_mutex_unlock(&q->lock);
+    if (q->budget) {
+        pthread_mutex_lock(&q->budget->lock);
+        size_t left = q->budget->limit - q->budget->used;
+        pthread_mutex_unlock(&q->budget->lock);
+        n = left < n ? left : n;
+    }
     return n;
 }
 
@@ -161,6 +226,7 @@ size_t queue_purge(msg_queue *q, bool (*drop)(const ingest_msg *, void *), void 
     if (dropped)
         pthread_cond_broadcast(&q->nonfull);
     pthread_mutex_unlock(&q->lock);
+    budget_give(q->budget, dropped);
     return dropped;
 }
 

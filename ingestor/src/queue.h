@@ -26,9 +26,24 @@ ingest_msg *ingest_msg_copy(const struct rd_kafka_message_s *m);
 void ingest_msg_free(ingest_msg *m);
 
 /*
- * A ring buffer of ingest_msg pointers with a fixed capacity. The queue owns the
- * messages it holds: queue_push transfers ownership in (only when it returns true),
- * queue_pop_wait transfers it out, queue_purge destroys what it removes.
+ * A queue_budget bounds the messages held by several queues together (KAFKA_MAX_QUEUE_SIZE over
+ * all writers). A fixed share per queue made the poll thread wait on whichever writer was busy
+ * committing while the others ran dry; with one budget a busy writer's queue can grow into what
+ * the idle ones do not use, and the poll thread waits only when all of them together are full.
+ */
+typedef struct queue_budget {
+    pthread_mutex_t lock;
+    pthread_cond_t room; /* broadcast whenever messages leave a queue */
+    size_t used, limit;
+} queue_budget;
+
+int queue_budget_init(queue_budget *b, size_t limit);
+void queue_budget_destroy(queue_budget *b);
+
+/*
+ * A ring buffer of ingest_msg pointers with a fixed capacity, optionally drawing on a shared
+ * budget too. The queue owns the messages it holds: queue_push transfers ownership in (only when
+ * it returns true), queue_pop_wait transfers it out, queue_purge destroys what it removes.
  */
 typedef struct msg_queue {
     pthread_mutex_t lock;
@@ -36,11 +51,14 @@ typedef struct msg_queue {
     pthread_cond_t nonfull;
     ingest_msg **items;
     size_t capacity, head, count;
-    size_t wake_at; /* a waiting consumer wants this many before being woken */
-    bool woken;     /* queue_wake: waiters return now */
+    size_t wake_at;       /* a waiting consumer wants this many before being woken */
+    bool woken;           /* queue_wake: waiters return now */
+    queue_budget *budget; /* NULL: bounded by capacity alone */
 } msg_queue;
 
-int queue_init(msg_queue *q, size_t capacity);
+/* queue_init: a queue of at most capacity messages and, when budget is not NULL, no more than the
+ * budget has left (a queue's capacity is then usually the budget's limit) */
+int queue_init(msg_queue *q, size_t capacity, queue_budget *budget);
 void queue_destroy(msg_queue *q); /* destroys remaining messages */
 /* queue_push appends m; false (ownership stays with the caller) when full */
 bool queue_push(msg_queue *q, ingest_msg *m);
@@ -56,6 +74,7 @@ ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms);
  */
 size_t queue_pop_many(msg_queue *q, ingest_msg **out, size_t max, size_t want, int timeout_ms);
 size_t queue_count(msg_queue *q);
+/* queue_free: how many more messages queue_push would take now (its room, or the budget's) */
 size_t queue_free(msg_queue *q);
 /* queue_purge destroys every message for which drop(m, arg) is true; returns how many */
 size_t queue_purge(msg_queue *q, bool (*drop)(const ingest_msg *, void *), void *arg);

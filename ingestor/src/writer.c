@@ -4,9 +4,10 @@
 /*
  * Design
  * ------
- * Each writer owns one PGconn and one bounded queue fed by the poll thread (partition p goes to
- * writer p % n, so a partition's order is kept). It collects up to BATCH_SIZE messages or waits
- * BATCH_FLUSH_MS after the first one, then commits the batch in ONE database transaction:
+ * Each writer owns one PGconn and one queue fed by the poll thread (a partition always goes to the
+ * same writer, so its order is kept); the queues share one budget of KAFKA_MAX_QUEUE_SIZE messages.
+ * It collects up to BATCH_SIZE messages or waits BATCH_FLUSH_MS after the first one, then commits
+ * the batch in ONE database transaction:
  *
  *   BEGIN; COPY transactions; COPY anomalies; COPY dead_letters;
  *   SELECT * FROM chainwatch.commit_batch(group, topic, partitions, first, next, model); COMMIT
@@ -549,7 +550,11 @@ static void *writer_main(void *arg)
                     break;
                 wait = (int) left;
             }
-            size_t got = queue_pop_many(&w->queue, taken, room, room, wait);
+            /* woken once a share of the budget has arrived, not only at a full batch: a
+             * writer that waited for a whole batch would sit on budget the others need */
+            size_t share = (size_t) ing->cfg->kafka_max_queue_size / (2 * (size_t) ing->n_writers);
+            size_t want = room < share ? room : share;
+            size_t got = queue_pop_many(&w->queue, taken, room, want ? want : 1, wait);
             for (size_t i = 0; i < got; i++)
                 batch_add(&b, taken[i]);
             if (b.n > 0 && deadline == 0)
@@ -584,14 +589,14 @@ done:
 
 int writers_start(ingestor *ing, char *err, size_t errlen)
 {
-    size_t per_writer =
-        (size_t) ((ing->cfg->kafka_max_queue_size + ing->n_writers - 1) / ing->n_writers);
-
+    /* one budget of KAFKA_MAX_QUEUE_SIZE messages for all writers (see queue.h) */
+    size_t limit = (size_t) ing->cfg->kafka_max_queue_size;
     ing->writers = calloc((size_t) ing->n_writers, sizeof(writer));
     if (!ing->writers) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    queue_budget_init(&ing->queue_budget, limit);
     for (int i = 0; i < ing->n_writers; i++) {
         writer *w = &ing->writers[i];
         w->ing = ing;
@@ -605,7 +610,7 @@ int writers_start(ingestor *ing, char *err, size_t errlen)
         }
         for (int p = 0; p < MAX_PARTITIONS; p++)
             w->slot[p] = -1;
-        if (queue_init(&w->queue, per_writer) != 0) {
+        if (queue_init(&w->queue, limit, &ing->queue_budget) != 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -640,6 +645,7 @@ void writers_free(ingestor *ing)
     }
     free(ing->writers);
     ing->writers = NULL;
+    queue_budget_destroy(&ing->queue_budget);
 }
 
 bool writers_idle(ingestor *ing)

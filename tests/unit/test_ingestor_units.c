@@ -97,7 +97,7 @@ static void queue_holds_exactly_its_capacity(void **state)
     (void) state;
     msg_queue q;
     ingest_msg *m[4];
-    assert_int_equal(queue_init(&q, 3), 0);
+    assert_int_equal(queue_init(&q, 3, NULL), 0);
     for (int i = 0; i < 4; i++)
         m[i] = fake_str("x", 0, i);
     assert_int_equal(queue_free(&q), 3);
@@ -119,7 +119,7 @@ static void queue_is_fifo_across_wraparound(void **state)
     (void) state;
     msg_queue q;
     int64_t next_out = 0, next_in = 0;
-    assert_int_equal(queue_init(&q, 4), 0);
+    assert_int_equal(queue_init(&q, 4, NULL), 0);
     /* push and pop in uneven steps so head wraps several times */
     for (int round = 0; round < 10; round++) {
         int push = 1 + round % 4;
@@ -159,7 +159,7 @@ static void queue_purge_removes_matches_and_keeps_order(void **state)
     msg_queue q;
     ingest_msg *m[8];
     int calls = 0;
-    assert_int_equal(queue_init(&q, 8), 0);
+    assert_int_equal(queue_init(&q, 8, NULL), 0);
     /* make head non-zero so the purge compacts across the wrap */
     for (int i = 0; i < 5; i++)
         assert_true(queue_push(&q, fake_str("pre", 9, 100 + i)));
@@ -197,7 +197,7 @@ static void queue_timed_wait_times_out(void **state)
 {
     (void) state;
     msg_queue q;
-    assert_int_equal(queue_init(&q, 2), 0);
+    assert_int_equal(queue_init(&q, 2, NULL), 0);
     int64_t t0 = mono_ms();
     assert_null(queue_pop_wait(&q, 0)); /* 0: do not wait */
     assert_true(mono_ms() - t0 < 50);
@@ -207,6 +207,59 @@ static void queue_timed_wait_times_out(void **state)
     if (waited < 145 || waited > 1000)
         fail_msg("an empty pop with a 150 ms timeout returned after %lld ms", (long long) waited);
     queue_destroy(&q);
+}
+
+/* queues sharing a budget: together they hold at most its limit, each may use all of it, and a
+ * push waiting for room is woken when another queue gives some back */
+static void *pop_one_later(void *arg)
+{
+    msg_queue *q = arg;
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+    ingest_msg_free(queue_pop_wait(q, 0));
+    return NULL;
+}
+
+static void queue_budget_is_shared(void **state)
+{
+    (void) state;
+    queue_budget b;
+    msg_queue busy, idle;
+    pthread_t t;
+    assert_int_equal(queue_budget_init(&b, 4), 0);
+    assert_int_equal(queue_init(&busy, 4, &b), 0);
+    assert_int_equal(queue_init(&idle, 4, &b), 0);
+    for (int i = 0; i < 3; i++) /* one queue may take most of the budget... */
+        assert_true(queue_push(&busy, fake_str("b", 1, i)));
+    assert_int_equal(queue_free(&idle), 1); /* ...and the other sees what is left */
+    assert_true(queue_push(&idle, fake_str("i", 1, 0)));
+    ingest_msg *extra = fake_str("x", 1, 9);
+    assert_false(queue_push(&busy, extra)); /* together: at most the limit */
+    assert_false(queue_push(&idle, extra));
+    /* room given back by the other queue wakes a waiting push */
+    assert_int_equal(pthread_create(&t, NULL, pop_one_later, &idle), 0);
+    int64_t t0 = mono_ms();
+    assert_true(queue_push_wait(&busy, extra, 5000));
+    int64_t waited = mono_ms() - t0;
+    pthread_join(t, NULL);
+    if (waited > 1000)
+        fail_msg("push waited %lld ms for room given back after 50 ms", (long long) waited);
+    assert_int_equal(queue_count(&busy), 4);
+    assert_int_equal(queue_free(&idle), 0);
+    /* a purge gives room back too */
+    int calls = 0;
+    assert_int_equal(queue_purge(&busy, odd_offset, &calls), 2); /* offsets 1 and 9 */
+    assert_int_equal(queue_free(&idle), 2);
+    ingest_msg *out[4];
+    assert_int_equal(queue_pop_many(&busy, out, 4, 1, 0), 2);
+    ingest_msg_free(out[0]);
+    ingest_msg_free(out[1]);
+    assert_int_equal(queue_free(&idle), 4);
+    assert_true(queue_push_wait(&idle, fake_str("t", 1, 0), 0));
+    queue_destroy(&busy);
+    queue_destroy(&idle); /* gives its message's room back */
+    assert_int_equal(b.used, 0);
+    queue_budget_destroy(&b);
 }
 
 typedef struct delayed_push {
@@ -229,7 +282,7 @@ static void queue_timed_wait_wakes_on_push(void **state)
     (void) state;
     msg_queue q;
     pthread_t t;
-    assert_int_equal(queue_init(&q, 2), 0);
+    assert_int_equal(queue_init(&q, 2, NULL), 0);
     delayed_push d = {&q, fake_str("late", 3, 7), 50};
     int64_t t0 = mono_ms();
     assert_int_equal(pthread_create(&t, NULL, push_later, &d), 0);
@@ -602,6 +655,7 @@ int main(void)
         cmocka_unit_test_setup(queue_holds_exactly_its_capacity, reset_destroyed),
         cmocka_unit_test_setup(queue_is_fifo_across_wraparound, reset_destroyed),
         cmocka_unit_test_setup(queue_purge_removes_matches_and_keeps_order, reset_destroyed),
+        cmocka_unit_test_setup(queue_budget_is_shared, reset_destroyed),
         cmocka_unit_test_setup(queue_timed_wait_times_out, reset_destroyed),
         cmocka_unit_test_setup(queue_timed_wait_wakes_on_push, reset_destroyed),
         cmocka_unit_test_setup(batch_capacity_and_ownership, reset_destroyed),
