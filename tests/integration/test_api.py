@@ -251,12 +251,13 @@ def anon(env):
 
 # ---- health, metrics, configuration ------------------------------------------------------------------------
 
-def test_health_endpoints(anon):
+def test_health_endpoints(env, anon):
     r = anon.get("/health/live")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     r = anon.get("/health/ready")
     assert r.status_code == 200, r.text
-    assert r.json()["ready"] is True and r.json()["extension"] == "0.5.0"
+    (installed,), = sql(env[0], "SELECT extversion FROM pg_extension WHERE extname = 'chainwatch'")
+    assert r.json()["ready"] is True and r.json()["extension"] == installed
     r = anon.get("/health")
     assert r.status_code == 200, r.text
     h = r.json()

@@ -48,3 +48,23 @@ INSERT INTO chainwatch.anomalies (hash, value, gas, gas_price, score, severity) 
 SELECT anomalies, anomaly_generation FROM chainwatch.commit_batch('g', 't', ARRAY[1], ARRAY[11]::bigint[], ARRAY[12]::bigint[], :m);
 COMMIT;
 SELECT table_name, rows FROM chainwatch.status() ORDER BY 1;
+
+-- a batch over many partitions (an ingestor writer owns a share of a large topic): every offset is
+-- stored, in three statements whatever the count (0.6.0)
+BEGIN;
+SELECT rows FROM chainwatch.commit_batch('wide', 't', (SELECT array_agg(p ORDER BY p DESC) FROM generate_series(0, 299) p),
+                                         array_fill(0::bigint, ARRAY[300]),
+                                         (SELECT array_agg((p + 1)::bigint ORDER BY p DESC) FROM generate_series(0, 299) p), :m);
+COMMIT;
+SELECT count(*) AS partitions, sum(next_offset) AS offsets, min(next_offset), max(next_offset)
+  FROM chainwatch.committed_offsets('wide');
+-- a replay among them is refused, naming the lowest replayed partition, and nothing moves
+SELECT pg_temp.err(format($$SELECT * FROM chainwatch.commit_batch('wide', 't', ARRAY[299, 7, 150, 3],
+    ARRAY[300, 7, 151, 2]::bigint[], ARRAY[301, 9, 152, 5]::bigint[], %s)$$, :m));
+SELECT sum(next_offset) AS offsets_unchanged FROM chainwatch.committed_offsets('wide');
+-- NULL elements and a partition listed twice are bad arguments (0.6.0)
+SELECT pg_temp.err(format($$SELECT * FROM chainwatch.commit_batch('wide', 't', ARRAY[0, NULL],
+    ARRAY[1, 1]::bigint[], ARRAY[2, 2]::bigint[], %s)$$, :m));
+SELECT pg_temp.err(format($$SELECT * FROM chainwatch.commit_batch('wide', 't', ARRAY[5, 2, 5],
+    ARRAY[6, 3, 6]::bigint[], ARRAY[7, 4, 8]::bigint[], %s)$$, :m));
+SELECT sum(next_offset) AS offsets_still_unchanged FROM chainwatch.committed_offsets('wide');
