@@ -57,6 +57,19 @@ static uint64_t be64(const char *p)
     return v;
 }
 
+/* put_group writes the first n of a base-10000 digit's four decimal digits at p (trim: without
+ * leading zeros, keeping at least one); returns the end */
+static char *put_group(char *p, unsigned v, bool trim, int n)
+{
+    char g[4] = {(char) ('0' + v / 1000), (char) ('0' + v / 100 % 10), (char) ('0' + v / 10 % 10),
+                 (char) ('0' + v % 10)};
+    int skip = 0;
+    while (trim && skip < 3 && g[skip] == '0')
+        skip++;
+    memcpy(p, g + skip, (size_t) (n - skip));
+    return p + n - skip;
+}
+
 bool pgjson_put_numeric(cw_strbuf *b, const char *bin, size_t len)
 {
     if (len < 8)
@@ -98,33 +111,14 @@ bool pgjson_put_numeric(cw_strbuf *b, const char *bin, size_t len)
     }
     if (sign == NUMERIC_NEG)
         *p++ = '-';
-    if (weight < 0) {
+    if (weight < 0)
         *p++ = '0';
-    } else {
-        for (int d = 0; d <= weight; d++) {
-            unsigned v = DIGIT(d);
-            char g[4] = {(char) ('0' + v / 1000), (char) ('0' + v / 100 % 10),
-                         (char) ('0' + v / 10 % 10), (char) ('0' + v % 10)};
-            int skip = 0;
-            if (d == 0) /* no leading zeros, but at least one digit */
-                while (skip < 3 && g[skip] == '0')
-                    skip++;
-            memcpy(p, g + skip, (size_t) (4 - skip));
-            p += 4 - skip;
-        }
-    }
+    for (int d = 0; d <= weight; d++) /* the first group without leading zeros */
+        p = put_group(p, DIGIT(d), d == 0, 4);
     if (dscale > 0) {
         *p++ = '.';
-        int left = dscale;
-        for (int d = weight + 1; left > 0; d++) {
-            unsigned v = DIGIT(d);
-            char g[4] = {(char) ('0' + v / 1000), (char) ('0' + v / 100 % 10),
-                         (char) ('0' + v / 10 % 10), (char) ('0' + v % 10)};
-            int n = left < 4 ? left : 4;
-            memcpy(p, g, (size_t) n);
-            p += n;
-            left -= n;
-        }
+        for (int d = weight + 1, left = dscale; left > 0; d++, left -= 4)
+            p = put_group(p, DIGIT(d), false, left < 4 ? left : 4);
     }
 #undef DIGIT
     cw_strbuf_append(b, out, (size_t) (p - out));
@@ -222,32 +216,46 @@ double pgjson_float8(const PGresult *r, int row, int col)
     return v;
 }
 
+/* fixed_length: the binary length of a fixed-width type put_value knows, 0 for the others */
+static size_t fixed_length(Oid type)
+{
+    switch (type) {
+    case BOOLOID:
+        return 1;
+    case INT2OID:
+        return 2;
+    case INT4OID:
+        return 4;
+    case INT8OID:
+    case FLOAT8OID:
+    case TIMESTAMPTZOID:
+        return 8;
+    default:
+        return 0;
+    }
+}
+
 /* put_value appends one non-NULL binary value as JSON; false when it is malformed */
 static bool put_value(cw_strbuf *b, const PGresult *r, int row, int col)
 {
     const char *v = PQgetvalue(r, row, col);
     size_t len = (size_t) PQgetlength(r, row, col);
-    switch (PQftype(r, col)) {
+    Oid type = PQftype(r, col);
+    if (fixed_length(type) && len != fixed_length(type))
+        return false;
+    switch (type) {
     case INT2OID:
     case INT4OID:
     case INT8OID:
-        if (len != (PQftype(r, col) == INT2OID ? 2u : PQftype(r, col) == INT4OID ? 4u : 8u))
-            return false;
         cw_strbuf_put_int(b, pgjson_int(r, row, col));
         return true;
     case FLOAT8OID:
-        if (len != 8)
-            return false;
         pgjson_put_float8(b, pgjson_float8(r, row, col));
         return true;
     case BOOLOID:
-        if (len != 1)
-            return false;
         cw_strbuf_puts(b, v[0] ? "true" : "false");
         return true;
     case TIMESTAMPTZOID:
-        if (len != 8)
-            return false;
         pgjson_put_timestamp(b, pgjson_int(r, row, col));
         return true;
     case NUMERICOID:

@@ -27,6 +27,19 @@
       ".gas_price, " a ".block_number, " a ".tx_time, " a ".detected_at, " a ".score, " a          \
       ".severity, " a ".model_id, " a ".kafka_topic, " a ".kafka_partition, " a ".kafka_offset"
 
+/*
+ * KEYSET_PAGE(a, from, us, id, limit): the anomaly columns of up to limit + 1 rows of `from`
+ * (aliased a) after the cursor (us, id), newest first. The cursor parameters are coalesce()d into
+ * index bounds, not "$n IS NULL OR ...", which generic plans would keep as filters.
+ */
+#define KEYSET_PAGE(a, from, us, id, limit)                                                        \
+    "SELECT " ANOMALY_COLUMNS(a) " FROM " from " " a " WHERE (" a ".detected_at, " a               \
+                                 ".id) < (coalesce(" US_TS(us) ", 'infinity'), coalesce(" id       \
+                                                               "::bigint, " CW_INT64_MAX_SQL       \
+                                                               ")) ORDER BY " a                    \
+                                                               ".detected_at DESC, " a             \
+                                                               ".id DESC LIMIT " limit "::int + 1"
+
 /* one anomaly as a record whose JSON form (row_to_json, json_agg) is compact: no spaces */
 #define ANOMALY_ROW(a)                                                                             \
     "(SELECT x FROM (SELECT " a ".id, " a ".hash, " a ".from_address, " a ".to_address, " a        \
@@ -61,9 +74,9 @@ const sql_def sql_statements[SQL_STMT_COUNT] = {
      * $2 since (us, inclusive), $3 until (us, exclusive), $4 address (from or to), $5 min_score,
      * $6/$7 cursor (us, id), $8 limit.
      *
-     * The pool plans generically (db.c), so the time bounds and the cursor are written as
-     * coalesce()d index bounds, not "$n IS NULL OR ...": an OR would leave them as filters and a
-     * deep page would walk every newer row.
+     * The pool plans generically (db.c), so the time bounds, like the cursor (KEYSET_PAGE), are
+     * written as coalesce()d index bounds, not "$n IS NULL OR ...": an OR would leave them as
+     * filters and a deep page would walk every newer row.
      */
     [SQL_ANOMALY_LIST] =
         {"cw_anomaly_list", 8,
@@ -82,16 +95,10 @@ const sql_def sql_statements[SQL_STMT_COUNT] = {
                              "  SELECT (SELECT count(*) FROM f) AS total,"
                              "         extract(epoch FROM (SELECT min(f.detected_at) FROM f) "
                              "+ " ANOMALY_TTL "                 - now())::float8 AS expires_in)"
-                             " SELECT h.total, h.expires_in, p.* FROM h LEFT JOIN LATERAL ("
-                             "  SELECT " ANOMALY_COLUMNS(
-                                 "f") " FROM f"
-                                      "   WHERE (f.detected_at, f.id) < (coalesce(" US_TS(
-                                          "$6") ", 'infinity'),"
-                                                "                                  "
-                                                "coalesce($7::bigint, " CW_INT64_MAX_SQL "))"
-                                                "   ORDER BY f.detected_at DESC, f.id DESC LIMIT "
-                                                "$8::int + 1) p ON true"
-                                                " ORDER BY p.detected_at DESC, p.id DESC",
+                             " SELECT h.total, h.expires_in, p.* FROM h LEFT JOIN LATERAL "
+                             "(" KEYSET_PAGE("f", "f", "$6", "$7",
+                                             "$8") ") p ON true"
+                                                   " ORDER BY p.detected_at DESC, p.id DESC",
          true},
 
     /*
@@ -108,15 +115,10 @@ const sql_def sql_statements[SQL_STMT_COUNT] = {
          "         extract(epoch FROM (SELECT min(a.detected_at) FROM chainwatch.recent_anomalies "
          "a)"
          "                 + " ANOMALY_TTL " - now())::float8 AS expires_in)"
-         " SELECT h.total, h.expires_in, p.* FROM h LEFT JOIN LATERAL ("
-         "  SELECT " ANOMALY_COLUMNS(
-             "a") " FROM chainwatch.recent_anomalies a"
-                  "   WHERE (a.detected_at, a.id) < (coalesce(" US_TS(
-                      "$1") ", 'infinity'),"
-                            "                                  "
-                            "coalesce($2::bigint, " CW_INT64_MAX_SQL "))"
-                            "   ORDER BY a.detected_at DESC, a.id DESC LIMIT $3::int + 1) p ON true"
-                            " ORDER BY p.detected_at DESC, p.id DESC",
+         " SELECT h.total, h.expires_in, p.* FROM h LEFT JOIN LATERAL (" KEYSET_PAGE(
+             "a", "chainwatch.recent_anomalies", "$1", "$2",
+             "$3") ") p ON true"
+                   " ORDER BY p.detected_at DESC, p.id DESC",
          true},
 
     /* the newest anomaly with this hash within the TTL; columns: JSON, seconds until it expires */

@@ -7,16 +7,22 @@
 #include <string.h>
 #include <time.h>
 
+/* cond_init_monotonic: a condition variable whose timed waits use CLOCK_MONOTONIC deadlines */
+static void cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
 int queue_budget_init(queue_budget *b, size_t limit)
 {
     b->used = 0;
     b->limit = limit ? limit : 1;
     pthread_mutex_init(&b->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->room, &attr);
-    pthread_condattr_destroy(&attr);
+    cond_init_monotonic(&b->room);
     return 0;
 }
 
@@ -59,12 +65,8 @@ int queue_init(msg_queue *q, size_t capacity, queue_budget *budget)
     q->wake_at = 1;
     q->woken = false;
     pthread_mutex_init(&q->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&q->nonempty, &attr);
-    pthread_cond_init(&q->nonfull, &attr);
-    pthread_condattr_destroy(&attr);
+    cond_init_monotonic(&q->nonempty);
+    cond_init_monotonic(&q->nonfull);
     return 0;
 }
 

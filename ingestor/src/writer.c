@@ -538,6 +538,11 @@ static void *writer_main(void *arg)
         atomic_fetch_sub(&ing->threads_active, 1);
         return NULL;
     }
+    /* woken once a share of the budget has arrived, not only at a full batch: a writer that
+     * waited for a whole batch would sit on budget the others need */
+    size_t share = (size_t) ing->cfg->kafka_max_queue_size / (2 * (size_t) ing->n_writers);
+    if (share == 0)
+        share = 1;
     for (;;) {
         /* wait for a full batch, or for whatever came by the flush deadline */
         int64_t deadline = 0;
@@ -550,11 +555,7 @@ static void *writer_main(void *arg)
                     break;
                 wait = (int) left;
             }
-            /* woken once a share of the budget has arrived, not only at a full batch: a
-             * writer that waited for a whole batch would sit on budget the others need */
-            size_t share = (size_t) ing->cfg->kafka_max_queue_size / (2 * (size_t) ing->n_writers);
-            size_t want = room < share ? room : share;
-            size_t got = queue_pop_many(&w->queue, taken, room, want ? want : 1, wait);
+            size_t got = queue_pop_many(&w->queue, taken, room, room < share ? room : share, wait);
             for (size_t i = 0; i < got; i++)
                 batch_add(&b, taken[i]);
             if (b.n > 0 && deadline == 0)
