@@ -22,7 +22,10 @@
  * is replicated into every bottom slot beneath it, so the walk is a fixed number of branch-free
  * steps i = 2i + 1 + !(x[f] <= t). Deeper forests use a compact node array walked until a leaf.
  * Batches walk each tree for a block of rows at a time, which keeps the tree hot in cache and
- * lets the CPU overlap the independent walks.
+ * lets the CPU overlap the independent walks. A dense model of at most PACKED_MAX_FEATURES
+ * features is converted once more, into the packed-rank layout of forest_packed.c: the same
+ * comparisons made on integer ranks of the inputs, one load and four instructions per level,
+ * identical scores. The dense walks here serve the models that do not fit it.
  *
  * "x <= t goes left" with NaN going right matches sklearn's tree.apply; callers reject NaN and
  * infinities anyway. With float32_inputs (models imported from sklearn) each transformed input
@@ -31,7 +34,7 @@
  * Randomness comes from cw_prng (xoshiro256**); tree t uses the t-th splitmix64 output of the
  * seed, so a forest is a pure function of (rows, parameters, seed) on every platform.
  */
-#include "forest.h"
+#include "forest_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -42,42 +45,9 @@
 #include "prng.h"
 
 #define EULER_GAMMA        0.5772156649015329
-#define DENSE_MAX_DEPTH    10
 #define BLOCK_ROWS         64
 #define BLOCK_MAX_FEATURES 64
 #define MAX_NAME_LEN       256
-
-typedef struct sparse_node {
-    double value;    /* split threshold, or the leaf's path-length contribution */
-    int32_t left;    /* tree-local index of the left child; right is left + 1 */
-    int32_t feature; /* -1 at a leaf */
-} sparse_node;
-
-struct forest {
-    int n_features;
-    int n_trees;
-    int max_samples;
-    forest_transform transform;
-    bool float32_inputs;
-    double threshold;
-    char **feature_names; /* NULL or n_features strings */
-
-    /* canonical form */
-    size_t n_nodes;
-    uint32_t *tree_start; /* n_trees + 1 offsets into the node arrays */
-    int32_t *left;
-    int32_t *feature;
-    double *split;
-    int32_t *n_samples;
-
-    /* scoring layout */
-    double denominator; /* n_trees * c(max_samples) */
-    int dense_depth;    /* > 0: dense layout of this depth; 0: sparse */
-    uint16_t *d_feature;
-    double *d_split;
-    double *d_leaf;
-    sparse_node *s_nodes;
-};
 
 /* set_error fills err (if given) and returns NULL for convenient tail calls. */
 static void *set_error(forest_error *err, forest_errcode code, const char *fmt, ...)
@@ -150,6 +120,11 @@ double forest_threshold(const forest *f)
     return f->threshold;
 }
 
+const char *forest_layout_name(const forest *f)
+{
+    return f->p_node ? "packed" : f->dense_depth > 0 ? "dense" : "sparse";
+}
+
 void forest_get_tree(const forest *f, int t, forest_canonical_tree *out)
 {
     uint32_t start = f->tree_start[t];
@@ -212,6 +187,10 @@ void forest_free(forest *f)
     free(f->d_split);
     free(f->d_leaf);
     free(f->s_nodes);
+    free(f->p_node);
+    free(f->p_thr);
+    free(f->b_node);
+    free(f->p_first);
     free(f);
 }
 
@@ -309,7 +288,8 @@ static int build_scoring_layout(forest *f, forest_error *err)
         }
         f->d_feature = malloc(sizeof(uint16_t) * n_internal * f->n_trees);
         f->d_split = malloc(sizeof(double) * n_internal * f->n_trees);
-        f->d_leaf = malloc(sizeof(double) * (n_internal + 1) * f->n_trees);
+        /* padded with all-zero trees for forest_packed.c's eight-tree walks */
+        f->d_leaf = calloc((n_internal + 1) * dense_padded_trees(f), sizeof(double));
         if (!f->d_feature || !f->d_split || !f->d_leaf)
             goto nomem;
         for (int t = 0; t < f->n_trees; t++) {
@@ -317,6 +297,9 @@ static int build_scoring_layout(forest *f, forest_error *err)
             fill_dense(f, t, 0, 0, 0, D, depth);
         }
         free(depth);
+        depth = NULL;
+        if (forest_packed_build(f) != 0)
+            goto nomem;
         return 0;
     }
 sparse:
@@ -346,22 +329,6 @@ nomem:
 
 /* ------------------------------------------------------------------------------------------ */
 /* scoring                                                                                      */
-
-static inline double transform_value(const forest *f, double v)
-{
-    if (f->transform == FOREST_TRANSFORM_LOG1P)
-        v = log1p(v);
-    if (f->float32_inputs)
-        v = (double) (float) v;
-    return v;
-}
-
-static inline double sum_to_score(const forest *f, double sum)
-{
-    if (f->denominator == 0.0)
-        return 0.5; /* sklearn: depths / 0 replaced by 1 */
-    return pow(2.0, -(sum / f->denominator));
-}
 
 /* walk_block adds tree t's leaf values for nrows transformed rows (stride n_features). */
 static inline void walk_block(const forest *f, int t, const double *xt, int nrows, double *sum)
@@ -459,6 +426,12 @@ double forest_score(const forest *f, const double *row)
     double *xt = stackbuf;
     double sum = 0.0;
 
+    if (f->p_node) {
+        double x[PACKED_MAX_FEATURES];
+        for (int j = 0; j < f->n_features; j++)
+            x[j] = transform_value(f, row[j]);
+        return sum_to_score(f, forest_packed_sum_row(f, x));
+    }
     if (f->n_features > BLOCK_MAX_FEATURES) {
         xt = malloc(sizeof(double) * f->n_features);
         if (!xt)
@@ -486,6 +459,10 @@ void forest_score_batch(const forest *f, const double *rows, size_t n, double *o
     double xt[BLOCK_ROWS * BLOCK_MAX_FEATURES];
     double sum[BLOCK_ROWS];
 
+    if (f->p_node) {
+        forest_packed_score(f, rows, n, out);
+        return;
+    }
     if (nf > BLOCK_MAX_FEATURES) {
         /* wide rows: one at a time through a heap buffer (dense models pad to 8 rows) */
         double *one = malloc(sizeof(double) * nf * 8), s8[8];
@@ -526,12 +503,6 @@ void forest_score_batch(const forest *f, const double *rows, size_t n, double *o
 /* ------------------------------------------------------------------------------------------ */
 /* quantiles and summaries                                                                      */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
-
 /*
  * forest_quantile follows numpy's default ('linear') percentile: h = (n-1) q, and the lerp
  * a + (b-a) t, computed as b - (b-a)(1-t) when t >= 0.5, as numpy does for symmetry.
@@ -540,7 +511,7 @@ double forest_quantile(double *values, size_t n, double q)
 {
     if (n == 0)
         return NAN;
-    qsort(values, n, sizeof(double), cmp_double);
+    qsort(values, n, sizeof(double), forest_cmp_double);
     double h = (double) (n - 1) * q;
     size_t lo = (size_t) floor(h);
     if (lo >= n - 1)

@@ -97,6 +97,10 @@ static inline bool forest_is_anomaly_score(const forest *f, double score)
     return score > forest_threshold(f);
 }
 
+/* forest_layout_name says which walk scores this model: "packed" (forest_packed.c), "dense" or
+ * "sparse" (forest.c); for diagnostics and tests, the scores are the same. */
+const char *forest_layout_name(const forest *f);
+
 /* forest_summarize_scores fills a summary (sorts a copy; -1 on ENOMEM) */
 int forest_summarize_scores(const double *scores, size_t n, forest_score_summary *out);
 

@@ -38,6 +38,11 @@ static int32 active_id = 0; /* 0: no active model (ids start at 1) */
 static Oid models_relid = InvalidOid;
 static bool callback_registered = false;
 static uint64 inval_count = 0; /* bumped by every relevant invalidation */
+/* the model the last call used: a scan scoring every row with one model skips the hash lookup;
+ * valid while inval_count has not moved (a reset frees the forest it points to) */
+static CachedModel *last_model = NULL;
+static int32 last_model_id = 0;
+static uint64 last_model_inval = 0;
 
 /* ModelCacheReset frees every cached forest and forgets the active model. */
 static void ModelCacheReset(void)
@@ -53,6 +58,7 @@ static void ModelCacheReset(void)
     }
     active_known = false;
     active_id = 0;
+    last_model = NULL;
 }
 
 /* ModelCacheRelcacheCallback runs on relcache invalidation; relid 0 means "everything". */
@@ -110,6 +116,15 @@ static HTAB *ModelHash(void)
     return model_hash;
 }
 
+/* ModelCacheRemember makes m the model the next lookup of model_id returns without hashing. */
+static CachedModel *ModelCacheRemember(CachedModel *m, int32 model_id)
+{
+    last_model = m;
+    last_model_id = model_id;
+    last_model_inval = inval_count;
+    return m;
+}
+
 /*
  * ModelCacheGet returns the cached model, loading and deserializing it on a miss. Unknown ids
  * raise undefined_object; a stored model that fails its checksum or validation raises
@@ -125,11 +140,13 @@ CachedModel *ModelCacheGet(int32 model_id)
     Datum arg = Int32GetDatum(model_id);
     Oid argtype = INT4OID;
 
+    if (last_model && model_id == last_model_id && last_model_inval == inval_count)
+        return last_model;
     ModelCacheInit();
     (void) ModelCacheModelsRelid();
     m = hash_search(ModelHash(), &model_id, HASH_FIND, NULL);
     if (m)
-        return m;
+        return ModelCacheRemember(m, model_id);
 
     initStringInfo(&sql);
     appendStringInfo(&sql, "SELECT forest, checksum FROM %s WHERE id = $1", ModelsTableName());
@@ -162,7 +179,7 @@ CachedModel *ModelCacheGet(int32 model_id)
     m = hash_search(ModelHash(), &model_id, HASH_ENTER, &found);
     m->forest = f;
     m->checksum = 0;
-    return m;
+    return ModelCacheRemember(m, model_id);
 }
 
 /* ModelCacheGetActive returns the active model, or raises object_not_in_prerequisite_state. */

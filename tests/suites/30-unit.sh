@@ -3,3 +3,4 @@ step unit-build make -C tests/unit
 step unit-build-sanitize make -C tests/unit SANITIZE=1
 cmocka_suite forest build/tests/test_forest
 cmocka_suite forest-asan build/san/tests/test_forest
+cmocka_suite forest-portable build/tests/test_forest_portable

@@ -881,7 +881,41 @@ static void test_json_malformed(void **state)
 /* ---- batch scoring ------------------------------------------------------------------------------
  */
 
-/* check_batch_matches scores rows with forest_score_batch and row by row; they must agree. */
+/*
+ * reference_score scores one raw row the plainest way, from the canonical trees: walk each tree
+ * from its root with "x <= split goes left" (NaN goes right), add sklearn's leaf contribution
+ * ((depth + 1) + c(n)) - 1 in tree order, apply 2^(-sum / (n_trees c(max_samples))). Every
+ * scoring layout must agree with it bit for bit.
+ */
+static double reference_score(const forest *f, const double *row)
+{
+    int nf = forest_n_features(f), n_trees = forest_n_trees(f);
+    double x[128], sum = 0.0;
+
+    assert_true(nf <= 128);
+    for (int j = 0; j < nf; j++) {
+        x[j] = row[j];
+        if (forest_get_transform(f) == FOREST_TRANSFORM_LOG1P)
+            x[j] = log1p(x[j]);
+        if (forest_float32_inputs(f))
+            x[j] = (double) (float) x[j];
+    }
+    for (int t = 0; t < n_trees; t++) {
+        forest_canonical_tree ct;
+        int32_t i = 0, depth = 0;
+        forest_get_tree(f, t, &ct);
+        while (ct.left[i] >= 0) {
+            i = x[ct.feature[i]] <= ct.split[i] ? ct.left[i] : ct.left[i] + 1;
+            depth++;
+        }
+        sum += ((double) (depth + 1) + forest_average_path_length(ct.n_samples[i])) - 1.0;
+    }
+    double denominator = n_trees * forest_average_path_length(forest_max_samples(f));
+    return denominator == 0.0 ? 0.5 : pow(2.0, -(sum / denominator));
+}
+
+/* check_batch_matches scores rows with forest_score_batch, row by row and with reference_score;
+ * all three must agree bit for bit. */
 static void check_batch_matches(const forest *f, const double *rows, size_t n)
 {
     int nf = forest_n_features(f);
@@ -890,12 +924,221 @@ static void check_batch_matches(const forest *f, const double *rows, size_t n)
     forest_score_batch(f, rows, n, batch);
     for (size_t i = 0; i < n; i++) {
         double one = forest_score(f, rows + i * (size_t) nf);
-        if (memcmp(&one, &batch[i], sizeof(double)) != 0) {
-            print_error("row %zu of %zu: batch %.17g, single %.17g\n", i, n, batch[i], one);
+        double want = reference_score(f, rows + i * (size_t) nf);
+        if (memcmp(&one, &batch[i], sizeof(double)) != 0 ||
+            memcmp(&one, &want, sizeof(double)) != 0) {
+            print_error("%s layout, row %zu of %zu: batch %.17g, single %.17g, reference %.17g\n",
+                        forest_layout_name(f), i, n, batch[i], one, want);
             fail();
         }
     }
     free(batch);
+}
+
+/* edge_rows returns n rows of nf values that sit on the model's split thresholds: each row takes
+ * a node's threshold, or its neighbour one ulp below or above, for that node's feature (others
+ * from base), and every 97th row has a NaN. */
+static double *edge_rows(const forest *f, const double *base, size_t n)
+{
+    int nf = forest_n_features(f);
+    double *rows = malloc(sizeof(double) * n * (size_t) nf);
+    assert_non_null(rows);
+    memcpy(rows, base, sizeof(double) * n * (size_t) nf);
+    size_t r = 0;
+    for (int t = 0; t < forest_n_trees(f) && r < n; t++) {
+        forest_canonical_tree ct;
+        forest_get_tree(f, t, &ct);
+        for (uint32_t i = 0; i < ct.n_nodes && r < n; i++) {
+            if (ct.left[i] < 0)
+                continue;
+            double v = ct.split[i];
+            if (r % 3 == 1)
+                v = nextafter(v, -INFINITY);
+            else if (r % 3 == 2)
+                v = nextafter(v, INFINITY);
+            rows[r * nf + ct.feature[i]] = v;
+            if (r % 97 == 5)
+                rows[r * nf + (r / 97) % nf] = NAN;
+            r++;
+        }
+    }
+    return rows;
+}
+
+/* rebuild_float32 rebuilds f from its canonical trees with float32_inputs set. */
+static forest *rebuild_float32(const forest *f)
+{
+    int n_trees = forest_n_trees(f);
+    forest_tree_arrays *arrays = calloc((size_t) n_trees, sizeof(forest_tree_arrays));
+    assert_non_null(arrays);
+    for (int t = 0; t < n_trees; t++) {
+        forest_canonical_tree ct;
+        forest_get_tree(f, t, &ct);
+        int64_t *l = malloc(sizeof(int64_t) * ct.n_nodes),
+                *r = malloc(sizeof(int64_t) * ct.n_nodes);
+        int64_t *ft = malloc(sizeof(int64_t) * ct.n_nodes),
+                *ns = malloc(sizeof(int64_t) * ct.n_nodes);
+        assert_true(l && r && ft && ns);
+        for (uint32_t i = 0; i < ct.n_nodes; i++) {
+            l[i] = ct.left[i];
+            r[i] = ct.left[i] >= 0 ? ct.left[i] + 1 : -1;
+            ft[i] = ct.left[i] >= 0 ? ct.feature[i] : -2;
+            ns[i] = ct.n_samples[i];
+        }
+        arrays[t] = (forest_tree_arrays){ct.n_nodes, l, r, ft, ct.split, ns};
+    }
+    forest_error err = {0};
+    forest *g =
+        forest_from_trees(forest_n_features(f), forest_max_samples(f), forest_get_transform(f),
+                          true, forest_threshold(f), arrays, n_trees, &err);
+    assert_non_null(g);
+    for (int t = 0; t < n_trees; t++) {
+        free((void *) arrays[t].children_left);
+        free((void *) arrays[t].children_right);
+        free((void *) arrays[t].feature);
+        free((void *) arrays[t].n_node_samples);
+    }
+    free(arrays);
+    return g;
+}
+
+/*
+ * test_packed_extreme_thresholds: sixteen one-split trees whose thresholds span the whole double
+ * range (the bucket width overflows), are sixteen adjacent subnormals (it underflows) or crowd
+ * into a few ulps around 1 next to one far outlier (one bucket holds nearly all), scored at, one
+ * ulp around and between every threshold and at the extremes.
+ */
+static void test_packed_extreme_thresholds(void **state)
+{
+    (void) state;
+    enum { N = 16 };
+    static const int64_t l[] = {1, -1, -1}, r[] = {2, -1, -1}, ft[] = {0, -2, -2}, ns[] = {9, 4, 5};
+    double thr[3][N];
+    for (int i = 0; i < N; i++) {
+        thr[0][i] = (i % 2 ? 1.0 : -1.0) * pow(10.0, 19.0 * i + 2.0); /* -1e2 .. 1e287 */
+        thr[1][i] = 5e-324 * (i + 1);
+        thr[2][i] = i == N - 1 ? 1e6 : 1.0 + i * 2.220446049250313e-16;
+    }
+    thr[0][0] = -1e308;
+    thr[0][N - 1] = 1e308;
+    for (int c = 0; c < 3; c++) {
+        double th[N][3], rows[6 * N + 4];
+        forest_tree_arrays trees[N];
+        size_t n = 0;
+        for (int i = 0; i < N; i++) {
+            th[i][0] = thr[c][i];
+            th[i][1] = th[i][2] = -2.0;
+            trees[i] = (forest_tree_arrays){3, l, r, ft, th[i], ns};
+            rows[n++] = thr[c][i];
+            rows[n++] = nextafter(thr[c][i], -INFINITY);
+            rows[n++] = nextafter(thr[c][i], INFINITY);
+            rows[n++] = thr[c][i] / 2;
+            rows[n++] = -thr[c][i];
+            rows[n++] = thr[c][i] * 3;
+        }
+        rows[n++] = -INFINITY;
+        rows[n++] = INFINITY;
+        rows[n++] = NAN;
+        rows[n++] = 0.0;
+        forest_error err = {0};
+        forest *f = forest_from_trees(1, 16, FOREST_TRANSFORM_IDENTITY, false, 0.5, trees, N, &err);
+        assert_non_null(f);
+        assert_string_equal(forest_layout_name(f), "packed");
+        check_batch_matches(f, rows, n);
+        forest_free(f);
+    }
+}
+
+/*
+ * test_layouts_match_reference trains models of 1 to 12 features, sized so that each scoring
+ * layout is used (asserted by name), and scores fresh rows, rows on and one ulp either side of
+ * the split thresholds, and NaNs with all three scorers against the reference walk; the same for
+ * the float32-input rebuild of each model. Tree depths 3 to 10 cover every single-row walk of
+ * forest_packed.c.
+ */
+static void test_layouts_match_reference(void **state)
+{
+    (void) state;
+    static const struct {
+        int nf, n_trees, sample_size;
+        const char *layout;
+    } cases[] = {
+        {1, 100, 256, "packed"},
+        {2, 100, 256, "packed"},
+        {3, 100, 256, "packed"},
+        {4, 100, 256, "packed"},
+        {5, 5, 128, "packed"},
+        {8, 3, 32, "packed"},
+        {8, 100, 256, "dense"},
+        {12, 30, 256, "dense"},
+        {3, 9, 2048, "sparse"},
+        /* depths 3, 6, 9 and 10: the single-row walk without cache-line blocks */
+        {2, 30, 8, "packed"},
+        {3, 20, 64, "packed"},
+        {3, 10, 512, "packed"},
+        {3, 10, 1024, "packed"},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        int nf = cases[c].nf;
+        double *rows = make_rows(4000, nf, 100 + c);
+        forest *f =
+            train_or_fail(rows, 4000, nf, cases[c].n_trees, cases[c].sample_size, 0.02, 200 + c);
+        if (strcmp(forest_layout_name(f), cases[c].layout) != 0) {
+            print_error("case %zu (%d features, %d trees of %d): layout %s, want %s\n", c, nf,
+                        cases[c].n_trees, cases[c].sample_size, forest_layout_name(f),
+                        cases[c].layout);
+            fail();
+        }
+        double *fresh = make_rows(1237, nf, 300 + c);
+        double *edges = edge_rows(f, fresh, 1237);
+        check_batch_matches(f, fresh, 1237);
+        check_batch_matches(f, edges, 1237);
+        check_batch_matches(f, edges, 13);
+        forest *g = rebuild_float32(f);
+        assert_string_equal(forest_layout_name(g), cases[c].layout);
+        check_batch_matches(g, edges, 1237);
+        forest_free(g);
+        free(edges);
+        free(fresh);
+        forest_free(f);
+        free(rows);
+    }
+}
+
+/*
+ * test_packed_signed_zero_and_duplicates: thresholds 0.0 and -0.0 (equal, one rank), the same
+ * threshold in several trees and features, and the inputs -0.0, 0.0, the smallest subnormals,
+ * +-1e300 and NaN, through a three-tree hand-built model.
+ */
+static void test_packed_signed_zero_and_duplicates(void **state)
+{
+    (void) state;
+    static const int64_t l[] = {1, 3, -1, -1, -1}, r[] = {2, 4, -1, -1, -1};
+    static const int64_t f0[] = {0, 1, -2, -2, -2}, f1[] = {1, 0, -2, -2, -2};
+    static const int64_t ns[] = {16, 9, 7, 4, 5};
+    static const double t0[] = {0.0, 1.0, -2, -2, -2}, t1[] = {-0.0, 0.0, -2, -2, -2};
+    static const double t2[] = {1.0, -0.0, -2, -2, -2};
+    forest_tree_arrays trees[3] = {
+        {5, l, r, f0, t0, ns}, {5, l, r, f1, t1, ns}, {5, l, r, f0, t2, ns}};
+    forest_error err = {0};
+    forest *f = forest_from_trees(2, 16, FOREST_TRANSFORM_IDENTITY, false, 0.5, trees, 3, &err);
+    assert_non_null(f);
+    assert_string_equal(forest_layout_name(f), "packed");
+    const double v[] = {-0.0,   0.0,   4.9e-324, -4.9e-324, 1.0, nextafter(1.0, 2.0),
+                        -1e300, 1e300, NAN};
+    const size_t nv = sizeof(v) / sizeof(v[0]);
+    double rows[2 * 81];
+    size_t n = 0;
+    for (size_t a = 0; a < nv; a++)
+        for (size_t b = 0; b < nv; b++, n++) {
+            rows[2 * n] = v[a];
+            rows[2 * n + 1] = v[b];
+        }
+    check_batch_matches(f, rows, n);
+    /* x0 = -0.0 and 0.0 both go left at 0.0 and at -0.0 */
+    check_same(forest_score(f, (const double[]){-0.0, 5.0}),
+               forest_score(f, (const double[]){0.0, 5.0}));
+    forest_free(f);
 }
 
 static void test_batch_equals_single_dense(void **state)
@@ -1008,6 +1251,9 @@ int main(void)
         cmocka_unit_test(test_batch_equals_single_dense),
         cmocka_unit_test(test_batch_equals_single_sparse),
         cmocka_unit_test(test_batch_equals_single_wide),
+        cmocka_unit_test(test_layouts_match_reference),
+        cmocka_unit_test(test_packed_signed_zero_and_duplicates),
+        cmocka_unit_test(test_packed_extreme_thresholds),
         cmocka_unit_test(test_quantile_matches_numpy),
     };
     return cmocka_run_group_tests_name("forest", tests, NULL, NULL);
