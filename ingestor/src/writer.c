@@ -126,18 +126,24 @@ static attempt_result classify(PGconn *conn, PGresult *res)
     return ATTEMPT_TRANSIENT;
 }
 
+/* COPY data goes out in pieces of this size: libpq grows a connection's output buffer to the
+ * largest piece it is given and never shrinks it, so one piece per batch would pin a batch-sized
+ * buffer (megabytes) per writer */
+#define COPY_CHUNK 65536
+
 /* run_copy streams one COPY; returns NULL on success or the failed result (caller clears). */
 static PGresult *run_copy(PGconn *conn, const char *sql, const cw_strbuf *data)
 {
     PGresult *res = PQexec(conn, sql);
+    bool sent = true;
     if (PQresultStatus(res) != PGRES_COPY_IN)
         return res;
     PQclear(res);
-    if (data->len > 0 && PQputCopyData(conn, data->data, (int) data->len) != 1) {
-        PQputCopyEnd(conn, "client failed to send data");
-    } else {
-        PQputCopyEnd(conn, NULL);
+    for (size_t off = 0; sent && off < data->len; off += COPY_CHUNK) {
+        size_t n = data->len - off < COPY_CHUNK ? data->len - off : COPY_CHUNK;
+        sent = PQputCopyData(conn, data->data + off, (int) n) == 1;
     }
+    PQputCopyEnd(conn, sent ? NULL : "client failed to send data");
     res = PQgetResult(conn);
     if (PQresultStatus(res) == PGRES_COMMAND_OK) {
         PQclear(res);
