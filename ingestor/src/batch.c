@@ -169,6 +169,14 @@ static void put_time(cw_strbuf *o, int64_t unix_seconds, bool last)
 void batch_copy_text(const batch *b, const loaded_model *m, const char *topic, cw_strbuf *tx,
                      cw_strbuf *anomalies, cw_strbuf *dead, batch_counts *counts)
 {
+    (void) batch_copy_stream(b, m, topic, tx, anomalies, dead, counts, NULL);
+}
+
+int batch_copy_stream(const batch *b, const loaded_model *m, const char *topic, cw_strbuf *tx,
+                      cw_strbuf *anomalies, cw_strbuf *dead, batch_counts *counts,
+                      const copy_sink *sink)
+{
+    int flushed = 0;
     static const char hex[] = "0123456789abcdef";
     char score_buf[32], model_buf[16];
     bool scored = m->forest != NULL && b->scored_with == m->model_id;
@@ -232,6 +240,9 @@ void batch_copy_text(const batch *b, const loaded_model *m, const char *topic, c
                 put_int(o, msg->offset, false, true);
             }
             counts->rows++;
+            if (sink && flushed == 0 && tx->len >= sink->flush_at)
+                flushed = sink->flush(sink->ctx, tx);
         }
     }
+    return flushed;
 }

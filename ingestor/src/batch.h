@@ -53,4 +53,20 @@ int batch_score(batch *b, const loaded_model *m);
 void batch_copy_text(const batch *b, const loaded_model *m, const char *topic, cw_strbuf *tx,
                      cw_strbuf *anomalies, cw_strbuf *dead, batch_counts *counts);
 
+/* copy_sink takes the transactions text as it is rendered: batch_copy_stream calls flush(ctx, tx)
+ * whenever tx holds at least flush_at bytes (and never after a flush returned nonzero); flush
+ * consumes the text and empties tx */
+typedef struct copy_sink {
+    size_t flush_at;
+    int (*flush)(void *ctx, cw_strbuf *tx);
+    void *ctx;
+} copy_sink;
+
+/* batch_copy_stream is batch_copy_text handing the transactions text to sink as it goes, so a
+ * batch's COPY never exists in full; whatever is left in tx at the end is the caller's to send.
+ * Returns the first nonzero flush result, or 0. */
+int batch_copy_stream(const batch *b, const loaded_model *m, const char *topic, cw_strbuf *tx,
+                      cw_strbuf *anomalies, cw_strbuf *dead, batch_counts *counts,
+                      const copy_sink *sink);
+
 #endif /* INGESTOR_BATCH_H */

@@ -280,15 +280,16 @@ int consumer_create(ingestor *ing, char *err, size_t errlen)
         conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
         conf_set(conf, "enable.partition.eof", "true", err, errlen) ||
         conf_set(conf, "auto.offset.reset", s->kafka_auto_offset_reset, err, errlen) ||
-        /* bounded memory whatever the backlog: at most ~12 MiB prefetched in total and ~4 MiB
+        /* bounded memory whatever the backlog: at most ~14 MiB prefetched in total and ~4 MiB
          * per fetch response and broker (librdkafka's defaults allow 64 MiB and 50 MiB). The
          * prefetch is also what keeps the writers fed: librdkafka 2.0 stops fetching a partition
          * for a fixed second once the prefetch is full (fetch.queue.backoff.ms, which makes that
          * shorter, only came in 2.3), so while the writers lag, every full prefetch is followed
-         * by up to a second of nothing to read. Measured on the 2-core bench machine (256-partition
-         * topic, 1M messages): 8 MiB 43k msg/s, peak RSS 87 MiB; 12 MiB 49k, 93 MiB; 16 MiB 52k,
-         * 101 MiB; 32 MiB 68k, 121 MiB. 12 MiB is the largest that keeps RSS under 100 MB. */
-        conf_set(conf, "queued.max.messages.kbytes", "12288", err, errlen) ||
+         * by up to a second of nothing to read. Measured with make bench-ingest (1,024
+         * partitions, 1M messages, COPY streamed): 8 MiB ~43k msg/s steady; 14 MiB 53k, peak RSS
+         * 87 MiB; 16 MiB 53k, 96 MiB; 20 MiB 53k-58k, 102 MiB. 14 MiB leaves a margin under the
+         * 100 MB limit. */
+        conf_set(conf, "queued.max.messages.kbytes", "14336", err, errlen) ||
         conf_set(conf, "fetch.max.bytes", "4194304", err, errlen) ||
         conf_set(conf, "receive.message.max.bytes", "5242880", err, errlen))
         goto fail;

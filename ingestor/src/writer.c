@@ -131,18 +131,30 @@ static attempt_result classify(PGconn *conn, PGresult *res)
  * buffer (megabytes) per writer */
 #define COPY_CHUNK 65536
 
-/* run_copy streams one COPY; returns NULL on success or the failed result (caller clears). */
-static PGresult *run_copy(PGconn *conn, const char *sql, const cw_strbuf *data)
+/* send_copy_data sends len bytes of COPY data in COPY_CHUNK pieces; false if libpq refused one */
+static bool send_copy_data(PGconn *conn, const char *data, size_t len)
 {
-    PGresult *res = PQexec(conn, sql);
-    bool sent = true;
-    if (PQresultStatus(res) != PGRES_COPY_IN)
-        return res;
-    PQclear(res);
-    for (size_t off = 0; sent && off < data->len; off += COPY_CHUNK) {
-        size_t n = data->len - off < COPY_CHUNK ? data->len - off : COPY_CHUNK;
-        sent = PQputCopyData(conn, data->data + off, (int) n) == 1;
+    for (size_t off = 0; off < len; off += COPY_CHUNK) {
+        size_t n = len - off < COPY_CHUNK ? len - off : COPY_CHUNK;
+        if (PQputCopyData(conn, data + off, (int) n) != 1)
+            return false;
     }
+    return true;
+}
+
+/* stream_flush is the copy_sink of the transactions COPY: send what was rendered, then reuse tx */
+static int stream_flush(void *ctx, cw_strbuf *tx)
+{
+    bool sent = !tx->oom && send_copy_data(ctx, tx->data, tx->len);
+    cw_strbuf_reset(tx);
+    return sent ? 0 : -1;
+}
+
+/* finish_copy ends the COPY in progress (aborting it unless sent) and returns NULL on success or
+ * the failed result (caller clears). */
+static PGresult *finish_copy(PGconn *conn, bool sent)
+{
+    PGresult *res;
     PQputCopyEnd(conn, sent ? NULL : "client failed to send data");
     res = PQgetResult(conn);
     if (PQresultStatus(res) == PGRES_COMMAND_OK) {
@@ -155,6 +167,24 @@ static PGresult *run_copy(PGconn *conn, const char *sql, const cw_strbuf *data)
     while ((extra = PQgetResult(conn)) != NULL)
         PQclear(extra);
     return res;
+}
+
+/* start_copy issues a COPY ... FROM STDIN; NULL once the server waits for data, else the failed
+ * result (caller clears). */
+static PGresult *start_copy(PGconn *conn, const char *sql)
+{
+    PGresult *res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_COPY_IN)
+        return res;
+    PQclear(res);
+    return NULL;
+}
+
+/* run_copy streams one COPY of rendered data; NULL on success or the failed result. */
+static PGresult *run_copy(PGconn *conn, const char *sql, const cw_strbuf *data)
+{
+    PGresult *res = start_copy(conn, sql);
+    return res ? res : finish_copy(conn, send_copy_data(conn, data->data, data->len));
 }
 
 /*
@@ -223,12 +253,10 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
     cw_strbuf parts = CW_STRBUF_INIT, firsts = CW_STRBUF_INIT, nexts = CW_STRBUF_INIT;
     char model_param[16];
 
-    int64_t t_start = now_ms();
-    batch_copy_text(b, &w->model, ing->cfg->kafka_topic, &tx, &an, &dl, counts);
+    int64_t t_start = now_ms(), t_copied = 0;
     batch_ranges(w, b);
     offsets_literals(w, &parts, &firsts, &nexts);
-    int64_t t_built = now_ms(), t_copied = 0;
-    if (tx.oom || an.oom || dl.oom || parts.oom || firsts.oom || nexts.oom) {
+    if (parts.oom || firsts.oom || nexts.oom) {
         ar = ATTEMPT_TRANSIENT;
         snprintf(data_error, errlen, "out of memory");
         goto out;
@@ -243,10 +271,27 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
     }
     PQclear(res);
 
-    /* lock order shared with commit_batch and maintain(): transactions, anomalies, dead_letters */
-    res = NULL;
-    if (tx.len > 0)
-        res = run_copy(conn, COPY_TX, &tx);
+    /* lock order shared with commit_batch and maintain(): transactions, anomalies, dead_letters.
+     * The transactions text is sent while it is rendered (Postgres parses one piece while the
+     * next is built, and no batch-sized buffer exists); anomalies and dead letters, a few rows,
+     * are rendered on the way and sent after it. A batch of dead letters only sends an empty
+     * COPY of transactions. */
+    res = start_copy(conn, COPY_TX);
+    if (!res) {
+        copy_sink sink = {COPY_CHUNK, stream_flush, conn};
+        bool sent = batch_copy_stream(b, &w->model, ing->cfg->kafka_topic, &tx, &an, &dl, counts,
+                                      &sink) == 0 &&
+                    stream_flush(conn, &tx) == 0;
+        res = finish_copy(conn, sent);
+        if (tx.oom || an.oom || dl.oom) {
+            /* not the data's fault: roll back and retry the whole batch later */
+            PQclear(res);
+            PQclear(PQexec(conn, "ROLLBACK"));
+            ar = ATTEMPT_TRANSIENT;
+            snprintf(data_error, errlen, "out of memory");
+            goto out;
+        }
+    }
     if (!res && an.len > 0)
         res = run_copy(conn, COPY_ANOMALIES, &an);
     if (!res && dl.len > 0)
@@ -281,9 +326,8 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
         if (PQstatus(conn) == CONNECTION_OK)
             PQclear(PQexec(conn, "ROLLBACK"));
     }
-    log_debug("writer %d: %zu messages: build %lld ms, copy %lld ms, commit_batch+commit %lld ms",
-              w->id, b->n, (long long) (t_built - t_start), (long long) (t_copied - t_built),
-              (long long) (now_ms() - t_copied));
+    log_debug("writer %d: %zu messages: build and copy %lld ms, commit_batch+commit %lld ms", w->id,
+              b->n, (long long) (t_copied - t_start), (long long) (now_ms() - t_copied));
 out:
     cw_strbuf_free(&tx);
     cw_strbuf_free(&an);

@@ -546,6 +546,24 @@ static void severity_gas_price_and_score_conditions(void **state)
 /* ---- batch with a model: scores, anomalies with severity ----------------------------------------
  */
 
+/* stream_sink_ctx collects what batch_copy_stream flushes; flush number fail_at (1-based) fails */
+typedef struct stream_sink_ctx {
+    cw_strbuf got;
+    int calls;
+    int fail_at;
+} stream_sink_ctx;
+
+static int stream_sink_flush(void *ctx, cw_strbuf *tx)
+{
+    stream_sink_ctx *sc = ctx;
+    sc->calls++;
+    if (sc->calls == sc->fail_at)
+        return -sc->fail_at;
+    cw_strbuf_append(&sc->got, tx->data, tx->len);
+    cw_strbuf_reset(tx);
+    return 0;
+}
+
 static void batch_scored_rows_and_anomalies(void **state)
 {
     (void) state;
@@ -628,6 +646,34 @@ static void batch_scored_rows_and_anomalies(void **state)
     assert_int_equal(c.dead, 1);
     assert_int_equal(c.anomalies, n_anomalies);
     assert_int_equal(c.by_severity[3], 1);
+
+    /* streamed in pieces (a flush at every row past 100 bytes), the transactions text arrives
+     * whole and in order, and the other two tables' text is the same */
+    for (int fail_at = 0; fail_at < 3; fail_at++) {
+        stream_sink_ctx sc = {CW_STRBUF_INIT, 0, fail_at};
+        copy_sink sink = {100, stream_sink_flush, &sc};
+        cw_strbuf rest = CW_STRBUF_INIT, an3 = CW_STRBUF_INIT, dl3 = CW_STRBUF_INIT;
+        batch_counts c3;
+        int rc = batch_copy_stream(&b, &m, "t", &rest, &an3, &dl3, &c3, &sink);
+        if (fail_at == 0) {
+            /* never fails: every piece but the tail went to the sink */
+            assert_int_equal(rc, 0);
+            assert_true(sc.calls >= 2);
+            cw_strbuf_append(&sc.got, rest.data ? rest.data : "", rest.len);
+            check_text(&sc.got, want_tx.data);
+        } else {
+            /* the flush that fails is the last one made */
+            assert_int_equal(rc, -fail_at);
+            assert_int_equal(sc.calls, fail_at);
+        }
+        check_text(&an3, want_an.data);
+        assert_int_equal(c3.rows, 3);
+        assert_int_equal(c3.anomalies, n_anomalies);
+        cw_strbuf_free(&sc.got);
+        cw_strbuf_free(&rest);
+        cw_strbuf_free(&an3);
+        cw_strbuf_free(&dl3);
+    }
 
     /* a batch scored with another model than the one rendering it is written unscored */
     loaded_model other = m;
