@@ -248,6 +248,18 @@ nomem:
 /* ------------------------------------------------------------------------------------------ */
 /* batch: eight rows through one tree                                                           */
 
+/* packed_right is the decision of one level for v = addend + rank word: the bit that v's low six
+ * bits point at (what "bt v, v" puts in the carry flag) */
+static inline uint64_t packed_right(uint64_t v)
+{
+    return (v >> (v & 63)) & 1;
+}
+
+/* LANES8 expands M(j, arg) for the eight lanes j = 0..7 in order; lane j's walk index is a
+ * variable whose name ends in j (i##j), so the eight walks stay in registers */
+#define LANES8(M, arg)                                                                             \
+    M(0, arg) M(1, arg) M(2, arg) M(3, arg) M(4, arg) M(5, arg) M(6, arg) M(7, arg)
+
 #ifdef PACKED_ASM
 /* one level for row j of the group: nd is the tree's node array minus one, R the group's words */
 #define ROW_STEP(i, j)                                                                             \
@@ -263,7 +275,7 @@ nomem:
 #define ROW_STEP(i, j)                                                                             \
     do {                                                                                           \
         v = nd[i] + R[j];                                                                          \
-        i = 2 * i + ((v >> (v & 63)) & 1);                                                         \
+        i = 2 * i + packed_right(v);                                                               \
     } while (0)
 #endif
 
@@ -277,24 +289,14 @@ static inline void walk8_rows(const forest *f, int t, const uint64_t *R, double 
     size_t i0 = 1, i1 = 1, i2 = 1, i3 = 1, i4 = 1, i5 = 1, i6 = 1, i7 = 1;
     uint64_t v;
 
+#define ROW_LANE(j, _) ROW_STEP(i##j, j);
+#define ROW_LEAF(j, _) sum[j] += lv[i##j];
     for (int k = 0; k < D; k++) {
-        ROW_STEP(i0, 0);
-        ROW_STEP(i1, 1);
-        ROW_STEP(i2, 2);
-        ROW_STEP(i3, 3);
-        ROW_STEP(i4, 4);
-        ROW_STEP(i5, 5);
-        ROW_STEP(i6, 6);
-        ROW_STEP(i7, 7);
+        LANES8(ROW_LANE, -)
     }
-    sum[0] += lv[i0];
-    sum[1] += lv[i1];
-    sum[2] += lv[i2];
-    sum[3] += lv[i3];
-    sum[4] += lv[i4];
-    sum[5] += lv[i5];
-    sum[6] += lv[i6];
-    sum[7] += lv[i7];
+    LANES8(ROW_LEAF, -)
+#undef ROW_LANE
+#undef ROW_LEAF
 }
 
 /*
@@ -345,6 +347,9 @@ void forest_packed_score(const forest *f, const double *rows, size_t n, double *
               "m"(*(const uint64_t(*)[8 << DENSE_MAX_DEPTH]) nd)                                   \
             : "cc")
 
+#define TREE_LANE(j, NI) TREE_STEP(i##j, j, NI);
+#define TREE_LEAF(j, NI) sum += lv[(j) * ((NI) + 1) + i##j];
+
 /* walk8_trees_D: summed leaf values of eight consecutive trees of depth D for one row word */
 #define DEFINE_WALK8_TREES(D)                                                                      \
     static double walk8_trees_##D(const uint64_t *nd, const double *lv, uint64_t R, double sum)    \
@@ -355,23 +360,9 @@ void forest_packed_score(const forest *f, const double *rows, size_t n, double *
         nd -= 1;                                                                                   \
         lv -= NI + 1;                                                                              \
         for (int k = 0; k < (D); k++) {                                                            \
-            TREE_STEP(i0, 0, NI);                                                                  \
-            TREE_STEP(i1, 1, NI);                                                                  \
-            TREE_STEP(i2, 2, NI);                                                                  \
-            TREE_STEP(i3, 3, NI);                                                                  \
-            TREE_STEP(i4, 4, NI);                                                                  \
-            TREE_STEP(i5, 5, NI);                                                                  \
-            TREE_STEP(i6, 6, NI);                                                                  \
-            TREE_STEP(i7, 7, NI);                                                                  \
+            LANES8(TREE_LANE, NI)                                                                  \
         }                                                                                          \
-        sum += lv[i0];                                                                             \
-        sum += lv[1 * (NI + 1) + i1];                                                              \
-        sum += lv[2 * (NI + 1) + i2];                                                              \
-        sum += lv[3 * (NI + 1) + i3];                                                              \
-        sum += lv[4 * (NI + 1) + i4];                                                              \
-        sum += lv[5 * (NI + 1) + i5];                                                              \
-        sum += lv[6 * (NI + 1) + i6];                                                              \
-        sum += lv[7 * (NI + 1) + i7];                                                              \
+        LANES8(TREE_LEAF, NI)                                                                      \
         return sum;                                                                                \
     }
 DEFINE_WALK8_TREES(1)
@@ -463,6 +454,10 @@ static inline double leaf_at(const uint64_t *nd, size_t p)
     return d;
 }
 
+#define BLOCK_LANE(j, NS) BLOCK_STEP(p##j, j, NS);
+#define NEXT_LINE(j, _)   p##j = 8 * p##j - 55;
+#define BLOCK_LEAF(j, NS) sum += leaf_at(nd + (j) * (NS), p##j);
+
 /* walk8_blocked_D: summed leaf values of eight consecutive trees of depth D for one row word
  * (the level loop is unrolled, so the line changes after every third level are straight code) */
 #define DEFINE_WALK8_BLOCKED(D)                                                                    \
@@ -473,33 +468,12 @@ static inline double leaf_at(const uint64_t *nd, size_t p)
         uint64_t v, t;                                                                             \
         _Pragma("GCC unroll 8") for (int k = 1; k <= (D); k++)                                     \
         {                                                                                          \
-            BLOCK_STEP(p0, 0, NS);                                                                 \
-            BLOCK_STEP(p1, 1, NS);                                                                 \
-            BLOCK_STEP(p2, 2, NS);                                                                 \
-            BLOCK_STEP(p3, 3, NS);                                                                 \
-            BLOCK_STEP(p4, 4, NS);                                                                 \
-            BLOCK_STEP(p5, 5, NS);                                                                 \
-            BLOCK_STEP(p6, 6, NS);                                                                 \
-            BLOCK_STEP(p7, 7, NS);                                                                 \
+            LANES8(BLOCK_LANE, NS)                                                                 \
             if (k % 3 == 0 && k < (D)) {                                                           \
-                p0 = 8 * p0 - 55;                                                                  \
-                p1 = 8 * p1 - 55;                                                                  \
-                p2 = 8 * p2 - 55;                                                                  \
-                p3 = 8 * p3 - 55;                                                                  \
-                p4 = 8 * p4 - 55;                                                                  \
-                p5 = 8 * p5 - 55;                                                                  \
-                p6 = 8 * p6 - 55;                                                                  \
-                p7 = 8 * p7 - 55;                                                                  \
+                LANES8(NEXT_LINE, -)                                                               \
             }                                                                                      \
         }                                                                                          \
-        sum += leaf_at(nd, p0);                                                                    \
-        sum += leaf_at(nd + 1 * NS, p1);                                                           \
-        sum += leaf_at(nd + 2 * NS, p2);                                                           \
-        sum += leaf_at(nd + 3 * NS, p3);                                                           \
-        sum += leaf_at(nd + 4 * NS, p4);                                                           \
-        sum += leaf_at(nd + 5 * NS, p5);                                                           \
-        sum += leaf_at(nd + 6 * NS, p6);                                                           \
-        sum += leaf_at(nd + 7 * NS, p7);                                                           \
+        LANES8(BLOCK_LEAF, NS)                                                                     \
         return sum;                                                                                \
     }
 DEFINE_WALK8_BLOCKED(1)
@@ -540,8 +514,7 @@ double forest_packed_sum_row(const forest *f, const double *xt)
         size_t i[8] = {1, 1, 1, 1, 1, 1, 1, 1};
         for (int k = 0; k < D; k++) {
             for (int j = 0; j < 8; j++) {
-                uint64_t v = nd[j * n_internal + i[j] - 1] + R;
-                i[j] = 2 * i[j] + ((v >> (v & 63)) & 1);
+                i[j] = 2 * i[j] + packed_right(nd[j * n_internal + i[j] - 1] + R);
             }
         }
         for (int j = 0; j < 8; j++)

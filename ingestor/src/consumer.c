@@ -442,23 +442,24 @@ void *consumer_main(void *arg)
             }
         }
         unstash(ing);
+        int64_t now = now_ms();
 #ifdef __GLIBC__
         /* messages are allocated here and freed by the writers, batches grow and shrink: the
          * heaps fill with free pages that glibc keeps; hand them back once a second, so resident
          * memory follows what is in use rather than its high-water mark plus fragmentation */
-        if (now_ms() - trimmed_at >= 1000) {
+        if (now - trimmed_at >= 1000) {
             malloc_trim(0);
-            trimmed_at = now_ms();
+            trimmed_at = now;
         }
 #endif
         /* the drain check walks every partition: a few times a second is enough */
-        if (ing->cfg->drain && (!m || now_ms() - checked_at >= 50)) {
-            checked_at = now_ms();
+        if (ing->cfg->drain && (!m || now - checked_at >= 50)) {
+            checked_at = now;
             if (all_drained(ing)) {
                 /* stay drained for a moment: EOF can precede the last writer's commit */
                 if (!drained_since)
-                    drained_since = now_ms();
-                else if (now_ms() - drained_since > 300) {
+                    drained_since = now;
+                else if (now - drained_since > 300) {
                     atomic_store(&ing->drained, true);
                     break;
                 }
