@@ -248,12 +248,14 @@ nomem:
 /* ------------------------------------------------------------------------------------------ */
 /* batch: eight rows through one tree                                                           */
 
+#ifndef PACKED_ASM
 /* packed_right is the decision of one level for v = addend + rank word: the bit that v's low six
  * bits point at (what "bt v, v" puts in the carry flag) */
 static inline uint64_t packed_right(uint64_t v)
 {
     return (v >> (v & 63)) & 1;
 }
+#endif
 
 /* LANES8 expands M(j, arg) for the eight lanes j = 0..7 in order; lane j's walk index is a
  * variable whose name ends in j (i##j), so the eight walks stay in registers */
