@@ -21,7 +21,7 @@
 #include "generation.h"
 #include "listener.h"
 #include "params.h"
-#include "pgjson.h"
+#include "pgbin.h"
 #include "sha256.h"
 #include "strbuf.h"
 
@@ -75,30 +75,34 @@ int anomalies_list(api_request *req)
         cache_abandon(app->cache, &fill);
         return st;
     }
-    /* columns: total, expires_in, then the anomaly (all NULL when the page is empty) */
+    /* columns: total, expires_in, then document, detected_at, id (all NULL when the page is
+     * empty); the documents are the rows' JSON objects, so the page is their comma-joined list */
     int rows = PQntuples(r) > 0 && !PQgetisnull(r, 0, 2) ? PQntuples(r) : 0;
     bool has_more = rows > q.limit, ok = PQntuples(r) > 0;
     if (has_more)
         rows = q.limit;
     cw_strbuf b = CW_STRBUF_INIT;
     cw_strbuf_puts(&b, "{\"data\":[");
-    if (ok)
-        ok = pgjson_append_objects(&b, r, rows, 2);
+    for (int i = 0; ok && i < rows; i++) {
+        if (i)
+            cw_strbuf_putc(&b, ',');
+        cw_strbuf_append(&b, PQgetvalue(r, i, 2), (size_t) PQgetlength(r, i, 2));
+    }
     cw_strbuf_puts(&b, "],\"total\":");
-    cw_strbuf_put_int(&b, ok ? pgjson_int(r, 0, 0) : 0);
+    cw_strbuf_put_int(&b, ok ? pgbin_int(r, 0, 0) : 0);
     cw_strbuf_printf(&b, ",\"limit\":%d,\"next_cursor\":", q.limit);
     int c_at = PQfnumber(r, "detected_at"), c_id = PQfnumber(r, "id");
     if (ok && has_more && c_at >= 0 && c_id >= 0) {
         char cursor[64];
-        params_encode_cursor(pgjson_int(r, rows - 1, c_at) + PGJSON_EPOCH_OFFSET_US,
-                             pgjson_int(r, rows - 1, c_id), cursor, sizeof(cursor));
+        params_encode_cursor(pgbin_int(r, rows - 1, c_at) + PGBIN_EPOCH_OFFSET_US,
+                             pgbin_int(r, rows - 1, c_id), cursor, sizeof(cursor));
         cw_strbuf_printf(&b, "\"%s\"}", cursor);
     } else {
         cw_strbuf_puts(&b, "null}");
     }
     /* empty result: valid until the next generation; else until the oldest row expires */
     long long cap_ms =
-        !ok || PQgetisnull(r, 0, 1) ? -1 : (long long) (pgjson_float8(r, 0, 1) * 1000);
+        !ok || PQgetisnull(r, 0, 1) ? -1 : (long long) (pgbin_float8(r, 0, 1) * 1000);
     if (cap_ms == 0)
         cap_ms = -2; /* expiring now: do not store */
     PQclear(r);

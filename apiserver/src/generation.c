@@ -13,33 +13,54 @@
  * it. A request whose ticket a finished query covers takes that query's value; otherwise it waits
  * for (or starts) the next query. So at any load at most one tiny indexed read is in flight, and
  * each request waits at most two round trips.
+ *
+ * Waiting is lock-free. The state is a handful of atomics and the waiters sleep on a futex word
+ * that every finished query bumps. (A mutex and condition variable cost each request about four
+ * context switches under load: a broadcast wakes every waiter, and all of them then queue on the
+ * mutex; with the futex a waiter sleeps once and is woken once or twice.) The connection moves
+ * through three phases: IDLE, SENT (a query is on the wire, nobody is reading its answer) and
+ * RECEIVING (one request's thread is reading it). Whoever reads an answer publishes it and, if
+ * tickets arrived meanwhile, sends the next query at once, before it wakes anyone: under load the
+ * queries run back to back and no request waits for another thread to be scheduled just to start
+ * one. One of the woken waiters then takes over the reading. Memory order is the default
+ * (sequentially consistent) everywhere: the reader publishes the value, then the covered ticket,
+ * then the new phase, then bumps the futex word, so a waiter that loaded the word before the bump
+ * either sees the new covered ticket or is woken by the bump.
+ *
+ * Why any later value is good enough: queries run one at a time, so a value published after a
+ * query covered ticket t comes from a query that started after that one, hence after t arrived.
  */
 #include "generation.h"
 
 #include <errno.h>
-#include <pthread.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
 #include "log.h"
 
 #define RETRY_MS 500
+#define FAILED   (-1) /* value published by a failed query (generations are never negative) */
+
+enum { IDLE, SENT, RECEIVING };
 
 struct generation {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
     char *conninfo;
-    PGconn *pg;
-    long long retry_at_ns;
-    uint64_t issued;  /* tickets handed out */
-    uint64_t covered; /* every ticket <= covered has a value no older than its arrival */
-    bool running;
-    bool failed; /* the last query failed */
-    int64_t value;
+    PGconn *pg;               /* owned by the current querier */
+    long long retry_at_ns;    /* likewise */
+    _Atomic uint64_t issued;  /* tickets handed out */
+    _Atomic uint64_t covered; /* every ticket <= covered has a value no older than its arrival */
+    _Atomic int64_t value;    /* the last query's generation, or FAILED */
+    _Atomic int phase;        /* IDLE, SENT or RECEIVING */
+    uint64_t sent_covers;     /* the tickets the query on the wire covers (written before SENT) */
+    _Atomic uint32_t done;    /* futex word: bumped after every query */
 };
 
 static long long mono_ns(void)
@@ -56,12 +77,6 @@ generation *generation_create(const char *conninfo)
         free(g);
         return NULL;
     }
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->cv, &attr);
-    pthread_condattr_destroy(&attr);
     return g;
 }
 
@@ -71,90 +86,140 @@ void generation_destroy(generation *g)
         return;
     if (g->pg)
         PQfinish(g->pg);
-    pthread_mutex_destroy(&g->mu);
-    pthread_cond_destroy(&g->cv);
     free(g->conninfo);
     free(g);
 }
 
-/* query reads the generation on the dedicated connection (reconnecting with back-off); called
- * by the one thread that set running, without the mutex held */
-static int query(generation *g, int64_t *out)
+/* ensure_connected opens the dedicated connection (with back-off after a failure); 0 when it is
+ * usable */
+static int ensure_connected(generation *g)
 {
-    if (!g->pg || PQstatus(g->pg) != CONNECTION_OK) {
-        if (mono_ns() < g->retry_at_ns)
-            return -1;
-        if (g->pg)
-            PQfinish(g->pg);
-        const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-        const char *vals[] = {g->conninfo, "chainwatch-api-generation", "3", NULL};
-        g->pg = PQconnectdbParams(keys, vals, 1);
-        if (PQstatus(g->pg) != CONNECTION_OK) {
-            g->retry_at_ns = mono_ns() + RETRY_MS * 1000000LL;
-            return -1;
-        }
+    if (g->pg && PQstatus(g->pg) == CONNECTION_OK)
+        return 0;
+    if (mono_ns() < g->retry_at_ns)
+        return -1;
+    if (g->pg)
+        PQfinish(g->pg);
+    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
+    const char *vals[] = {g->conninfo, "chainwatch-api-generation", "3", NULL};
+    g->pg = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(g->pg) == CONNECTION_OK) {
         PGresult *p = PQprepare(g->pg, "cw_generation",
                                 "SELECT anomaly_generation FROM chainwatch.ingest_state", 0, NULL);
         bool ok = PQresultStatus(p) == PGRES_COMMAND_OK;
         PQclear(p);
-        if (!ok) {
-            PQfinish(g->pg);
-            g->pg = NULL;
-            g->retry_at_ns = mono_ns() + RETRY_MS * 1000000LL;
-            return -1;
-        }
+        if (ok)
+            return 0;
     }
-    PGresult *r = PQexecPrepared(g->pg, "cw_generation", 0, NULL, NULL, NULL, 0);
-    int rc = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-        *out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        rc = 0;
-    } else if (PQstatus(g->pg) != CONNECTION_OK) {
+    PQfinish(g->pg);
+    g->pg = NULL;
+    g->retry_at_ns = mono_ns() + RETRY_MS * 1000000LL;
+    return -1;
+}
+
+/* send_query puts a query covering every ticket issued so far on the wire; called by the thread
+ * that owns the connection (phase RECEIVING). 0, or -1 when it could not be sent. */
+static int send_query(generation *g)
+{
+    g->sent_covers = atomic_load(&g->issued);
+    if (ensure_connected(g) != 0)
+        return -1;
+    if (!PQsendQueryPrepared(g->pg, "cw_generation", 0, NULL, NULL, NULL, 0)) {
         g->retry_at_ns = 0; /* reconnect at the next query */
-    } else {
-        /* e.g. the extension was dropped: the prepared statement must be made again */
         PQfinish(g->pg);
         g->pg = NULL;
-        g->retry_at_ns = mono_ns() + RETRY_MS * 1000000LL;
+        return -1;
     }
-    PQclear(r);
-    return rc;
+    return 0;
+}
+
+/* receive_query reads the answer to the query on the wire */
+static int receive_query(generation *g, int64_t *out)
+{
+    int rc = -1;
+    bool broken = false;
+    PGresult *r;
+    while ((r = PQgetResult(g->pg)) != NULL) {
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+            *out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            rc = 0;
+        } else {
+            broken = true;
+        }
+        PQclear(r);
+    }
+    if (rc != 0 || broken) {
+        /* the connection broke, or e.g. the extension was dropped and the prepared statement
+         * must be made again: start over with a new connection */
+        g->retry_at_ns = PQstatus(g->pg) != CONNECTION_OK ? 0 : mono_ns() + RETRY_MS * 1000000LL;
+        PQfinish(g->pg);
+        g->pg = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* publish hands every waiter whose ticket <= covers the value (or FAILED), sends the next query at
+ * once if tickets arrived meanwhile, and wakes the waiters; called by the connection's owner */
+static void publish(generation *g, uint64_t covers, int64_t value)
+{
+    atomic_store(&g->value, value);
+    atomic_store(&g->covered, covers);
+    if (atomic_load(&g->issued) > covers && g->pg && send_query(g) == 0)
+        atomic_store(&g->phase, SENT);
+    else
+        atomic_store(&g->phase, IDLE);
+    atomic_fetch_add(&g->done, 1);
+    syscall(SYS_futex, (uint32_t *) &g->done, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+/* complete reads the answer to the query on the wire and publishes it */
+static void complete(generation *g)
+{
+    int64_t v = 0;
+    uint64_t covers = g->sent_covers;
+    publish(g, covers, receive_query(g, &v) == 0 ? v : FAILED);
+}
+
+/* futex_wait sleeps while *word == seen, at most until deadline_ns (CLOCK_MONOTONIC) */
+static void futex_wait(_Atomic uint32_t *word, uint32_t seen, long long deadline_ns)
+{
+    long long left = deadline_ns - mono_ns();
+    if (left <= 0)
+        return;
+    struct timespec ts = {left / 1000000000LL, left % 1000000000LL};
+    syscall(SYS_futex, (uint32_t *) word, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
 }
 
 int generation_fresh(generation *g, long wait_ms, int64_t *gen)
 {
     long long deadline = mono_ns() + wait_ms * 1000000LL;
-    struct timespec until = {deadline / 1000000000LL, deadline % 1000000000LL};
-    int rc = -1;
+    uint64_t ticket = atomic_fetch_add(&g->issued, 1) + 1;
 
-    pthread_mutex_lock(&g->mu);
-    uint64_t ticket = ++g->issued;
-    while (g->covered < ticket) {
-        if (!g->running) {
-            /* this query covers every ticket issued so far, ours included */
-            uint64_t covers = g->issued;
-            int64_t v = 0;
-            g->running = true;
-            pthread_mutex_unlock(&g->mu);
-            int qrc = query(g, &v);
-            pthread_mutex_lock(&g->mu);
-            g->running = false;
-            g->covered = covers;
-            g->failed = qrc != 0;
-            if (qrc == 0)
-                g->value = v;
-            pthread_cond_broadcast(&g->cv);
+    for (;;) {
+        uint32_t seen = atomic_load(&g->done);
+        if (atomic_load(&g->covered) >= ticket)
+            break;
+        int phase = IDLE;
+        if (atomic_compare_exchange_strong(&g->phase, &phase, RECEIVING)) {
+            /* nothing on the wire: send a query covering this ticket, then read it */
+            if (send_query(g) != 0)
+                publish(g, g->sent_covers, FAILED);
+            else
+                complete(g);
             continue;
         }
-        if (pthread_cond_timedwait(&g->cv, &g->mu, &until) == ETIMEDOUT && g->covered < ticket) {
-            pthread_mutex_unlock(&g->mu);
-            return -1;
+        if (phase == SENT && atomic_compare_exchange_strong(&g->phase, &phase, RECEIVING)) {
+            complete(g); /* a query is on the wire and nobody reads it: read it */
+            continue;
         }
+        if (mono_ns() >= deadline)
+            return -1;
+        futex_wait(&g->done, seen, deadline);
     }
-    if (!g->failed) {
-        *gen = g->value;
-        rc = 0;
-    }
-    pthread_mutex_unlock(&g->mu);
-    return rc;
+    int64_t v = atomic_load(&g->value);
+    if (v == FAILED)
+        return -1;
+    *gen = v;
+    return 0;
 }

@@ -21,32 +21,18 @@
 
 #define CW_INT64_MAX_SQL "9223372036854775807"
 
-/* the columns of an anomaly, in the order of the API's JSON */
-#define ANOMALY_COLUMNS(a)                                                                         \
-    a ".id, " a ".hash, " a ".from_address, " a ".to_address, " a ".value, " a ".gas, " a          \
-      ".gas_price, " a ".block_number, " a ".tx_time, " a ".detected_at, " a ".score, " a          \
-      ".severity, " a ".model_id, " a ".kafka_topic, " a ".kafka_partition, " a ".kafka_offset"
-
 /*
- * KEYSET_PAGE(a, from, us, id, limit): the anomaly columns of up to limit + 1 rows of `from`
- * (aliased a) after the cursor (us, id), newest first. The cursor parameters are coalesce()d into
- * index bounds, not "$n IS NULL OR ...", which generic plans would keep as filters.
+ * KEYSET_PAGE(a, from, us, id, limit): the JSON documents (anomalies.document), with the keyset
+ * columns, of up to limit + 1 rows of `from` (aliased a) after the cursor (us, id), newest first.
+ * The cursor parameters are coalesce()d into index bounds, not "$n IS NULL OR ...", which generic
+ * plans would keep as filters.
  */
 #define KEYSET_PAGE(a, from, us, id, limit)                                                        \
-    "SELECT " ANOMALY_COLUMNS(a) " FROM " from " " a " WHERE (" a ".detected_at, " a               \
-                                 ".id) < (coalesce(" US_TS(us) ", 'infinity'), coalesce(" id       \
-                                                               "::bigint, " CW_INT64_MAX_SQL       \
-                                                               ")) ORDER BY " a                    \
-                                                               ".detected_at DESC, " a             \
-                                                               ".id DESC LIMIT " limit "::int + 1"
-
-/* one anomaly as a record whose JSON form (row_to_json, json_agg) is compact: no spaces */
-#define ANOMALY_ROW(a)                                                                             \
-    "(SELECT x FROM (SELECT " a ".id, " a ".hash, " a ".from_address, " a ".to_address, " a        \
-    ".value::text AS value, " a ".gas::text AS gas, " a ".gas_price::text AS gas_price, " a        \
-    ".block_number, " TS(a ".tx_time") " AS tx_time, " TS(                                         \
-        a ".detected_at") " AS detected_at, " a ".score, " a ".severity, " a ".model_id, " a       \
-                          ".kafka_topic, " a ".kafka_partition, " a ".kafka_offset) x)"
+    "SELECT " a ".document, " a ".detected_at, " a ".id FROM " from " " a " WHERE (" a             \
+    ".detected_at, " a                                                                             \
+    ".id) < (coalesce(" US_TS(us) ", 'infinity'), coalesce(" id "::bigint, " CW_INT64_MAX_SQL      \
+                                  ")) ORDER BY " a ".detected_at DESC, " a ".id DESC LIMIT " limit \
+                                  "::int + 1"
 
 #define MODEL_JSON(m)                                                                              \
     "json_build_object('id', " m ".id, 'name', " m ".name, 'created_at', " TS(                     \
@@ -65,9 +51,10 @@ const sql_def sql_statements[SQL_STMT_COUNT] = {
 
     /*
      * One page of the anomaly list, newest first, keyset-paginated on (detected_at, id), in
-     * binary: anomalies.c formats the rows (pgjson.c), which costs the backend a fraction of
-     * row_to_json. Up to $8 + 1 rows (one more than the page says whether there is a next one),
-     * or a single row of NULL anomaly columns when the page is empty; every row starts with the
+     * binary: each row's JSON is anomalies.document, written with the row (extension 0.7.0), so
+     * a page costs the backend one text per row and anomalies.c only joins them. Up to $8 + 1
+     * rows (one more than the page says whether there is a next one), or a single row of NULL
+     * page columns when the page is empty; every row starts with the
      * filter's total and the seconds until the filter's oldest row leaves the TTL (a cache entry
      * must not outlive it), computed once (h is materialized: inlined, the planner would
      * evaluate it per row). The unfiltered list has a statement of its own, below. $1 severities,
@@ -123,12 +110,10 @@ const sql_def sql_statements[SQL_STMT_COUNT] = {
 
     /* the newest anomaly with this hash within the TTL; columns: JSON, seconds until it expires */
     [SQL_ANOMALY_GET] = {"cw_anomaly_get", 1,
-                         "SELECT row_to_json(" ANOMALY_ROW(
-                             "a") ")::text,"
-                                  " extract(epoch FROM a.detected_at + " ANOMALY_TTL
-                                  " - now())::float8"
-                                  " FROM chainwatch.recent_anomalies a WHERE a.hash = $1::text"
-                                  " ORDER BY a.detected_at DESC, a.id DESC LIMIT 1"},
+                         "SELECT a.document,"
+                         " extract(epoch FROM a.detected_at + " ANOMALY_TTL " - now())::float8"
+                         " FROM chainwatch.recent_anomalies a WHERE a.hash = $1::text"
+                         " ORDER BY a.detected_at DESC, a.id DESC LIMIT 1"},
 
     /* the newest stored transaction with this hash, its score and its model's verdict */
     [SQL_TX_GET] =

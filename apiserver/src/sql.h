@@ -26,7 +26,7 @@ typedef struct sql_def {
     const char *name; /* prepared statement name */
     int nparams;
     const char *text;
-    bool binary; /* results in binary format (rows formatted by pgjson.c), else text */
+    bool binary; /* results in binary format (read with pgbin.c), else text */
 } sql_def;
 
 extern const sql_def sql_statements[SQL_STMT_COUNT];

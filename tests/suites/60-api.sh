@@ -5,7 +5,7 @@
 # Postgres restarted mid-run (test_api_resilience.py, ~20 s); then the same against build/san/bin.
 step api-build make -C apiserver
 step api-build-sanitize make -C apiserver SANITIZE=1
-for t in routes params ratelimit openapi pgjson; do
+for t in routes params ratelimit openapi pgbin; do
     cmocka_suite "api-unit-$t" "build/tests/test_api_$t"
     cmocka_suite "api-unit-$t-asan" "build/san/tests/test_api_$t"
 done
