@@ -11,6 +11,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "metrics.h"
+#include "nudge.h"
 #include "queue.h"
 #include "settings.h"
 #include "txdecode.h"
@@ -72,6 +73,8 @@ typedef struct ingestor {
     _Atomic bool consumer_running;
     _Atomic int threads_active;
     _Atomic int64_t heartbeat_ms; /* main loop liveness */
+
+    fetch_nudger nudger; /* owned by the poll thread (consumer_main) */
 
     ingest_stats stats;
     store_gauge store[N_STORE_TABLES];

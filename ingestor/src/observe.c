@@ -56,6 +56,10 @@ static int metrics_handler(struct mg_connection *conn, void *data)
                      "Failed database attempts (retried)");
     cw_metric_sample(&b, "chainwatch_ingest_db_errors_total", NULL,
                      (double) atomic_load(&st->db_errors));
+    cw_metric_header(&b, "chainwatch_ingest_fetch_nudges_total", "counter",
+                     "Times librdkafka's stalled fetchers were woken after the prefetch drained");
+    cw_metric_sample(&b, "chainwatch_ingest_fetch_nudges_total", NULL,
+                     (double) atomic_load(&ing->nudger.nudges));
     cw_metric_header(&b, "chainwatch_kafka_consumer_lag", "gauge",
                      "Messages in the partition not yet stored in Postgres");
     if (ing->rk) {

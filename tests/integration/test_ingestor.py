@@ -551,6 +551,18 @@ def test_one_writer_batch_spanning_more_than_256_partitions(harness):
     assert_exactly_once(h, read_topic(h))
 
 
+def test_a_backlog_beyond_the_prefetch_drains_with_fetch_nudges(harness):
+    """A backlog many times librdkafka's prefetch (here 256 KiB): the prefetch fills again and again, and each
+    time it has drained the poll thread has the fetchers woken (nudge.c) instead of leaving them to librdkafka's
+    one-second timer. The ingestor reports the nudges it sent when it stops; exactly once still holds."""
+    h = harness()
+    h.txgen(scaled(20000), seed=91)
+    ing = h.drain(KAFKA_CONFIG_QUEUED_MAX_MESSAGES_KBYTES=256)
+    assert_exactly_once(h, read_topic(h))
+    sent = re.findall(r"fetch nudges sent: (\d+)", ing.log())
+    assert sent and int(sent[-1]) > 0, f"no fetch nudge under a backlog\n{ing.tail(40)}"
+
+
 # ---- 5. poison messages -----------------------------------------------------------------------------------------
 
 POISON = [
