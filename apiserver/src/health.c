@@ -2,10 +2,11 @@
  * latency)
  *
  * live: the process answers (no dependency is touched, so a slow database never gets the pod
- * killed). ready: Postgres answers, the chainwatch extension is installed and a model is active —
- * what every data endpoint needs. /health: each dependency with its latency; overall "unhealthy"
- * (503) when Postgres or the extension is missing, "degraded" (200) when Redis is down (the API
- * still answers correctly from Postgres), no model is active or the listener is disconnected.
+ * killed). ready: Postgres answers, the chainwatch extension is installed at API_MIN_EXTENSION or
+ * later (the statements in sql.c read what that version added) and a model is active — what every
+ * data endpoint needs. /health: each dependency with its latency; overall "unhealthy" (503) when
+ * Postgres is down or the extension missing or too old, "degraded" (200) when Redis is down (the
+ * API still answers correctly from Postgres), no model is active or the listener is disconnected.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,25 @@
 #include "strbuf.h"
 
 #define HEALTH_WAIT_MS 1000
+
+bool api_extension_version_ok(const char *have)
+{
+    const char *need = API_MIN_EXTENSION;
+    for (;;) {
+        char *eh, *en;
+        if (*have < '0' || *have > '9')
+            return false; /* every component starts with a digit */
+        unsigned long h = strtoul(have, &eh, 10), n = strtoul(need, &en, 10);
+        if (h != n)
+            return h > n;
+        if (*en == '\0')
+            return true; /* equal in every component of need */
+        if (*eh != '.')
+            return false; /* fewer components: "0.7" is not "0.7.0" */
+        have = eh + 1;
+        need = en + 1;
+    }
+}
 
 typedef struct pg_check {
     bool up;
@@ -101,6 +121,9 @@ int health_ready(api_request *req)
         reason = "postgres unreachable";
     else if (!ck.ext_version[0])
         reason = "chainwatch extension not installed";
+    else if (!api_extension_version_ok(ck.ext_version))
+        reason = "chainwatch extension older than " API_MIN_EXTENSION
+                 ", which this API needs: update it (sql/bootstrap.sql)";
     else if (ck.active_model == 0)
         reason = "no active model";
     cw_strbuf_printf(&b, "{\"ready\":%s,\"postgres\":%s,\"extension\":", reason ? "false" : "true",
@@ -139,7 +162,8 @@ int health_full(api_request *req)
     else
         redis = cache_ping(app->cache, &redis_ms) == 0 ? "ok" : "down";
     const char *overall = "ok";
-    if (!ck.up || !ck.ext_version[0])
+    bool ext_ok = ck.ext_version[0] && api_extension_version_ok(ck.ext_version);
+    if (!ck.up || !ext_ok)
         overall = "unhealthy";
     else if (!strcmp(redis, "down") || ck.active_model == 0 || !listener_up)
         overall = "degraded";
@@ -147,7 +171,8 @@ int health_full(api_request *req)
     cw_strbuf_printf(&b, "{\"status\":\"%s\",\"checks\":{", overall);
     cw_strbuf_printf(&b, "\"postgres\":{\"status\":\"%s\",\"latency_ms\":%.3f",
                      !ck.up              ? "down"
-                     : ck.ext_version[0] ? "ok"
+                     : ext_ok            ? "ok"
+                     : ck.ext_version[0] ? "extension_outdated"
                                          : "extension_missing",
                      ck.latency_ms);
     if (ck.ext_version[0]) {

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "handlers.h"
 #include "routes.h"
 
 static char params[ROUTE_MAX_PARAMS][ROUTE_PARAM_MAX];
@@ -117,12 +118,29 @@ static void test_roles_and_limits(void **state)
     }
 }
 
+/* the readiness check's extension version comparison (health.c): API_MIN_EXTENSION or later */
+static void test_extension_version(void **state)
+{
+    (void) state;
+    assert_true(api_extension_version_ok(API_MIN_EXTENSION));
+    assert_true(api_extension_version_ok("0.7.1"));
+    assert_true(api_extension_version_ok("0.10.0")); /* numeric, not text, comparison */
+    assert_true(api_extension_version_ok("1.0.0"));
+    assert_false(api_extension_version_ok("0.6.0"));
+    assert_false(api_extension_version_ok("0.6.9"));
+    assert_false(api_extension_version_ok("0.1.0"));
+    assert_false(api_extension_version_ok("0.7")); /* fewer components */
+    assert_false(api_extension_version_ok(""));
+    assert_false(api_extension_version_ok("dev"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_literal_routes),          cmocka_unit_test(test_parameters),
         cmocka_unit_test(test_literal_beats_parameter), cmocka_unit_test(test_not_found_and_method),
         cmocka_unit_test(test_parameter_too_long),      cmocka_unit_test(test_roles_and_limits),
+        cmocka_unit_test(test_extension_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
