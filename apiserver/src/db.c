@@ -16,7 +16,8 @@
  *
  * Every statement of sql.c is prepared right after connecting (one round trip each, once per
  * connection lifetime); preparing fails when the chainwatch extension is missing or older than
- * 0.3.0, which is reported as DB_NO_EXTENSION and retried like a failed connect.
+ * API_MIN_EXTENSION (handlers.h), which is reported as DB_NO_EXTENSION and retried like a failed
+ * connect.
  */
 #include "db.h"
 
@@ -187,7 +188,7 @@ static int prepare_all(db_conn *c, db_error *e)
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             classify(c->pg, r, e);
             if (e->status != DB_UNAVAILABLE) {
-                /* the statements reference chainwatch 0.3.0 objects: anything but a lost
+                /* the statements reference chainwatch 0.7.0 objects: anything but a lost
                  * connection means the extension is missing or too old */
                 char msg[sizeof(e->message)];
                 snprintf(msg, sizeof(msg), "%s", e->message);
