@@ -653,6 +653,18 @@ static void escaped_nul_inside_an_amount(void **state)
             CW_DECODE_INVALID_FIELD);
     refused("{\"hash\":\"" HASH_A "\\u0000\",\"value\":\"1\",\"gas\":1,\"gasPrice\":1}",
             CW_DECODE_INVALID_FIELD);
+    /* three backslashes: an escaped backslash, then the escape of a NUL */
+    refused("{\"hash\":\"" HASH_A "\",\"value\":\"1\",\"gas\":1,\"gasPrice\":1,"
+            "\"note\":\"a\\\\\\u0000\"}",
+            CW_DECODE_INVALID_FIELD);
+    /* two backslashes: an escaped backslash followed by the text u0000, which is no NUL */
+    free(decode_ok("{\"hash\":\"" HASH_A "\",\"value\":\"1\",\"gas\":1,\"gasPrice\":1,"
+                   "\"note\":\"\\\\u0000\\\\\"}",
+                   1));
+    /* a backslash too close to the end to start an escape, after a long message with many */
+    free(decode_ok("{\"hash\":\"" HASH_A "\",\"value\":\"1\",\"gas\":1,\"gasPrice\":1,"
+                   "\"note\":\"\\\\ \\\\ \\\\ \\u0041\\\\\"}",
+                   1));
 }
 
 static void reason_names_are_the_documented_labels(void **state)
