@@ -1,4 +1,4 @@
-/* ingestor/src/batch.h — one writer's batch: messages, their decoded rows and scores, as COPY text
+/* ingestor/src/batch.h — one writer's batch: messages, their decoded rows and scores, as COPY data
  */
 #ifndef INGESTOR_BATCH_H
 #define INGESTOR_BATCH_H
@@ -49,11 +49,12 @@ size_t batch_remove_if(batch *b, bool (*pred)(const batch_item *, void *), void 
 void batch_decode(batch *b, size_t max_message_bytes);
 /* batch_score scores every row with m (no-op without a model); -1 on ENOMEM */
 int batch_score(batch *b, const loaded_model *m);
-/* batch_copy_text renders the COPY text of the three tables and counts rows */
-void batch_copy_text(const batch *b, const loaded_model *m, const char *topic, cw_strbuf *tx,
-                     cw_strbuf *anomalies, cw_strbuf *dead, batch_counts *counts);
+/* batch_copy renders the COPY data of the three tables (transactions in binary format, anomalies
+ * and dead letters as text) and counts rows */
+void batch_copy(const batch *b, const loaded_model *m, const char *topic, cw_strbuf *tx,
+                cw_strbuf *anomalies, cw_strbuf *dead, batch_counts *counts);
 
-/* copy_sink takes the transactions text as it is rendered: batch_copy_stream calls flush(ctx, tx)
+/* copy_sink takes the transactions data as it is rendered: batch_copy_stream calls flush(ctx, tx)
  * whenever tx holds at least flush_at bytes (and never after a flush returned nonzero); flush
  * consumes the text and empties tx */
 typedef struct copy_sink {
@@ -62,7 +63,7 @@ typedef struct copy_sink {
     void *ctx;
 } copy_sink;
 
-/* batch_copy_stream is batch_copy_text handing the transactions text to sink as it goes, so a
+/* batch_copy_stream is batch_copy handing the transactions data to sink as it goes, so a
  * batch's COPY never exists in full; whatever is left in tx at the end is the caller's to send.
  * Returns the first nonzero flush result, or 0. */
 int batch_copy_stream(const batch *b, const loaded_model *m, const char *topic, cw_strbuf *tx,

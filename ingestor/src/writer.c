@@ -57,7 +57,7 @@
 static const char COPY_TX[] =
     "COPY chainwatch.transactions (hash, from_address, to_address, value, gas, gas_price, "
     "block_number, tx_time, score, model_id, kafka_topic, kafka_partition, kafka_offset) "
-    "FROM STDIN";
+    "FROM STDIN WITH (FORMAT binary)";
 static const char COPY_ANOMALIES[] =
     "COPY chainwatch.anomalies (hash, from_address, to_address, value, gas, gas_price, "
     "block_number, tx_time, score, model_id, severity, kafka_topic, kafka_partition, "
@@ -272,10 +272,10 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
     PQclear(res);
 
     /* lock order shared with commit_batch and maintain(): transactions, anomalies, dead_letters.
-     * The transactions text is sent while it is rendered (Postgres parses one piece while the
-     * next is built, and no batch-sized buffer exists); anomalies and dead letters, a few rows,
-     * are rendered on the way and sent after it. A batch of dead letters only sends an empty
-     * COPY of transactions. */
+     * The transactions data (binary COPY) is sent while it is rendered (Postgres reads one piece
+     * while the next is built, and no batch-sized buffer exists); anomalies and dead letters, a
+     * few rows of COPY text, are rendered on the way and sent after it. A batch of dead letters
+     * only sends an empty COPY of transactions. */
     res = start_copy(conn, COPY_TX);
     if (!res) {
         copy_sink sink = {COPY_CHUNK, stream_flush, conn};

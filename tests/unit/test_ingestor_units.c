@@ -375,7 +375,151 @@ static void batch_remove_if_destroys_removed_and_keeps_order(void **state)
     assert_int_equal(n_destroyed, 6);
 }
 
-static void batch_copy_text_unscored_rows_and_nulls(void **state)
+/*
+ * tx_as_text decodes the binary COPY data of the transactions columns (PostgreSQL's binary COPY
+ * format, written here from the format's documentation, independently of batch.c) into the COPY
+ * text the same rows would have in text format, which the expectations are written in. Any
+ * malformed byte fails the test: the header, a field count other than 13, a length that does not
+ * fit its type, a numeric that numeric_send would not write (leading or trailing zero digit, a
+ * sign or scale), a time with a fraction of a second, or bytes after the trailer.
+ */
+enum { C_TEXT, C_NUMERIC, C_INT8, C_TIME, C_FLOAT8, C_INT4 };
+static const int tx_types[13] = {C_TEXT, C_TEXT,   C_TEXT, C_NUMERIC, C_NUMERIC, C_NUMERIC, C_INT8,
+                                 C_TIME, C_FLOAT8, C_INT4, C_TEXT,    C_INT4,    C_INT8};
+
+static uint64_t rd_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+#define TX_NEED(n)                                                                                 \
+    do {                                                                                           \
+        if ((size_t) (end - p) < (size_t) (n)) {                                                   \
+            print_error("%s:%d: binary COPY data ends early\n", file, line);                       \
+            _fail(file, line);                                                                     \
+        }                                                                                          \
+    } while (0)
+#define TX_BAD(...)                                                                                \
+    do {                                                                                           \
+        print_error("%s:%d: binary COPY data: ", file, line);                                      \
+        print_error(__VA_ARGS__);                                                                  \
+        _fail(file, line);                                                                         \
+    } while (0)
+
+/* tx_numeric_as_text appends numeric_send's layout (len bytes at p) as decimal text */
+static void tx_numeric_as_text(cw_strbuf *out, const unsigned char *p, int32_t len,
+                               const char *file, int line)
+{
+    if (len < 8)
+        TX_BAD("numeric of %d bytes\n", len);
+    int nd = (int16_t) rd_be(p, 2), weight = (int16_t) rd_be(p + 2, 2);
+    if (nd < 0 || len != 8 + 2 * nd || rd_be(p + 4, 2) != 0 || rd_be(p + 6, 2) != 0)
+        TX_BAD("numeric header: ndigits %d, sign %u, dscale %u\n", nd, (unsigned) rd_be(p + 4, 2),
+               (unsigned) rd_be(p + 6, 2));
+    if (nd == 0) {
+        if (weight != 0)
+            TX_BAD("zero with weight %d\n", weight);
+        cw_strbuf_putc(out, '0');
+        return;
+    }
+    if (rd_be(p + 8, 2) == 0 || rd_be(p + 8 + 2 * (nd - 1), 2) == 0 || weight < nd - 1)
+        TX_BAD("numeric digits not as numeric_send writes them\n");
+    for (int i = 0; i <= weight; i++) {
+        unsigned d = i < nd ? (unsigned) rd_be(p + 8 + 2 * i, 2) : 0;
+        if (d > 9999)
+            TX_BAD("numeric digit %u\n", d);
+        cw_strbuf_printf(out, i == 0 ? "%u" : "%04u", d);
+    }
+}
+
+#define tx_as_text(bin, out) tx_as_text_at((bin), (out), __FILE__, __LINE__)
+static void tx_as_text_at(const cw_strbuf *bin, cw_strbuf *out, const char *file, int line)
+{
+    static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+    const unsigned char *p = (const unsigned char *) bin->data, *end = p + bin->len;
+    TX_NEED(19);
+    if (memcmp(p, header, 19) != 0)
+        TX_BAD("bad header\n");
+    p += 19;
+    for (;;) {
+        TX_NEED(2);
+        int16_t nf = (int16_t) rd_be(p, 2);
+        p += 2;
+        if (nf == -1)
+            break;
+        if (nf != 13)
+            TX_BAD("a row of %d fields\n", nf);
+        for (int c = 0; c < 13; c++) {
+            TX_NEED(4);
+            int32_t len = (int32_t) rd_be(p, 4);
+            p += 4;
+            if (c)
+                cw_strbuf_putc(out, '\t');
+            if (len == -1) {
+                cw_strbuf_puts(out, "\\N");
+                continue;
+            }
+            TX_NEED(len);
+            int want = tx_types[c] == C_INT4                               ? 4
+                       : tx_types[c] == C_TEXT || tx_types[c] == C_NUMERIC ? len
+                                                                           : 8;
+            if (len != want)
+                TX_BAD("column %d: %d bytes\n", c + 1, len);
+            uint64_t u = len == 8 ? rd_be(p, 8) : 0;
+            switch (tx_types[c]) {
+            case C_TEXT:
+                cw_strbuf_append(out, (const char *) p, (size_t) len);
+                break;
+            case C_INT8:
+                cw_strbuf_printf(out, "%lld", (long long) (int64_t) u);
+                break;
+            case C_INT4:
+                cw_strbuf_printf(out, "%d", (int) (int32_t) rd_be(p, 4));
+                break;
+            case C_FLOAT8: {
+                double d;
+                memcpy(&d, &u, sizeof(d));
+                cw_strbuf_printf(out, "%.17g", d);
+                break;
+            }
+            case C_TIME: {
+                int64_t us = (int64_t) u;
+                if (us % 1000000 != 0)
+                    TX_BAD("a time with a fraction of a second\n");
+                time_t t = (time_t) (us / 1000000 + 946684800);
+                struct tm tm;
+                char buf[40];
+                gmtime_r(&t, &tm);
+                strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S+00", &tm);
+                cw_strbuf_puts(out, buf);
+                break;
+            }
+            case C_NUMERIC:
+                tx_numeric_as_text(out, p, len, file, line);
+                break;
+            }
+            p += len;
+        }
+        cw_strbuf_putc(out, '\n');
+    }
+    if (p != end)
+        TX_BAD("%zu bytes after the trailer\n", (size_t) (end - p));
+}
+
+/* check_tx compares binary transactions COPY data with the expected text of the same rows */
+#define check_tx(bin, want) check_tx_at((bin), (want), __FILE__, __LINE__)
+static void check_tx_at(const cw_strbuf *bin, const char *want, const char *file, int line)
+{
+    cw_strbuf text = CW_STRBUF_INIT;
+    tx_as_text_at(bin, &text, file, line);
+    check_text_at(&text, want, file, line);
+    cw_strbuf_free(&text);
+}
+
+static void batch_copy_unscored_rows_and_nulls(void **state)
 {
     (void) state;
     batch b;
@@ -399,15 +543,15 @@ static void batch_copy_text_unscored_rows_and_nulls(void **state)
                            17, 9000000000LL));
     batch_decode(&b, 0);
     assert_int_equal(batch_score(&b, &m), 0); /* no model: features only */
-    batch_copy_text(&b, &m, "blockchain-transactions", &tx, &an, &dl, &c);
-    check_text(&tx, HASH_A
-               "\t" ADDR_1 "\t" ADDR_2 "\t100000000000000000000\t21000\t30000000000\t"
-               "19000000\t2024-01-01 00:00:00+00\t\\N\t\\N\tblockchain-transactions\t3\t41\n" HASH_B
-               "\t" ADDR_1 "\t\\N\t0\t500000\t1000000000\t\\N\t\\N\t\\N\t\\N\t"
-               "blockchain-transactions\t3\t42\n" HASH_C
-               "\t\\N\t\\N\t1\t1\t2\t\\N\t\\N\t\\N\t\\N\tblockchain-transactions\t17\t"
-               "9000000000\n" HASH_A "\t\\N\t\\N\t2\t3\t4\t\\N\t1970-01-01 00:00:00+00\t\\N\t\\N\t"
-               "blockchain-transactions\t17\t9000000000\n");
+    batch_copy(&b, &m, "blockchain-transactions", &tx, &an, &dl, &c);
+    check_tx(&tx, HASH_A
+             "\t" ADDR_1 "\t" ADDR_2 "\t100000000000000000000\t21000\t30000000000\t"
+             "19000000\t2024-01-01 00:00:00+00\t\\N\t\\N\tblockchain-transactions\t3\t41\n" HASH_B
+             "\t" ADDR_1 "\t\\N\t0\t500000\t1000000000\t\\N\t\\N\t\\N\t\\N\t"
+             "blockchain-transactions\t3\t42\n" HASH_C
+             "\t\\N\t\\N\t1\t1\t2\t\\N\t\\N\t\\N\t\\N\tblockchain-transactions\t17\t"
+             "9000000000\n" HASH_A "\t\\N\t\\N\t2\t3\t4\t\\N\t1970-01-01 00:00:00+00\t\\N\t\\N\t"
+             "blockchain-transactions\t17\t9000000000\n");
     check_text(&an, "");
     check_text(&dl, "");
     assert_int_equal(c.rows, 4);
@@ -419,7 +563,52 @@ static void batch_copy_text_unscored_rows_and_nulls(void **state)
     batch_free(&b);
 }
 
-static void batch_copy_text_dead_letters_as_bytea_hex(void **state)
+/* amounts at the edges of numeric's base-10000 digits, up to 2^256 - 1, arrive exactly */
+static void batch_copy_binary_amounts_exact(void **state)
+{
+    (void) state;
+    static const char *const amounts[] = {
+        "0",
+        "1",
+        "9999",
+        "10000",
+        "10001",
+        "99990000",
+        "100000000",
+        "123456789",
+        "1000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "115792089237316195423570985008687907853269984665640564039457584007913129639935"};
+    enum { N = sizeof(amounts) / sizeof(amounts[0]) };
+    batch b;
+    loaded_model m = no_model();
+    cw_strbuf tx = CW_STRBUF_INIT, an = CW_STRBUF_INIT, dl = CW_STRBUF_INIT, want = CW_STRBUF_INIT;
+    batch_counts c;
+    assert_int_equal(batch_init(&b, N), 0);
+    for (int i = 0; i < N; i++) {
+        char msg[512];
+        snprintf(msg, sizeof(msg),
+                 "{\"hash\":\"" HASH_A "\",\"value\":\"%s\",\"gas\":\"%s\",\"gasPrice\":\"%s\","
+                 "\"timeStamp\":\"253402300799\"}",
+                 amounts[i], amounts[N - 1 - i], amounts[i]);
+        batch_add(&b, fake_str(msg, 0, i));
+        cw_strbuf_printf(
+            &want,
+            HASH_A "\t\\N\t\\N\t%s\t%s\t%s\t\\N\t9999-12-31 23:59:59+00\t\\N\t\\N\tt\t0\t%d\n",
+            amounts[i], amounts[N - 1 - i], amounts[i], i);
+    }
+    batch_decode(&b, 0);
+    assert_int_equal(batch_score(&b, &m), 0);
+    batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
+    assert_int_equal(c.rows, N);
+    check_tx(&tx, want.data);
+    cw_strbuf_free(&tx);
+    cw_strbuf_free(&an);
+    cw_strbuf_free(&dl);
+    cw_strbuf_free(&want);
+    batch_free(&b);
+}
+
+static void batch_copy_dead_letters_as_bytea_hex(void **state)
 {
     (void) state;
     batch b;
@@ -445,8 +634,8 @@ static void batch_copy_text_dead_letters_as_bytea_hex(void **state)
     snprintf(b.items[2].dead_error, sizeof(b.items[2].dead_error), "a\tb\nc\\d\re");
     b.items[2].dead_reason = DEAD_REASON_DB_REJECTED;
     assert_int_equal(batch_score(&b, &m), 0);
-    batch_copy_text(&b, &m, "t", &tx, &an, &dl, &c);
-    check_text(&tx, HASH_A "\t\\N\t\\N\t1\t1\t1\t\\N\t\\N\t\\N\t\\N\tt\t5\t8\n");
+    batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
+    check_tx(&tx, HASH_A "\t\\N\t\\N\t1\t1\t1\t\\N\t\\N\t\\N\t\\N\tt\t5\t8\n");
     check_text(&dl, "\\\\x7b00090a5cff7d\tmessage is not valid UTF-8\tinvalid_utf8\tt\t5\t7\n"
                     "\\\\x5b2d315d\ta\\tb\\nc\\\\d\\re\tdb_rejected\tt\t5\t9\n"
                     "\\\\x\tempty message\tinvalid_json\tt\t6\t0\n");
@@ -606,7 +795,7 @@ static void batch_scored_rows_and_anomalies(void **state)
     batch_decode(&b, 0);
     assert_int_equal(batch_score(&b, &m), 0);
     assert_int_equal(b.scored_with, 7);
-    batch_copy_text(&b, &m, "t", &tx, &an, &dl, &c);
+    batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
 
     const double want_rows[3][3] = {
         {5e17, 21000, 2.5e10}, {5e22, 21000, 2e13}, {1e18, 25000, 2.2e10}};
@@ -637,7 +826,7 @@ static void batch_scored_rows_and_anomalies(void **state)
         forest_score(f, want_rows[0]) > forest_threshold(f))
         fail_msg("test model unfit: scores %.6f (ordinary) %.6f (outlier), threshold %.6f",
                  forest_score(f, want_rows[0]), forest_score(f, want_rows[1]), forest_threshold(f));
-    check_text(&tx, want_tx.data);
+    check_tx(&tx, want_tx.data);
     check_text(&an, want_an.data);
     if (!strstr(an.data, "\tcritical\t"))
         fail_msg("the 50,000 ETH outlier is not critical:\n%s", an.data);
@@ -660,7 +849,7 @@ static void batch_scored_rows_and_anomalies(void **state)
             assert_int_equal(rc, 0);
             assert_true(sc.calls >= 2);
             cw_strbuf_append(&sc.got, rest.data ? rest.data : "", rest.len);
-            check_text(&sc.got, want_tx.data);
+            check_tx(&sc.got, want_tx.data);
         } else {
             /* the flush that fails is the last one made */
             assert_int_equal(rc, -fail_at);
@@ -679,9 +868,12 @@ static void batch_scored_rows_and_anomalies(void **state)
     loaded_model other = m;
     other.model_id = 8;
     cw_strbuf tx2 = CW_STRBUF_INIT, an2 = CW_STRBUF_INIT, dl2 = CW_STRBUF_INIT;
-    batch_copy_text(&b, &other, "t", &tx2, &an2, &dl2, &c);
+    batch_copy(&b, &other, "t", &tx2, &an2, &dl2, &c);
     assert_int_equal(c.anomalies, 0);
-    assert_non_null(strstr(tx2.data, "\t\\N\t\\N\tt\t0\t10\n"));
+    cw_strbuf tx2_text = CW_STRBUF_INIT;
+    tx_as_text(&tx2, &tx2_text);
+    assert_non_null(strstr(tx2_text.data, "\t\\N\t\\N\tt\t0\t10\n"));
+    cw_strbuf_free(&tx2_text);
 
     cw_strbuf_free(&tx);
     cw_strbuf_free(&an);
@@ -706,8 +898,9 @@ int main(void)
         cmocka_unit_test_setup(queue_timed_wait_wakes_on_push, reset_destroyed),
         cmocka_unit_test_setup(batch_capacity_and_ownership, reset_destroyed),
         cmocka_unit_test_setup(batch_remove_if_destroys_removed_and_keeps_order, reset_destroyed),
-        cmocka_unit_test_setup(batch_copy_text_unscored_rows_and_nulls, reset_destroyed),
-        cmocka_unit_test_setup(batch_copy_text_dead_letters_as_bytea_hex, reset_destroyed),
+        cmocka_unit_test_setup(batch_copy_unscored_rows_and_nulls, reset_destroyed),
+        cmocka_unit_test_setup(batch_copy_binary_amounts_exact, reset_destroyed),
+        cmocka_unit_test_setup(batch_copy_dead_letters_as_bytea_hex, reset_destroyed),
         cmocka_unit_test_setup(severity_exact_at_the_100_eth_boundary, reset_destroyed),
         cmocka_unit_test_setup(severity_gas_price_and_score_conditions, reset_destroyed),
         cmocka_unit_test_setup(batch_scored_rows_and_anomalies, reset_destroyed),
