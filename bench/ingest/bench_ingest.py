@@ -276,6 +276,7 @@ def bench_e2e(args):
     produce_s = time.perf_counter() - t0
     print(f"bench-ingest: produced {args.rows} messages in {produce_s:.1f} s", file=sys.stderr)
 
+    cur.execute("CHECKPOINT")  # as before each ceiling run: every target starts from the same state
     t0 = time.perf_counter()
     log_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-ingestor-{os.getpid()}.log")
     log = open(log_path, "w")

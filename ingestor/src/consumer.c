@@ -423,7 +423,7 @@ void *consumer_main(void *arg)
     atomic_fetch_add(&ing->threads_active, 1);
     atomic_store(&ing->consumer_running, true);
     int64_t checked_at = 0, trimmed_at = now_ms();
-    if (nudger_start(&ing->nudger, ing->rk) != 0)
+    if (nudger_start(&ing->nudger, ing->rk, ing->cfg->kafka_topic) != 0)
         log_warn("cannot start the fetch nudger: a full prefetch will stall fetching for a second");
     while (!atomic_load(&ing->stop_polling)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(ing->rk, 100);

@@ -12,6 +12,7 @@
 
 typedef struct fetch_nudger {
     rd_kafka_t *rk;
+    char *topic;
     rd_kafka_queue_t *consumer_queue; /* what the poll thread reads */
     size_t prefetch_bytes;            /* queued.max.messages.kbytes, in bytes */
     /* the poll thread's view (only it touches these) */
@@ -23,11 +24,16 @@ typedef struct fetch_nudger {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool wanted, stop, started;
+    /* the nudging thread's: each partition's leader (broker id, -1 unknown), from metadata */
+    int32_t *leader;
+    int n_leader;
+    int64_t leaders_at;      /* ms; 0: never read */
     _Atomic uint64_t nudges; /* nudges sent (chainwatch_ingest_fetch_nudges_total) */
 } fetch_nudger;
 
-/* nudger_start starts the nudging thread for rk's consumer; 0, or -1 (then nothing runs) */
-int nudger_start(fetch_nudger *n, rd_kafka_t *rk);
+/* nudger_start starts the nudging thread for rk's consumer of topic; 0, or -1 (then nothing runs)
+ */
+int nudger_start(fetch_nudger *n, rd_kafka_t *rk, const char *topic);
 
 /*
  * nudger_check is called by the poll thread on every pass with the size of the message it just
