@@ -32,7 +32,6 @@
  */
 #include "generation.h"
 
-#include <errno.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -172,13 +172,6 @@ static void be64(bin_row *r, uint64_t v)
         r->buf[r->len++] = (unsigned char) (v >> shift);
 }
 
-/* be16_append: an int16 straight into a buffer (the trailer) */
-static void be16_append(cw_strbuf *o, uint16_t v)
-{
-    char b[2] = {(char) (v >> 8), (char) v};
-    cw_strbuf_append(o, b, 2);
-}
-
 static void bin_null(bin_row *r)
 {
     be32(r, UINT32_MAX);
@@ -402,6 +395,6 @@ int batch_copy_stream(const batch *b, const loaded_model *m, const char *topic, 
                 flushed = sink->flush(sink->ctx, tx);
         }
     }
-    be16_append(tx, UINT16_MAX); /* -1: the end of the binary COPY data */
+    cw_strbuf_append(tx, "\xff\xff", 2); /* int16 -1: the end of the binary COPY data */
     return flushed;
 }

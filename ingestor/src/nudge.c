@@ -24,7 +24,8 @@
  * seeking would also wake the fetchers in some versions, but each bumps the partition's op version,
  * which drops what was prefetched for it.
  *
- * When. The poll thread measures the consumer queue on every pass. A nudge is due once the queue
+ * When. The poll thread measures the consumer queue every QUEUE_SAMPLE messages and whenever a
+ * poll returns nothing. A nudge is due once the queue
  * had grown past a third of the prefetch (so the fetchers may have stopped) and has since fallen
  * below a twelfth (so they may fetch again and should, before the writers run dry), and at most
  * every NUDGE_MIN_INTERVAL_MS. The prefetch is in bytes, the queue length in messages: a moving
@@ -45,6 +46,7 @@
 
 #define NUDGE_MIN_INTERVAL_MS 20
 #define NUDGE_TIMEOUT_MS      500
+#define QUEUE_SAMPLE          32
 #define LEADERS_REFRESH_MS    10000
 #define MAX_LEADERS           64 /* distinct leaders told apart; past that, every partition goes */
 /* librdkafka's accounting per queued message, beyond the payload */
@@ -191,6 +193,11 @@ void nudger_check(fetch_nudger *n, size_t msg_len)
         return;
     if (msg_len)
         n->avg_len += ((double) msg_len - n->avg_len) / 64;
+    /* the queue's length takes its lock, which the fetchers contend for: read it every
+     * QUEUE_SAMPLE-th message (well under a millisecond under a backlog), and whenever the poll
+     * came back empty */
+    if (msg_len && ++n->passes % QUEUE_SAMPLE != 0)
+        return;
     size_t queued = rd_kafka_queue_length(n->consumer_queue);
     if (queued > n->peak)
         n->peak = queued;

@@ -19,6 +19,7 @@ typedef struct fetch_nudger {
     double avg_len;    /* moving average of message sizes */
     size_t peak;       /* longest consumer queue since the last nudge */
     int64_t nudged_at; /* ms */
+    unsigned passes;   /* nudger_check calls, to sample the queue's length */
     /* hand-off to the nudging thread */
     pthread_t thread;
     pthread_mutex_t mu;
