@@ -7,28 +7,24 @@
  * only while it is an exact integer (below 2^53), since wei amounts must be kept exactly.
  * Field names: hash; from; to (null or "" for a contract creation); value; gas; gasPrice, or
  * maxFeePerGas for EIP-1559 transactions without gasPrice; timeStamp (Etherscan) or timestamp;
- * blockNumber. Unknown fields are ignored. The payload is checked for size and strict UTF-8
- * before cJSON sees it.
+ * blockNumber. Unknown fields are ignored; when a name occurs twice the first wins. The payload
+ * is checked for size and strict UTF-8 first.
  *
- * Allocation. cJSON makes a node and a string or two per member: ~30 malloc/free pairs per
- * message, which were a fifth of the ingestor's decoding time (perf, make bench-ingest). So a
- * message's tree is carved from a buffer on cw_tx_decode's stack instead. cJSON's hooks are
- * process-wide (cJSON_InitHooks), so they check a thread-local pointer: outside a decode on this
- * thread, or once the buffer is used up (a large array), they are plain malloc and free. Every
- * tree built during a decode is deleted before it returns.
+ * Parsing. jscan.c validates the whole message and reports each member of the transaction
+ * objects as a span of the payload; only the members named above are kept (tx_fields), and a
+ * string is copied only when it is read (escapes decoded then). A message is refused whole:
+ * the grammar is checked to the end, then the array's size, then each transaction in order.
  */
 #include "txdecode.h"
 
-#include <ctype.h>
-#include <pthread.h>
-#include <stdint.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
+#include "jscan.h"
 
 static const char *const reason_names[CW_DECODE_REASONS] = {
     "ok",         "too_large",     "invalid_utf8",  "invalid_json",
@@ -39,44 +35,6 @@ static const char *const reason_names[CW_DECODE_REASONS] = {
 const char *cw_decode_reason_name(cw_decode_reason r)
 {
     return (r >= 0 && r < CW_DECODE_REASONS) ? reason_names[r] : "unknown";
-}
-
-#define ARENA_BYTES 8192 /* a single transaction's tree takes ~2-3 KiB */
-
-typedef struct arena {
-    char *base;
-    size_t used, cap;
-} arena;
-
-static __thread arena *current_arena; /* set only inside cw_tx_decode */
-
-static void *arena_malloc(size_t n)
-{
-    arena *a = current_arena;
-    size_t need = (n + 15) & ~(size_t) 15;
-    if (a && need >= n && need <= a->cap - a->used) {
-        void *p = a->base + a->used;
-        a->used += need;
-        return p;
-    }
-    return malloc(n);
-}
-
-static void arena_free(void *p)
-{
-    arena *a = current_arena;
-    uintptr_t u = (uintptr_t) p;
-    if (a && u >= (uintptr_t) a->base && u < (uintptr_t) a->base + a->cap)
-        return; /* the whole buffer goes when the decode returns */
-    free(p);
-}
-
-static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
-
-static void install_hooks(void)
-{
-    cJSON_Hooks hooks = {.malloc_fn = arena_malloc, .free_fn = arena_free};
-    cJSON_InitHooks(&hooks);
 }
 
 static int fail(cw_decode_error *err, cw_decode_reason r, const char *fmt, ...)
@@ -173,37 +131,75 @@ static char hex_lower(char c)
     return 0;
 }
 
-/* hex_fixed copies a 0x-prefixed hex string of exactly `digits` digits, lower-cased. */
-static bool hex_fixed(const char *s, size_t digits, char *out)
+/* hex_fixed copies s[0..n), a 0x-prefixed hex string of exactly `digits` digits, lower-cased */
+static bool hex_fixed(const char *s, size_t n, size_t digits, char *out)
 {
-    if (s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
+    if (n != digits + 2 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
         return false;
     out[0] = '0';
     out[1] = 'x';
     for (size_t i = 0; i < digits; i++) {
-        char c = hex_lower(s[2 + i]); /* stops at the NUL: hex_lower('\0') == 0 */
+        char c = hex_lower(s[2 + i]);
         if (!c)
             return false;
         out[2 + i] = c;
     }
-    if (s[2 + digits] != '\0')
-        return false;
     out[2 + digits] = '\0';
     return true;
 }
 
+#define FIELD_TEXT_MAX 256 /* longer than any valid hash, address or amount */
+
+/*
+ * field_text gives a string member's contents: the span in the payload itself, or, when it has
+ * escapes, decoded into buf. Returns false when the decoded text does not fit buf (no valid
+ * field is that long).
+ */
+static bool field_text(const js_value *v, char buf[FIELD_TEXT_MAX], const char **s, size_t *n)
+{
+    if (!v->escaped) {
+        *s = v->p;
+        *n = v->n;
+        return true;
+    }
+    long len = js_string(v, buf, FIELD_TEXT_MAX);
+    if (len < 0)
+        return false;
+    *s = buf;
+    *n = (size_t) len;
+    return true;
+}
+
+static bool is_null(const js_value *v)
+{
+    return v->type == JS_ABSENT || v->type == JS_NULL;
+}
+
 /* read_amount decodes an amount field given as a string (decimal or 0x-hex) or an exact JSON
  * integer into dec/approx. Returns 0, or -1 with err filled. */
-static int read_amount(const cJSON *item, const char *name, char dec[CW_WEI_DEC_MAX],
+static int read_amount(const js_value *item, const char *name, char dec[CW_WEI_DEC_MAX],
                        double *approx, cw_decode_error *err)
 {
     cw_wei_status st;
 
-    if (cJSON_IsString(item)) {
-        const char *s = item->valuestring;
-        st = cw_wei_parse(s, strlen(s), dec, approx);
-    } else if (cJSON_IsNumber(item)) {
-        double d = item->valuedouble;
+    if (item->type == JS_STRING) {
+        char buf[FIELD_TEXT_MAX];
+        const char *s;
+        size_t n;
+        if (!field_text(item, buf, &s, &n))
+            return fail(err, CW_DECODE_INVALID_FIELD, "%s is too long", name);
+        st = cw_wei_parse(s, n, dec, approx);
+    } else if (item->type == JS_NUMBER) {
+        /* the number's value as cJSON read it (strtod), so 1e3 and 1.0 stay integers */
+        char text[64];
+        if (item->n >= sizeof(text))
+            return fail(err, CW_DECODE_INVALID_FIELD,
+                        "%s must be an integer below 2^53 when given as a JSON number (use a "
+                        "string for larger amounts)",
+                        name);
+        memcpy(text, item->p, item->n);
+        text[item->n] = '\0';
+        double d = strtod(text, NULL);
         if (d < 0)
             return fail(err, CW_DECODE_NEGATIVE_AMOUNT, "%s is negative", name);
         if (!isfinite(d) || d != floor(d) || d > 9007199254740991.0)
@@ -224,12 +220,12 @@ static int read_amount(const cJSON *item, const char *name, char dec[CW_WEI_DEC_
 }
 
 /* read_int64 reads an optional integer field (block number, timestamp); -1 when absent/null. */
-static int read_int64(const cJSON *item, const char *name, int64_t *out, cw_decode_error *err)
+static int read_int64(const js_value *item, const char *name, int64_t *out, cw_decode_error *err)
 {
     char dec[CW_WEI_DEC_MAX];
 
     *out = -1;
-    if (!item || cJSON_IsNull(item))
+    if (is_null(item))
         return 0;
     if (read_amount(item, name, dec, NULL, err) != 0)
         return -1;
@@ -240,130 +236,189 @@ static int read_int64(const cJSON *item, const char *name, int64_t *out, cw_deco
 }
 
 /* read_address reads an optional address: absent, null or "" give "", else 0x + 40 hex. */
-static int read_address(const cJSON *item, const char *name, char out[43], cw_decode_error *err)
+static int read_address(const js_value *item, const char *name, char out[43], cw_decode_error *err)
 {
+    char buf[FIELD_TEXT_MAX];
+    const char *s;
+    size_t n;
+
     out[0] = '\0';
-    if (!item || cJSON_IsNull(item))
+    if (is_null(item))
         return 0;
-    if (!cJSON_IsString(item))
+    if (item->type != JS_STRING)
         return fail(err, CW_DECODE_INVALID_FIELD, "%s must be a string or null", name);
-    if (item->valuestring[0] == '\0')
+    if (item->n == 0)
         return 0;
-    if (!hex_fixed(item->valuestring, 40, out))
+    if (!field_text(item, buf, &s, &n) || !hex_fixed(s, n, 40, out))
         return fail(err, CW_DECODE_INVALID_FIELD, "%s is not a 0x-prefixed 20-byte address", name);
     return 0;
 }
 
-/* the fields we read, found in one pass over the object's members */
+/* the members we read of one transaction object (JS_ABSENT when missing) */
 typedef struct tx_fields {
-    const cJSON *hash, *from, *to, *value, *gas, *gas_price, *max_fee, *timestamp, *time_stamp,
-        *block_number;
+    js_type type; /* of the item itself: only a JS_OBJECT has members */
+    js_value hash, from, to, value, gas, gas_price, max_fee, timestamp, time_stamp, block_number;
 } tx_fields;
 
-/* find_fields walks the members once; the first occurrence of a name wins, as with cJSON lookups */
-static void find_fields(const cJSON *obj, tx_fields *f)
+/* field_slot maps a member name to its slot, or NULL for a member we ignore */
+static js_value *field_slot(tx_fields *f, const char *k, size_t n)
 {
-    const cJSON *it;
-    memset(f, 0, sizeof(*f));
-    for (it = obj->child; it; it = it->next) {
-        const char *k = it->string;
-        const cJSON **slot = NULL;
-        if (!k)
-            continue;
-        switch (k[0]) {
-        case 'h':
-            if (!strcmp(k, "hash"))
-                slot = &f->hash;
-            break;
-        case 'f':
-            if (!strcmp(k, "from"))
-                slot = &f->from;
-            break;
-        case 't':
-            if (!strcmp(k, "to"))
-                slot = &f->to;
-            else if (!strcmp(k, "timeStamp"))
-                slot = &f->time_stamp;
-            else if (!strcmp(k, "timestamp"))
-                slot = &f->timestamp;
-            break;
-        case 'v':
-            if (!strcmp(k, "value"))
-                slot = &f->value;
-            break;
-        case 'g':
-            if (!strcmp(k, "gas"))
-                slot = &f->gas;
-            else if (!strcmp(k, "gasPrice"))
-                slot = &f->gas_price;
-            break;
-        case 'm':
-            if (!strcmp(k, "maxFeePerGas"))
-                slot = &f->max_fee;
-            break;
-        case 'b':
-            if (!strcmp(k, "blockNumber"))
-                slot = &f->block_number;
-            break;
-        default:
-            break;
-        }
-        if (slot && !*slot)
-            *slot = it;
+#define IS(lit) (n == sizeof(lit) - 1 && memcmp(k, lit, sizeof(lit) - 1) == 0)
+    switch (n ? k[0] : 0) {
+    case 'h':
+        return IS("hash") ? &f->hash : NULL;
+    case 'f':
+        return IS("from") ? &f->from : NULL;
+    case 't':
+        return IS("to")          ? &f->to
+               : IS("timeStamp") ? &f->time_stamp
+               : IS("timestamp") ? &f->timestamp
+                                 : NULL;
+    case 'v':
+        return IS("value") ? &f->value : NULL;
+    case 'g':
+        return IS("gas") ? &f->gas : IS("gasPrice") ? &f->gas_price : NULL;
+    case 'm':
+        return IS("maxFeePerGas") ? &f->max_fee : NULL;
+    case 'b':
+        return IS("blockNumber") ? &f->block_number : NULL;
+    default:
+        return NULL;
     }
+#undef IS
+}
+
+/*
+ * The scan's collector: one tx_fields per item, the first inline (most messages are one
+ * object), more in a growing array; items past CW_TX_MAX_ITEMS are counted, not kept.
+ */
+typedef struct collector {
+    tx_fields first, *items; /* items: first, or a malloc'd array (cap > 1) */
+    size_t count, cap;
+    tx_fields *cur; /* the item whose members arrive; NULL when it is not kept */
+    bool oom;
+} collector;
+
+static void on_item(void *ctx, js_type type)
+{
+    collector *c = ctx;
+    c->cur = NULL;
+    if (++c->count > CW_TX_MAX_ITEMS || c->oom)
+        return;
+    if (c->count > c->cap) {
+        size_t cap = c->cap < 16 ? 16 : c->cap * 2;
+        tx_fields *grown = malloc(cap * sizeof(*grown));
+        if (!grown) {
+            c->oom = true;
+            return;
+        }
+        memcpy(grown, c->items, (c->count - 1) * sizeof(*grown));
+        if (c->items != &c->first)
+            free(c->items);
+        c->items = grown;
+        c->cap = cap;
+    }
+    c->cur = &c->items[c->count - 1];
+    memset(c->cur, 0, sizeof(*c->cur));
+    c->cur->type = type;
+}
+
+static void on_member(void *ctx, const js_value *key, const js_value *value)
+{
+    collector *c = ctx;
+    js_value *slot;
+    if (!c->cur)
+        return;
+    if (key->escaped) {
+        char name[16];
+        long n = js_string(key, name, sizeof(name));
+        slot = n < 0 ? NULL : field_slot(c->cur, name, (size_t) n);
+    } else {
+        slot = field_slot(c->cur, key->p, key->n);
+    }
+    if (slot && slot->type == JS_ABSENT)
+        *slot = *value;
 }
 
 /* decode_object fills tx from one JSON object in any of the accepted formats. */
-static int decode_object(const cJSON *obj, cw_tx *tx, cw_decode_error *err)
+static int decode_object(const tx_fields *f, cw_tx *tx, cw_decode_error *err)
 {
-    tx_fields f;
-    const cJSON *gp;
+    char buf[FIELD_TEXT_MAX];
+    const char *s;
+    size_t n;
+    const js_value *gp;
     const char *gp_name = "gasPrice";
 
-    if (!cJSON_IsObject(obj))
+    if (f->type != JS_OBJECT)
         return fail(err, CW_DECODE_NOT_OBJECT, "a transaction must be a JSON object");
-    find_fields(obj, &f);
 
-    if (!f.hash)
+    if (f->hash.type == JS_ABSENT)
         return fail(err, CW_DECODE_MISSING_FIELD, "hash is missing");
-    if (!cJSON_IsString(f.hash) || !hex_fixed(f.hash->valuestring, 64, tx->hash))
+    if (f->hash.type != JS_STRING || !field_text(&f->hash, buf, &s, &n) ||
+        !hex_fixed(s, n, 64, tx->hash))
         return fail(err, CW_DECODE_INVALID_FIELD, "hash is not a 0x-prefixed 32-byte hex string");
 
-    if (read_address(f.from, "from", tx->from, err) || read_address(f.to, "to", tx->to, err))
+    if (read_address(&f->from, "from", tx->from, err) || read_address(&f->to, "to", tx->to, err))
         return -1;
 
-    if (!f.value || cJSON_IsNull(f.value))
+    if (is_null(&f->value))
         return fail(err, CW_DECODE_MISSING_FIELD, "value is missing");
-    if (read_amount(f.value, "value", tx->value, &tx->f_value, err) != 0)
+    if (read_amount(&f->value, "value", tx->value, &tx->f_value, err) != 0)
         return -1;
-    if (!f.gas || cJSON_IsNull(f.gas))
+    if (is_null(&f->gas))
         return fail(err, CW_DECODE_MISSING_FIELD, "gas is missing");
-    if (read_amount(f.gas, "gas", tx->gas, &tx->f_gas, err) != 0)
+    if (read_amount(&f->gas, "gas", tx->gas, &tx->f_gas, err) != 0)
         return -1;
-    gp = f.gas_price;
-    if (!gp || cJSON_IsNull(gp)) {
-        gp = f.max_fee;
+    gp = &f->gas_price;
+    if (is_null(gp)) {
+        gp = &f->max_fee;
         gp_name = "maxFeePerGas";
     }
-    if (!gp || cJSON_IsNull(gp))
+    if (is_null(gp))
         return fail(err, CW_DECODE_MISSING_FIELD, "gasPrice (or maxFeePerGas) is missing");
     if (read_amount(gp, gp_name, tx->gas_price, &tx->f_gas_price, err) != 0)
         return -1;
 
-    if (read_int64(f.time_stamp ? f.time_stamp : f.timestamp, "timestamp", &tx->timestamp, err) ||
-        read_int64(f.block_number, "blockNumber", &tx->block_number, err))
+    if (read_int64(f->time_stamp.type != JS_ABSENT ? &f->time_stamp : &f->timestamp, "timestamp",
+                   &tx->timestamp, err) ||
+        read_int64(&f->block_number, "blockNumber", &tx->block_number, err))
         return -1;
     return 0;
 }
 
-static int decode(const char *payload, size_t len, size_t max_bytes, cw_tx **out, size_t *n_out,
-                  cw_decode_error *err)
+/* decode_items turns the collected items into transactions; the message is refused whole */
+static int decode_items(const collector *c, bool is_array, cw_tx **out, size_t *n_out,
+                        cw_decode_error *err)
 {
-    cJSON *root;
-    cw_tx *txs = NULL;
-    size_t n = 0;
-    const char *end = NULL;
+    if (is_array && c->count == 0)
+        return fail(err, CW_DECODE_NOT_OBJECT, "empty array");
+    if (c->count > CW_TX_MAX_ITEMS)
+        return fail(err, CW_DECODE_TOO_MANY, "array of %zu transactions exceeds %d", c->count,
+                    CW_TX_MAX_ITEMS);
+    if (c->oom)
+        return fail(err, CW_DECODE_TOO_LARGE, "out of memory");
+    cw_tx *txs = calloc(c->count, sizeof(cw_tx));
+    if (!txs)
+        return fail(err, CW_DECODE_TOO_LARGE, "out of memory");
+    for (size_t i = 0; i < c->count; i++) {
+        if (decode_object(&c->items[i], &txs[i], err) != 0) {
+            if (is_array) {
+                char msg[sizeof(err->message)];
+                snprintf(msg, sizeof(msg), "item %zu: %.170s", i, err->message);
+                memcpy(err->message, msg, sizeof(msg));
+            }
+            free(txs);
+            return -1;
+        }
+    }
+    *out = txs;
+    *n_out = c->count;
+    return 0;
+}
 
+int cw_tx_decode(const char *payload, size_t len, size_t max_bytes, cw_tx **out, size_t *n_out,
+                 cw_decode_error *err)
+{
     *out = NULL;
     *n_out = 0;
     err->reason = CW_DECODE_OK;
@@ -379,77 +434,20 @@ static int decode(const char *payload, size_t len, size_t max_bytes, cw_tx **out
         return fail(err, CW_DECODE_INVALID_UTF8, "message is not valid UTF-8");
     if (memchr(payload, '\0', len))
         return fail(err, CW_DECODE_INVALID_JSON, "message contains a NUL byte");
-
     if (has_escaped_nul(payload, len))
         return fail(err, CW_DECODE_INVALID_FIELD,
                     "message contains an escaped NUL character (\\u0000)");
 
-    root = cJSON_ParseWithLengthOpts(payload, len, &end, 0);
-    if (!root)
-        return fail(err, CW_DECODE_INVALID_JSON, "message is not valid JSON");
-    while (end && end < payload + len && isspace((unsigned char) *end))
-        end++;
-    if (end != payload + len) {
-        cJSON_Delete(root);
-        return fail(err, CW_DECODE_INVALID_JSON, "trailing data after the JSON value");
-    }
-
-    if (cJSON_IsArray(root)) {
-        int count = cJSON_GetArraySize(root);
-        if (count == 0) {
-            cJSON_Delete(root);
-            return fail(err, CW_DECODE_NOT_OBJECT, "empty array");
-        }
-        if (count > CW_TX_MAX_ITEMS) {
-            cJSON_Delete(root);
-            return fail(err, CW_DECODE_TOO_MANY, "array of %d transactions exceeds %d", count,
-                        CW_TX_MAX_ITEMS);
-        }
-        txs = calloc((size_t) count, sizeof(cw_tx));
-        if (!txs) {
-            cJSON_Delete(root);
-            return fail(err, CW_DECODE_TOO_LARGE, "out of memory");
-        }
-        const cJSON *item;
-        cJSON_ArrayForEach(item, root)
-        {
-            if (decode_object(item, &txs[n], err) != 0) {
-                char msg[sizeof(err->message)];
-                snprintf(msg, sizeof(msg), "item %zu: %.170s", n, err->message);
-                memcpy(err->message, msg, sizeof(msg));
-                free(txs);
-                cJSON_Delete(root);
-                return -1;
-            }
-            n++;
-        }
-    } else {
-        txs = calloc(1, sizeof(cw_tx));
-        if (!txs) {
-            cJSON_Delete(root);
-            return fail(err, CW_DECODE_TOO_LARGE, "out of memory");
-        }
-        if (decode_object(root, &txs[0], err) != 0) {
-            free(txs);
-            cJSON_Delete(root);
-            return -1;
-        }
-        n = 1;
-    }
-    cJSON_Delete(root);
-    *out = txs;
-    *n_out = n;
-    return 0;
-}
-
-int cw_tx_decode(const char *payload, size_t len, size_t max_bytes, cw_tx **out, size_t *n_out,
-                 cw_decode_error *err)
-{
-    _Alignas(16) char buf[ARENA_BYTES];
-    arena a = {buf, 0, sizeof(buf)};
-    pthread_once(&hooks_once, install_hooks);
-    current_arena = &a;
-    int rc = decode(payload, len, max_bytes, out, n_out, err);
-    current_arena = NULL;
+    collector c = {.cap = 1};
+    c.items = &c.first;
+    js_handler h = {on_item, on_member, &c};
+    bool is_array;
+    int rc;
+    if (js_scan(payload, len, &h, &is_array) != 0)
+        rc = fail(err, CW_DECODE_INVALID_JSON, "message is not valid JSON");
+    else
+        rc = decode_items(&c, is_array, out, n_out, err);
+    if (c.items != &c.first)
+        free(c.items);
     return rc;
 }

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "jscan.h"
 #include "txdecode.h"
 #include "wei.h"
 
@@ -667,6 +668,108 @@ static void escaped_nul_inside_an_amount(void **state)
                    1));
 }
 
+/* ---- the JSON grammar (jscan.c): RFC 8259, escapes decoded in names and values ----------------
+ */
+
+#define TX_REST "\"value\":\"1\",\"gas\":1,\"gasPrice\":1"
+
+static void json_grammar_is_rfc_8259(void **state)
+{
+    (void) state;
+    const char *bad[] = {
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":01}",          /* leading zero */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":1.}",          /* no fraction digits */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":.5}",          /* no integer part */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":+1}",          /* plus sign */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":1e}",          /* empty exponent */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":-}",           /* a lone minus */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":\"a\tb\"}",    /* raw control character */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":\"\\x\"}",     /* unknown escape */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":\"\\u12g4\"}", /* bad \u digits */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":\"\\ud800\"}", /* lone high surrogate */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":\"\\udc00\"}", /* lone low surrogate */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":\"\\ud800\\u0041\"}", /* high, then no low */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":tru}",                /* truncated literal */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":[1,]}",    /* trailing comma in array */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":{\"a\"}}", /* member without a value */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":{1:2}}",   /* non-string name */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":[1 2]}",   /* missing comma */
+        "{\"hash\":\"" HASH_A "\"," TX_REST "\f}",             /* form feed is no whitespace */
+        "{\"hash\":\"" HASH_A "\"," TX_REST ",\"n\":\"unterminated}",
+        "[{\"hash\":\"" HASH_A "\"," TX_REST "},]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        refused(bad[i], CW_DECODE_INVALID_JSON);
+
+    /* whatever nests inside an ignored member is validated and skipped */
+    cw_tx *t =
+        decode_ok("{\"input\":{\"a\":[1,-2.5e+3,true,false,null,{\"b\":[[]]},\"\\ud83d\\ude00\"]},"
+                  "\"hash\":\"" HASH_A "\"," TX_REST ",\"logs\":[]}",
+                  1);
+    assert_string_equal(t->hash, HASH_A);
+    free(t);
+
+    /* nesting: JS_MAX_DEPTH levels are fine, one more is not */
+    for (int depth = JS_MAX_DEPTH - 1; depth <= JS_MAX_DEPTH; depth++) {
+        char *msg = malloc(2 * (size_t) depth + 256);
+        assert_non_null(msg);
+        int n = sprintf(msg, "{\"hash\":\"" HASH_A "\"," TX_REST ",\"deep\":");
+        for (int i = 0; i < depth; i++)
+            msg[n++] = '[';
+        for (int i = 0; i < depth; i++)
+            msg[n++] = ']';
+        msg[n++] = '}';
+        msg[n] = '\0';
+        if (depth < JS_MAX_DEPTH)
+            free(decode_ok(msg, 1));
+        else
+            refused(msg, CW_DECODE_INVALID_JSON);
+        free(msg);
+    }
+}
+
+#define A64    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define ONES40 "1111111111111111111111111111111111111111"
+
+static void escapes_in_names_and_values_are_decoded(void **state)
+{
+    (void) state;
+    /* "h\u0061sh" is the name hash; "\u0030x..." and "\/"-free hex decode to the plain value */
+    cw_tx *t = decode_ok("{\"h\\u0061sh\":\"\\u0030x" A64 "\",\"from\":\"\\u0030X" ONES40
+                         "\",\"v\\u0061lue\":\"\\u0031\\u0032\",\"gas\":\"0x\\u0031\\u0030\","
+                         "\"gasPrice\":1}",
+                         1);
+    assert_string_equal(t->hash, HASH_A);
+    assert_string_equal(t->from, ADDR_1);
+    assert_string_equal(t->value, "12");
+    assert_string_equal(t->gas, "16");
+    free(t);
+    /* an escape that decodes to something invalid is refused like the plain text would be */
+    refused("{\"hash\":\"" HASH_A "\",\"value\":\"1\\n\",\"gas\":1,\"gasPrice\":1}",
+            CW_DECODE_INVALID_FIELD);
+    /* the first of two members with one name wins, also when the second is spelled escaped */
+    t = decode_ok("{\"hash\":\"" HASH_A "\",\"value\":\"7\",\"v\\u0061lue\":\"8\",\"value\":\"9\","
+                  "\"gas\":1,\"gasPrice\":1}",
+                  1);
+    assert_string_equal(t->value, "7");
+    free(t);
+    /* a name longer than any we read, and an escaped one, are ignored */
+    free(decode_ok("{\"hash\":\"" HASH_A "\"," TX_REST ",\"a\\u00e9aaaaaaaaaaaaaaaaaaaaaaaaaa\":1}",
+                   1));
+    /* an amount string too long for any amount, with escapes, is an invalid field */
+    char msg[1024];
+    char digits[600];
+    memset(digits, '1', sizeof(digits) - 1);
+    digits[sizeof(digits) - 1] = '\0';
+    snprintf(msg, sizeof(msg),
+             "{\"hash\":\"" HASH_A "\",\"value\":\"\\u0031%s\",\"gas\":1,\"gasPrice\":1}", digits);
+    refused(msg, CW_DECODE_INVALID_FIELD);
+    /* a JSON number too long to be an exact integer below 2^53 */
+    snprintf(msg, sizeof(msg), "{\"hash\":\"" HASH_A "\",\"value\":%s,\"gas\":1,\"gasPrice\":1}",
+             digits);
+    refused(msg, CW_DECODE_INVALID_FIELD);
+}
+
 static void reason_names_are_the_documented_labels(void **state)
 {
     (void) state;
@@ -714,6 +817,8 @@ int main(void)
         cmocka_unit_test(trailing_garbage),
         cmocka_unit_test(nul_byte),
         cmocka_unit_test(escaped_nul_inside_an_amount),
+        cmocka_unit_test(json_grammar_is_rfc_8259),
+        cmocka_unit_test(escapes_in_names_and_values_are_decoded),
         cmocka_unit_test(reason_names_are_the_documented_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
