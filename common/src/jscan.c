@@ -59,6 +59,23 @@ static int hex4(const unsigned char *p)
     return v;
 }
 
+#define ONES  UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/*
+ * needs_look: does any byte of w need string()'s byte loop (a quote, a backslash or a byte below
+ * 0x20)? The classic bit trick: (x - ONES) & ~x & HIGHS is nonzero exactly when some byte of x is
+ * zero, and (x - ONES * 0x20) & ~x & HIGHS exactly when some byte is below 0x20 (UTF-8 bytes,
+ * 0x80 and up, never count: ~x clears their high bit).
+ */
+static inline bool needs_look(uint64_t w)
+{
+    uint64_t quote = w ^ (ONES * '"'), backslash = w ^ (ONES * '\\');
+    uint64_t zero_q = (quote - ONES) & ~quote, zero_b = (backslash - ONES) & ~backslash;
+    uint64_t control = (w - ONES * 0x20) & ~w;
+    return ((zero_q | zero_b | control) & HIGHS) != 0;
+}
+
 /* string scans a string starting at its opening quote */
 static int string(scan *s, js_value *v)
 {
@@ -66,6 +83,14 @@ static int string(scan *s, js_value *v)
     bool escaped = false;
 
     for (;;) {
+        /* eight bytes at a time while none is a quote, a backslash or a control character */
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (needs_look(w))
+                break;
+            p += 8;
+        }
         if (p >= end)
             return -1;
         unsigned char c = *p;

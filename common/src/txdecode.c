@@ -119,31 +119,31 @@ static bool has_escaped_nul(const char *s, size_t n)
     return false;
 }
 
-/* hex_lower maps a hex digit to its lower-case form, anything else to 0 (no locale lookups) */
-static char hex_lower(char c)
-{
-    unsigned char u = (unsigned char) c;
-    if ((unsigned) (u - '0') < 10u)
-        return c;
-    u |= 0x20; /* 'A'-'F' to 'a'-'f'; only those and 'a'-'f' themselves land in 'a'-'f' */
-    if ((unsigned) (u - 'a') < 6u)
-        return (char) u;
-    return 0;
-}
+/* HEX_LOWER maps a hex digit to its lower-case form and anything else to 0 (no locale lookups) */
+#define HEX_ROW(c) ['0' + (c)] = '0' + (c)
+#define HEX_AF(c)  ['a' + (c)] = 'a' + (c), ['A' + (c)] = 'a' + (c)
+static const char HEX_LOWER[256] = {
+    HEX_ROW(0), HEX_ROW(1), HEX_ROW(2), HEX_ROW(3), HEX_ROW(4), HEX_ROW(5), HEX_ROW(6), HEX_ROW(7),
+    HEX_ROW(8), HEX_ROW(9), HEX_AF(0),  HEX_AF(1),  HEX_AF(2),  HEX_AF(3),  HEX_AF(4),  HEX_AF(5),
+};
+#undef HEX_ROW
+#undef HEX_AF
 
 /* hex_fixed copies s[0..n), a 0x-prefixed hex string of exactly `digits` digits, lower-cased */
 static bool hex_fixed(const char *s, size_t n, size_t digits, char *out)
 {
     if (n != digits + 2 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
         return false;
+    bool bad = false;
     out[0] = '0';
     out[1] = 'x';
     for (size_t i = 0; i < digits; i++) {
-        char c = hex_lower(s[2 + i]);
-        if (!c)
-            return false;
+        char c = HEX_LOWER[(unsigned char) s[2 + i]];
+        bad |= !c;
         out[2 + i] = c;
     }
+    if (bad)
+        return false;
     out[2 + digits] = '\0';
     return true;
 }

@@ -72,6 +72,21 @@ static void hex_to_dec(const char *h, size_t n, char dec[CW_WEI_DEC_MAX])
     dec[nd] = '\0';
 }
 
+/*
+ * approx_of is strtod(dec) for a canonical decimal: below 10^19 the value fits a uint64_t, whose
+ * conversion to double rounds to nearest-even exactly as strtod does, without strtod's cost.
+ */
+static double approx_of(const char *dec)
+{
+    size_t n = strlen(dec);
+    if (n > 19)
+        return strtod(dec, NULL);
+    uint64_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        u = u * 10 + (uint64_t) (dec[i] - '0');
+    return (double) u;
+}
+
 cw_wei_status cw_wei_parse(const char *s, size_t n, char dec[CW_WEI_DEC_MAX], double *approx)
 {
     if (n == 0)
@@ -107,6 +122,6 @@ cw_wei_status cw_wei_parse(const char *s, size_t n, char dec[CW_WEI_DEC_MAX], do
         dec[n] = '\0';
     }
     if (approx)
-        *approx = strtod(dec, NULL);
+        *approx = approx_of(dec);
     return CW_WEI_OK;
 }

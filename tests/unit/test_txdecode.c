@@ -668,6 +668,44 @@ static void escaped_nul_inside_an_amount(void **state)
                    1));
 }
 
+/* the double of an amount is strtod's (correctly rounded) for every length, including the
+ * 19-digit ones above 2^63 that take the integer path and the ties around 2^53 */
+static void amount_doubles_match_strtod(void **state)
+{
+    (void) state;
+    const char *fixed[] = {"0",
+                           "1",
+                           "9007199254740992",
+                           "9007199254740993",
+                           "9007199254740995",
+                           "9223372036854775807",
+                           "9223372036854775808",
+                           "9999999999999999999",
+                           "18446744073709551615",
+                           "18446744073709551617",
+                           U256_MAX_DEC};
+    char dec[CW_WEI_DEC_MAX], digits[80];
+    double got;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        assert_int_equal(cw_wei_parse(fixed[i], strlen(fixed[i]), dec, &got), CW_WEI_OK);
+        assert_true(got == strtod(fixed[i], NULL));
+    }
+    uint64_t x = 88172645463325252u; /* xorshift64 */
+    for (int i = 0; i < 200000; i++) {
+        size_t n = 1 + (size_t) (i % 24);
+        for (size_t k = 0; k < n; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            digits[k] = (char) ('0' + (k == 0 ? 1 + x % 9 : x % 10));
+        }
+        digits[n] = '\0';
+        assert_int_equal(cw_wei_parse(digits, n, dec, &got), CW_WEI_OK);
+        if (got != strtod(digits, NULL))
+            fail_msg("%s: %.17g, strtod %.17g", digits, got, strtod(digits, NULL));
+    }
+}
+
 /* ---- the JSON grammar (jscan.c): RFC 8259, escapes decoded in names and values ----------------
  */
 
@@ -700,6 +738,25 @@ static void json_grammar_is_rfc_8259(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         refused(bad[i], CW_DECODE_INVALID_JSON);
+
+    /* a control character or an escape at every offset of a long string (the scanner reads
+     * strings eight bytes at a time) */
+    for (int at = 0; at < 24; at++) {
+        char msg[512], note[40];
+        memset(note, 'x', 30);
+        note[30] = '\0';
+        note[at] = '\x1f';
+        snprintf(msg, sizeof(msg), "{\"hash\":\"" HASH_A "\"," TX_REST ",\"note\":\"%s\"}", note);
+        refused(msg, CW_DECODE_INVALID_JSON);
+        note[at] = '\\';
+        note[at + 1] = '"';
+        snprintf(msg, sizeof(msg), "{\"hash\":\"" HASH_A "\"," TX_REST ",\"note\":\"%s\"}", note);
+        free(decode_ok(msg, 1));
+        note[at] = '"';
+        note[at + 1] = 'x';
+        snprintf(msg, sizeof(msg), "{\"hash\":\"" HASH_A "\"," TX_REST ",\"note\":\"%s\"}", note);
+        refused(msg, CW_DECODE_INVALID_JSON);
+    }
 
     /* whatever nests inside an ignored member is validated and skipped */
     cw_tx *t =
@@ -817,6 +874,7 @@ int main(void)
         cmocka_unit_test(trailing_garbage),
         cmocka_unit_test(nul_byte),
         cmocka_unit_test(escaped_nul_inside_an_amount),
+        cmocka_unit_test(amount_doubles_match_strtod),
         cmocka_unit_test(json_grammar_is_rfc_8259),
         cmocka_unit_test(escapes_in_names_and_values_are_decoded),
         cmocka_unit_test(reason_names_are_the_documented_labels),
