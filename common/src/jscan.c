@@ -63,17 +63,19 @@ static int hex4(const unsigned char *p)
 #define HIGHS UINT64_C(0x8080808080808080)
 
 /*
- * needs_look: does any byte of w need string()'s byte loop (a quote, a backslash or a byte below
- * 0x20)? The classic bit trick: (x - ONES) & ~x & HIGHS is nonzero exactly when some byte of x is
- * zero, and (x - ONES * 0x20) & ~x & HIGHS exactly when some byte is below 0x20 (UTF-8 bytes,
- * 0x80 and up, never count: ~x clears their high bit).
+ * special_bytes flags the bytes of w (eight bytes of a string, little-endian) that string() must
+ * look at: a quote, a backslash or a byte below 0x20. The classic bit trick: (x - ONES) & ~x &
+ * HIGHS sets the high bit of the first zero byte of x, and (x - ONES * 0x20) & ~x & HIGHS that of
+ * the first byte below 0x20 (UTF-8 bytes, 0x80 and up, never count: ~x clears their high bit).
+ * Bytes after the first flagged one may be flagged wrongly (a borrow runs through them), so only
+ * the lowest flag is exact: it is all string() uses.
  */
-static inline bool needs_look(uint64_t w)
+static inline uint64_t special_bytes(uint64_t w)
 {
     uint64_t quote = w ^ (ONES * '"'), backslash = w ^ (ONES * '\\');
     uint64_t zero_q = (quote - ONES) & ~quote, zero_b = (backslash - ONES) & ~backslash;
     uint64_t control = (w - ONES * 0x20) & ~w;
-    return ((zero_q | zero_b | control) & HIGHS) != 0;
+    return (zero_q | zero_b | control) & HIGHS;
 }
 
 /* string scans a string starting at its opening quote */
@@ -83,12 +85,16 @@ static int string(scan *s, js_value *v)
     bool escaped = false;
 
     for (;;) {
-        /* eight bytes at a time while none is a quote, a backslash or a control character */
-        while (end - p >= 8) {
+        /* eight bytes at a time, straight to the first quote, backslash or control character
+         * (the lowest flag is the first byte in memory only on a little-endian machine) */
+        while (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && end - p >= 8) {
             uint64_t w;
             memcpy(&w, p, 8);
-            if (needs_look(w))
+            uint64_t special = special_bytes(w);
+            if (special) {
+                p += __builtin_ctzll(special) >> 3;
                 break;
+            }
             p += 8;
         }
         if (p >= end)

@@ -39,6 +39,7 @@
 extern char **environ;
 
 #define BACKPRESSURE_WAIT_MS 250
+#define CLOCK_EVERY          64 /* messages between clock reads in the poll loop */
 
 /* per-partition state private to the poll thread */
 static ingest_msg *stash[MAX_PARTITIONS];
@@ -423,6 +424,7 @@ void *consumer_main(void *arg)
     atomic_fetch_add(&ing->threads_active, 1);
     atomic_store(&ing->consumer_running, true);
     int64_t checked_at = 0, trimmed_at = now_ms();
+    unsigned since_clock = 0;
     if (nudger_start(&ing->nudger, ing->rk, ing->cfg->kafka_topic) != 0)
         log_warn("cannot start the fetch nudger: a full prefetch will stall fetching for a second");
     while (!atomic_load(&ing->stop_polling)) {
@@ -447,6 +449,11 @@ void *consumer_main(void *arg)
             }
         }
         unstash(ing);
+        /* the clock is read every CLOCK_EVERY messages and on every empty poll: the periodic
+         * work below needs millisecond precision at most, and a read costs ~0.2 us on this VM */
+        if (m && ++since_clock < CLOCK_EVERY)
+            continue;
+        since_clock = 0;
         int64_t now = now_ms();
 #ifdef __GLIBC__
         /* messages are allocated here and freed by the writers, batches grow and shrink: the
