@@ -245,6 +245,41 @@ def broker_messages(bootstrap, topic):
     return total
 
 
+def drain_once(args, env):
+    """drain_once: one timed `chainwatch-ingestor --drain`; its wall time, steady-state time (from the
+    assignment to the drain, as its own log stamps them) and peak RSS in KiB."""
+    import json as _json
+    t0 = time.perf_counter()
+    log_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-ingestor-{os.getpid()}.log")
+    log = open(log_path, "w")
+    proc = subprocess.Popen([f"{args.bin}/chainwatch-ingestor", "--drain", "--metrics-port", "0",
+                             "--log-format", "json"], env=env, stderr=log)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, rss_peak_kb(proc.pid))
+        time.sleep(0.2)
+    ingest_s = time.perf_counter() - t0
+    log.close()
+    if proc.returncode != 0:
+        sys.exit(f"bench-ingest: the ingestor exited {proc.returncode}; log: {log_path}")
+    stamps = {}
+    for line in open(log_path):
+        try:
+            rec = _json.loads(line)
+        except ValueError:
+            continue
+        if rec["msg"].startswith("assigned") and "assigned" not in stamps:
+            stamps["assigned"] = rec["ts"]
+        if rec["msg"].startswith("all partitions drained"):
+            stamps["drained"] = rec["ts"]
+    os.unlink(log_path)
+    steady_s = None
+    if len(stamps) == 2:
+        parse = lambda t: datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
+        steady_s = (parse(stamps["drained"]) - parse(stamps["assigned"])).total_seconds()
+    return {"ingest_s": ingest_s, "steady_s": steady_s, "peak": peak}
+
+
 def bench_e2e(args):
     """bench_e2e: txgen -> broker, then the ingestor --drain, then COPY ceilings of the rows it stored."""
     env = dict(os.environ)
@@ -282,37 +317,19 @@ def bench_e2e(args):
     produce_s = time.perf_counter() - t0
     print(f"bench-ingest: produced {args.rows} messages in {produce_s:.1f} s", file=sys.stderr)
 
-    cur.execute("CHECKPOINT")  # as before each ceiling run: every target starts from the same state
-    t0 = time.perf_counter()
-    log_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-ingestor-{os.getpid()}.log")
-    log = open(log_path, "w")
-    proc = subprocess.Popen([f"{args.bin}/chainwatch-ingestor", "--drain", "--metrics-port", "0",
-                             "--log-format", "json"], env=env, stderr=log)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, rss_peak_kb(proc.pid))
-        time.sleep(0.2)
-    ingest_s = time.perf_counter() - t0
-    log.close()
-    if proc.returncode != 0:
-        sys.exit(f"bench-ingest: the ingestor exited {proc.returncode}; log: {log_path}")
-    # steady state: from the assignment to the drain, as the ingestor's own log stamps them
-    import json as _json
-    stamps = {}
-    for line in open(log_path):
-        try:
-            rec = _json.loads(line)
-        except ValueError:
-            continue
-        if rec["msg"].startswith("assigned") and "assigned" not in stamps:
-            stamps["assigned"] = rec["ts"]
-        if rec["msg"].startswith("all partitions drained"):
-            stamps["drained"] = rec["ts"]
-    os.unlink(log_path)
-    steady_s = None
-    if len(stamps) == 2:
-        parse = lambda t: datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
-        steady_s = (parse(stamps["drained"]) - parse(stamps["assigned"])).total_seconds()
+    # the drain, timed twice like each ceiling (the better run counts): a first run on a fresh cluster
+    # also pays for creating its WAL segments, which the ceilings, run later, find ready to recycle.
+    # Each run starts from an empty store under a consumer group of its own, so it reads everything.
+    runs = []
+    for run in range(2):
+        cur.execute("TRUNCATE chainwatch.transactions, chainwatch.anomalies, chainwatch.kafka_offsets")
+        cur.execute("UPDATE chainwatch.partition_state SET row_count = 0")
+        cur.execute("CHECKPOINT")  # as before each ceiling run: every target starts from the same state
+        runs.append(drain_once(args, dict(env, KAFKA_GROUP_ID=f"bench-ingest-{run + 1}")))
+        print(f"bench-ingest: drain {run + 1}: {runs[-1]['ingest_s']:.2f} s end to end", file=sys.stderr)
+    best = min(runs, key=lambda r: r["ingest_s"])
+    ingest_s, steady_s = best["ingest_s"], best["steady_s"]
+    peak = max(r["peak"] for r in runs)
     cur.execute("SELECT count(*), count(DISTINCT (kafka_partition, kafka_offset)) FROM chainwatch.transactions")
     stored, distinct = cur.fetchone()
     available = broker_messages(env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"])
@@ -350,7 +367,8 @@ def bench_e2e(args):
         "Kafka -> parse -> score (active model, 100 trees) -> COPY -> `commit_batch` -> commit. The time includes "
         "joining the consumer group (~3 s on the mock broker) and the final drain check. The ingestor sends the "
         "transactions as binary COPY; the ceilings load the same rows the same way, one client, batches of "
-        f"5,000, best of two runs each. The messages are produced with `linger.ms={PRODUCE_LINGER_MS}`: the mock "
+        f"5,000. The drain and each ceiling run twice from an empty table and the better time counts (a first "
+        f"run on a fresh cluster also creates its WAL segments, which later runs recycle). The messages are produced with `linger.ms={PRODUCE_LINGER_MS}`: the mock "
         "broker looks up a fetch offset by walking the partition's message sets one by one, and small producer "
         "batches made that walk a fifth of the machine's CPU (a real broker keeps an offset index).",
         "",
