@@ -97,7 +97,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
     cw_prng rng;
     Portal portal;
     SPIPlanPtr plan;
-    forest *f = NULL;
+    forest *volatile f = NULL; /* assigned in PG_TRY, freed in PG_FINALLY after a longjmp */
     forest_error err = {0};
     forest_score_summary summary;
     int32 model_id = 0;
