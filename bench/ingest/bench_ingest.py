@@ -26,6 +26,9 @@ import time
 
 import psycopg2
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from drainlog import steady_seconds  # noqa: E402  (bench/drainlog.py)
+
 TX_COLUMNS = ("hash, from_address, to_address, value, gas, gas_price, block_number, tx_time, score, "
               "model_id, kafka_topic, kafka_partition, kafka_offset")
 BATCH = 5000
@@ -248,7 +251,6 @@ def broker_messages(bootstrap, topic):
 def drain_once(args, env):
     """drain_once: one timed `chainwatch-ingestor --drain`; its wall time, steady-state time (from the
     assignment to the drain, as its own log stamps them) and peak RSS in KiB."""
-    import json as _json
     t0 = time.perf_counter()
     log_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-ingestor-{os.getpid()}.log")
     log = open(log_path, "w")
@@ -262,21 +264,8 @@ def drain_once(args, env):
     log.close()
     if proc.returncode != 0:
         sys.exit(f"bench-ingest: the ingestor exited {proc.returncode}; log: {log_path}")
-    stamps = {}
-    for line in open(log_path):
-        try:
-            rec = _json.loads(line)
-        except ValueError:
-            continue
-        if rec["msg"].startswith("assigned") and "assigned" not in stamps:
-            stamps["assigned"] = rec["ts"]
-        if rec["msg"].startswith("all partitions drained"):
-            stamps["drained"] = rec["ts"]
+    steady_s = steady_seconds(log_path)
     os.unlink(log_path)
-    steady_s = None
-    if len(stamps) == 2:
-        parse = lambda t: datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
-        steady_s = (parse(stamps["drained"]) - parse(stamps["assigned"])).total_seconds()
     return {"ingest_s": ingest_s, "steady_s": steady_s, "peak": peak}
 
 
@@ -307,7 +296,7 @@ def bench_e2e(args):
 
     t0 = time.perf_counter()
     # linger.ms: the mock broker finds a fetch's offset by walking the partition's list of produced
-    # message sets (rdkafka_mock.c, "FIXME: Maintain an index"); with txgen's default 10 ms a
+    # message sets (rdkafka_mock.c keeps no offset index); with txgen's default 10 ms a
     # partition holds ~150 small sets and that walk took a fifth of the machine. One-second batches
     # leave a few sets per partition, as a producer at this rate would make anyway.
     subprocess.run([f"{args.bin}/chainwatch-txgen", "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--topic",

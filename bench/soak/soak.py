@@ -103,7 +103,11 @@ import threading
 import time
 
 import psycopg2
+
 from confluent_kafka import Consumer, TopicPartition
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from drainlog import steady_seconds  # noqa: E402  (bench/drainlog.py)
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
 GROUP = "chainwatch-soak"
@@ -593,18 +597,7 @@ class Soak:
         cpu1, table1 = machine_ticks(), proc_table()
         if rc != 0:
             raise RuntimeError(f"the capacity drain exited {rc}; see {d.log_path}")
-        stamps = {}
-        for line in open(d.log_path):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec["msg"].startswith("assigned") and "assigned" not in stamps:
-                stamps["assigned"] = rec["ts"]
-            if rec["msg"].startswith("all partitions drained"):
-                stamps["drained"] = rec["ts"]
-        parse = lambda t: datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
-        steady = (parse(stamps["drained"]) - parse(stamps["assigned"])).total_seconds() if len(stamps) == 2 else wall
+        steady = steady_seconds(d.log_path) or wall
         stored = self.sql("SELECT rows_ingested FROM chainwatch.ingest_state")[0][0]
         if stored != n:
             self.fail(f"capacity drain stored {stored:,} rows of {n:,} produced")

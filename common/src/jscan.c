@@ -12,11 +12,12 @@
  * (js_string).
  *
  * Grammar: RFC 8259 exactly. Whitespace is space, tab, CR and LF; strings hold no raw control
- * characters and only the escapes \" \\ \/ \b \f \n \r \t \uXXXX, a \u surrogate only as a
- * high-low pair; numbers are -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; nesting deeper than
- * JS_MAX_DEPTH is refused. (cJSON was laxer: it let control characters into strings, read
- * numbers with strtod, so "01" and "1." passed, and skipped any byte up to 32 as whitespace.)
- * The caller checks UTF-8 beforehand; the scanner treats bytes >= 0x80 as string content.
+ * characters and only the two-character escapes of the RFC plus four-hex-digit code units, where
+ * a surrogate code unit is accepted only as a high-low pair; numbers are
+ * -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; nesting deeper than JS_MAX_DEPTH is refused.
+ * (cJSON was laxer: it let control characters into strings, read numbers with strtod, so "01" and
+ * "1." passed, and skipped any byte up to 32 as whitespace.) The caller checks UTF-8 beforehand;
+ * the scanner treats bytes >= 0x80 as string content.
  */
 #include "jscan.h"
 
@@ -199,6 +200,22 @@ static int literal(scan *s, const char *word, size_t len, js_type type, js_value
     return 0;
 }
 
+/* open_container steps over a container's opening character: 1 when items follow, 0 when the
+ * closing character follows at once (the container is done), -1 when nested too deep */
+static int open_container(scan *s, unsigned char close)
+{
+    if (++s->depth > JS_MAX_DEPTH)
+        return -1;
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        s->depth--;
+        return 0;
+    }
+    return 1;
+}
+
 /* after_item reads what follows a container's item: 1 after a ',' (more to come), 0 after the
  * closing character (the container is done), -1 otherwise */
 static int after_item(scan *s, unsigned char close)
@@ -219,15 +236,9 @@ static int after_item(scan *s, unsigned char close)
 /* object scans an object from its '{', passing each member to h->member when h is not NULL */
 static int object(scan *s, const js_handler *h)
 {
-    if (++s->depth > JS_MAX_DEPTH)
-        return -1;
-    s->p++;
-    skip_ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        s->depth--;
-        return 0;
-    }
+    int more = open_container(s, '}');
+    if (more <= 0)
+        return more;
     for (;;) {
         js_value k, v;
         if (s->p >= s->end || *s->p != '"' || string(s, &k) != 0)
@@ -241,7 +252,7 @@ static int object(scan *s, const js_handler *h)
             return -1;
         if (h && h->member)
             h->member(h->ctx, &k, &v);
-        int more = after_item(s, '}');
+        more = after_item(s, '}');
         if (more <= 0)
             return more;
     }
@@ -250,15 +261,9 @@ static int object(scan *s, const js_handler *h)
 /* array scans an array from its '['; with h, each element is reported (objects with members) */
 static int array(scan *s, const js_handler *h)
 {
-    if (++s->depth > JS_MAX_DEPTH)
-        return -1;
-    s->p++;
-    skip_ws(s);
-    if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        s->depth--;
-        return 0;
-    }
+    int more = open_container(s, ']');
+    if (more <= 0)
+        return more;
     for (;;) {
         if (h && s->p < s->end && *s->p == '{') {
             if (h->item)
@@ -272,7 +277,7 @@ static int array(scan *s, const js_handler *h)
             if (h && h->item)
                 h->item(h->ctx, v.type);
         }
-        int more = after_item(s, ']');
+        more = after_item(s, ']');
         if (more <= 0)
             return more;
     }

@@ -190,7 +190,7 @@ static int read_amount(const js_value *item, const char *name, char dec[CW_WEI_D
             return fail(err, CW_DECODE_INVALID_FIELD, "%s is too long", name);
         st = cw_wei_parse(s, n, dec, approx);
     } else if (item->type == JS_NUMBER) {
-        /* the number's value as cJSON read it (strtod), so 1e3 and 1.0 stay integers */
+        /* the number's value as strtod reads it, so 1e3 and 1.0 are integers too */
         char text[64];
         if (item->n >= sizeof(text))
             return fail(err, CW_DECODE_INVALID_FIELD,
