@@ -27,6 +27,7 @@
 #include "cache.h"
 #include "db.h"
 #include "generation.h"
+#include "http.h"
 #include "httpx.h"
 #include "listener.h"
 #include "log.h"
@@ -88,6 +89,7 @@ static struct mg_context *start_http(api_app *app, char *err, size_t errlen)
                  msg[0] ? msg : "unknown error");
         return NULL;
     }
+    cw_http_no_file_auth(ctx);
     mg_set_request_handler(ctx, "/", httpx_handler, app);
     return ctx;
 }

@@ -57,6 +57,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "api-ceiling: cannot listen on %s\n", argv[1]);
         return 1;
     }
+    cw_http_no_file_auth(ctx);
     mg_set_request_handler(ctx, "/", fixed_handler, NULL);
     while (!stop)
         nanosleep(&(struct timespec){0, 100000000L}, NULL);

@@ -90,3 +90,16 @@ int cw_http_json_error(struct mg_connection *conn, int status, const char *code,
     cw_strbuf_free(&body);
     return status;
 }
+
+/* grant_all is the authorization handler installed by cw_http_no_file_auth */
+static int grant_all(struct mg_connection *conn, void *cbdata)
+{
+    (void) conn;
+    (void) cbdata;
+    return 1;
+}
+
+void cw_http_no_file_auth(struct mg_context *ctx)
+{
+    mg_set_auth_handler(ctx, "/", grant_all, NULL);
+}

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 struct mg_connection;
+struct mg_context;
 
 /* cw_http_reason: the reason phrase of a status code */
 const char *cw_http_reason(int status);
@@ -21,5 +22,13 @@ int cw_http_send(struct mg_connection *conn, int status, const char *content_typ
 /* cw_http_json_error sends {"error": {"code": code, "message": message}} */
 int cw_http_json_error(struct mg_connection *conn, int status, const char *code,
                        const char *message, const char *extra_headers);
+
+/*
+ * cw_http_no_file_auth turns off civetweb's file-based HTTP authentication for every URI.
+ * Without an authorization handler civetweb looks for a .htpasswd file on each request (a stat
+ * of "/.htpasswd" when no document root is set) and would demand HTTP Basic credentials if such
+ * a file ever appeared. Our servers authenticate in their handlers (API keys) or need none.
+ */
+void cw_http_no_file_auth(struct mg_context *ctx);
 
 #endif /* CW_HTTP_H */

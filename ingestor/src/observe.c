@@ -168,6 +168,7 @@ int observe_start(ingestor *ing, char *err, size_t errlen)
         snprintf(err, errlen, "cannot listen on %s for metrics (METRICS_PORT)", ports);
         return -1;
     }
+    cw_http_no_file_auth(http_ctx);
     mg_set_request_handler(http_ctx, "/metrics$", metrics_handler, ing);
     mg_set_request_handler(http_ctx, "/health/live$", live_handler, ing);
     mg_set_request_handler(http_ctx, "/health/ready$", ready_handler, ing);
