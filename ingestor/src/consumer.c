@@ -422,7 +422,6 @@ static bool all_drained(ingestor *ing)
 void *consumer_main(void *arg)
 {
     ingestor *ing = arg;
-    int64_t drained_since = 0;
 
     atomic_fetch_add(&ing->threads_active, 1);
     atomic_store(&ing->consumer_running, true);
@@ -467,19 +466,14 @@ void *consumer_main(void *arg)
             trimmed_at = now;
         }
 #endif
-        /* the drain check walks every partition: a few times a second is enough */
+        /* the drain check walks every partition: a few times a second is enough. It is exact:
+         * EOF follows a partition's last message, which was routed before it, and a writer's
+         * popped messages count until they are committed (queue_idle) */
         if (ing->cfg->drain && (!m || now - checked_at >= 50)) {
             checked_at = now;
             if (all_drained(ing)) {
-                /* stay drained for a moment: EOF can precede the last writer's commit */
-                if (!drained_since)
-                    drained_since = now;
-                else if (now - drained_since > 300) {
-                    atomic_store(&ing->drained, true);
-                    break;
-                }
-            } else {
-                drained_since = 0;
+                atomic_store(&ing->drained, true);
+                break;
             }
         }
     }

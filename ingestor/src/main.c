@@ -193,7 +193,8 @@ int main(int argc, char **argv)
     int64_t stats_at = now_ms(), maint_at = 0, stop_deadline = 0;
     int exit_code = 0;
     for (;;) {
-        sleep_ms_unless(100, NULL);
+        /* running: react to a finished drain at once; stopping: to the last writer finishing */
+        sleep_ms_unless(state == RUNNING ? 100 : 10, state == RUNNING ? &ing.drained : NULL);
         atomic_store(&ing.heartbeat_ms, now_ms());
         if (got_hup) {
             got_hup = 0;
@@ -219,7 +220,7 @@ int main(int argc, char **argv)
                 atomic_store(&ing.shutting_down, true);
                 atomic_store(&ing.stop_polling, true);
                 pthread_join(poll_thread, NULL);
-                atomic_store(&ing.writers_stop, true);
+                writers_stop(&ing);
                 got_term = 0;
             }
         } else {

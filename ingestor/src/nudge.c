@@ -17,8 +17,10 @@
  * partition it leads and fetches those whose queue has room. rd_kafka_offsets_for_times() with
  * timestamp -1 (the end offsets) sends one ListOffsets request to each leader of the given
  * partitions and changes no consumer state (no seek, no pause, nothing purged), so it is the
- * nudge, from a thread of its own because it waits for the answers. It is given one assigned
- * partition per leader (leaders from the topic's metadata, read again every
+ * nudge, from a thread of its own because the call waits for the answers (at most NUDGE_WAIT_MS:
+ * the broker threads woke when the requests were queued, and the answers are not needed; a
+ * longer wait held up the end of a drain behind leaders long-polling an empty fetch). It is given
+ * one assigned partition per leader (leaders from the topic's metadata, read again every
  * LEADERS_REFRESH_MS; a partition whose leader is unknown is always included): with the whole
  * assignment, 1,024 partitions, the nudges cost 3.5% of the ingestor's CPU. Pausing, resuming or
  * seeking would also wake the fetchers in some versions, but each bumps the partition's op version,
@@ -45,7 +47,8 @@
 #include "log.h"
 
 #define NUDGE_MIN_INTERVAL_MS 20
-#define NUDGE_TIMEOUT_MS      500
+#define NUDGE_TIMEOUT_MS      500 /* metadata, whose answer is needed */
+#define NUDGE_WAIT_MS         20
 #define QUEUE_SAMPLE          32
 #define LEADERS_REFRESH_MS    10000
 #define MAX_LEADERS           64 /* distinct leaders told apart; past that, every partition goes */
@@ -131,7 +134,7 @@ static void *nudger_main(void *arg)
             if (!n->leaders_at || now_ms() - n->leaders_at >= LEADERS_REFRESH_MS)
                 refresh_leaders(n);
             rd_kafka_topic_partition_list_t *l = one_per_leader(n, a);
-            err = rd_kafka_offsets_for_times(n->rk, l, NUDGE_TIMEOUT_MS);
+            err = rd_kafka_offsets_for_times(n->rk, l, NUDGE_WAIT_MS);
             if (err && err != RD_KAFKA_RESP_ERR__TIMED_OUT)
                 log_debug("fetch nudge: %s", rd_kafka_err2str(err));
             rd_kafka_topic_partition_list_destroy(l);

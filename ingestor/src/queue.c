@@ -153,8 +153,10 @@ size_t queue_pop_many(msg_queue *q, ingest_msg **out, size_t max, size_t want, i
         q->head = (q->head + 1) % q->capacity;
         q->count--;
     }
-    if (n > 0)
+    if (n > 0) {
+        q->held = true;
         pthread_cond_broadcast(&q->nonfull);
+    }
     pthread_mutex_unlock(&q->lock);
     budget_give(q->budget, n);
     return n;
@@ -180,6 +182,7 @@ ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms)
         m = q->items[q->head];
         q->head = (q->head + 1) % q->capacity;
         q->count--;
+        q->held = true;
         pthread_cond_signal(&q->nonfull);
     }
     pthread_mutex_unlock(&q->lock);
@@ -230,6 +233,21 @@ size_t queue_purge(msg_queue *q, bool (*drop)(const ingest_msg *, void *), void 
     pthread_mutex_unlock(&q->lock);
     budget_give(q->budget, dropped);
     return dropped;
+}
+
+void queue_settled(msg_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->held = false;
+    pthread_mutex_unlock(&q->lock);
+}
+
+bool queue_idle(msg_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    bool idle = q->count == 0 && !q->held;
+    pthread_mutex_unlock(&q->lock);
+    return idle;
 }
 
 void queue_wake(msg_queue *q)

@@ -53,6 +53,7 @@ typedef struct msg_queue {
     size_t capacity, head, count;
     size_t wake_at;       /* a waiting consumer wants this many before being woken */
     bool woken;           /* queue_wake: waiters return now */
+    bool held;            /* the consumer has popped messages it has not settled (queue_settled) */
     queue_budget *budget; /* NULL: bounded by capacity alone */
 } msg_queue;
 
@@ -74,6 +75,14 @@ ingest_msg *queue_pop_wait(msg_queue *q, int timeout_ms);
  */
 size_t queue_pop_many(msg_queue *q, ingest_msg **out, size_t max, size_t want, int timeout_ms);
 size_t queue_count(msg_queue *q);
+/*
+ * queue_settled: the consumer is done with every message it popped (committed or dropped them).
+ * queue_idle is true when the queue is empty and nothing popped is unsettled; a pop marks its
+ * messages held under the queue's lock, so no moment exists where popped messages are neither
+ * counted nor held (the --drain check relies on that).
+ */
+void queue_settled(msg_queue *q);
+bool queue_idle(msg_queue *q);
 /* queue_free: how many more messages queue_push would take now (its room, or the budget's) */
 size_t queue_free(msg_queue *q);
 /* queue_purge destroys every message for which drop(m, arg) is true; returns how many */

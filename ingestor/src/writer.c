@@ -611,11 +611,9 @@ static void *writer_main(void *arg)
             if (b.n > 0 && deadline == 0)
                 deadline = now_ms() + ing->cfg->batch_flush_ms;
             if (b.n == 0) {
-                atomic_store(&w->idle, true);
+                queue_settled(&w->queue);
                 if (atomic_load(&ing->writers_stop) || atomic_load(&w->abandon))
                     goto done;
-            } else {
-                atomic_store(&w->idle, false);
             }
             if (atomic_load(&ing->writers_stop) && queue_count(&w->queue) == 0)
                 break; /* stopping: commit what we have without waiting for the deadline */
@@ -624,8 +622,7 @@ static void *writer_main(void *arg)
             continue;
         commit_one(w, &b, false);
         batch_clear(&b);
-        if (queue_count(&w->queue) == 0)
-            atomic_store(&w->idle, true);
+        queue_settled(&w->queue); /* committed, or dropped to be read again */
     }
 done:
     free(taken);
@@ -652,7 +649,6 @@ int writers_start(ingestor *ing, char *err, size_t errlen)
         writer *w = &ing->writers[i];
         w->ing = ing;
         w->id = i;
-        atomic_store(&w->idle, true);
         w->slot = malloc(sizeof(int32_t) * MAX_PARTITIONS);
         w->ranges = malloc(sizeof(offset_range) * MAX_PARTITIONS);
         if (!w->slot || !w->ranges) {
@@ -674,6 +670,13 @@ int writers_start(ingestor *ing, char *err, size_t errlen)
         ing->writers[i].started = true;
     }
     return 0;
+}
+
+void writers_stop(ingestor *ing)
+{
+    atomic_store(&ing->writers_stop, true);
+    for (int i = 0; i < ing->n_writers; i++)
+        queue_wake(&ing->writers[i].queue);
 }
 
 void writers_join(ingestor *ing)
@@ -702,7 +705,7 @@ void writers_free(ingestor *ing)
 bool writers_idle(ingestor *ing)
 {
     for (int i = 0; i < ing->n_writers; i++)
-        if (!atomic_load(&ing->writers[i].idle) || queue_count(&ing->writers[i].queue) > 0)
+        if (!queue_idle(&ing->writers[i].queue))
             return false;
     return true;
 }

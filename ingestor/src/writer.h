@@ -24,7 +24,6 @@ typedef struct writer {
     pthread_t thread;
     bool started;
     msg_queue queue;      /* fed by the poll thread */
-    _Atomic bool idle;    /* no batch in progress */
     _Atomic bool abandon; /* shutdown timed out: stop retrying */
     PGconn *conn;         /* owned by this thread */
     loaded_model model;   /* this thread's copy of the active model */
@@ -35,9 +34,12 @@ typedef struct writer {
 
 /* writers_start creates ing->n_writers queues and threads */
 int writers_start(ingestor *ing, char *err, size_t errlen);
-/* writers_join waits for the writers to finish (after ing->writers_stop is set) */
+/* writers_stop tells the writers to commit what they hold and finish, waking any that wait */
+void writers_stop(ingestor *ing);
+/* writers_join waits for the writers to finish (after writers_stop) */
 void writers_join(ingestor *ing);
 void writers_free(ingestor *ing);
+/* writers_idle: no writer has a message queued or in hand (every popped one is settled) */
 bool writers_idle(ingestor *ing);
 
 /* writer_run_maintenance calls chainwatch.maintain() on conn (creates missing partitions); a

@@ -209,6 +209,37 @@ static void queue_timed_wait_times_out(void **state)
     queue_destroy(&q);
 }
 
+/* a queue is idle only when it is empty and its consumer has settled what it popped: --drain
+ * must not see an emptied queue as idle while the popped messages are still being committed */
+static void queue_idle_counts_popped_messages_until_settled(void **state)
+{
+    (void) state;
+    msg_queue q;
+    ingest_msg *out[4];
+    assert_int_equal(queue_init(&q, 4, NULL), 0);
+    assert_true(queue_idle(&q));
+    assert_true(queue_push(&q, fake_str("a", 0, 0)));
+    assert_true(queue_push(&q, fake_str("b", 0, 1)));
+    assert_false(queue_idle(&q));
+    assert_int_equal(queue_pop_many(&q, out, 4, 1, 0), 2);
+    assert_int_equal(queue_count(&q), 0);
+    assert_false(queue_idle(&q)); /* empty, but two messages are in hand */
+    queue_settled(&q);
+    assert_true(queue_idle(&q));
+    assert_int_equal(queue_pop_many(&q, out + 2, 2, 1, 0), 0); /* popping nothing holds nothing */
+    assert_true(queue_idle(&q));
+    assert_true(queue_push(&q, fake_str("c", 0, 2)));
+    ingest_msg *m = queue_pop_wait(&q, 0);
+    assert_non_null(m);
+    assert_false(queue_idle(&q));
+    queue_settled(&q);
+    assert_true(queue_idle(&q));
+    ingest_msg_free(out[0]);
+    ingest_msg_free(out[1]);
+    ingest_msg_free(m);
+    queue_destroy(&q);
+}
+
 /* queues sharing a budget: together they hold at most its limit, each may use all of it, and a
  * push waiting for room is woken when another queue gives some back */
 static void *pop_one_later(void *arg)
@@ -894,6 +925,7 @@ int main(void)
         cmocka_unit_test_setup(queue_is_fifo_across_wraparound, reset_destroyed),
         cmocka_unit_test_setup(queue_purge_removes_matches_and_keeps_order, reset_destroyed),
         cmocka_unit_test_setup(queue_budget_is_shared, reset_destroyed),
+        cmocka_unit_test_setup(queue_idle_counts_popped_messages_until_settled, reset_destroyed),
         cmocka_unit_test_setup(queue_timed_wait_times_out, reset_destroyed),
         cmocka_unit_test_setup(queue_timed_wait_wakes_on_push, reset_destroyed),
         cmocka_unit_test_setup(batch_capacity_and_ownership, reset_destroyed),
