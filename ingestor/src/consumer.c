@@ -21,6 +21,12 @@
  * commit_batch's replay check skips them. Revocation (or loss) clears ownership, then waits for
  * the writers' in-flight transactions (assign_lock), then purges the revoked partitions'
  * queued messages, so once the callback returns no batch of ours can commit them.
+ *
+ * A partition paused for back-pressure is resumed when it is revoked, so it cannot come back
+ * paused in a later assignment. Assignment itself resumes nothing: a resume bumps the partition's
+ * op version, and librdkafka then discards the answer to the offset lookup the assignment just
+ * sent ("outdated offset response") and asks again only after 500 ms, which delayed the first
+ * fetch of every partition by up to that much.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +112,8 @@ static bool in_revoked(const ingest_msg *m, void *arg)
     return m->partition >= 0 && m->partition < MAX_PARTITIONS && ctx->revoked[m->partition];
 }
 
+static void set_paused(ingestor *ing, int p, bool pause);
+
 /* on_assign seeks new partitions to their stored offsets and takes ownership of them */
 static void on_assign(ingestor *ing, rd_kafka_topic_partition_list_t *parts, bool cooperative)
 {
@@ -145,13 +153,6 @@ static void on_assign(ingestor *ing, rd_kafka_topic_partition_list_t *parts, boo
     } else if (err) {
         log_error("assign failed: %s", rd_kafka_err2str(err));
     }
-    /* partitions may come back paused from an earlier assignment */
-    rd_kafka_resume_partitions(ing->rk, parts);
-    for (int i = 0; i < parts->cnt; i++) {
-        int p = parts->elems[i].partition;
-        if (p >= 0 && p < MAX_PARTITIONS)
-            paused[p] = false;
-    }
     atomic_fetch_add(&ing->assigned, parts->cnt);
     log_info("assigned %d partition(s)%s; %d now", parts->cnt,
              have_stored ? " at their stored offsets" : " (Postgres away: Kafka offsets)",
@@ -172,6 +173,8 @@ static void on_revoke(ingestor *ing, rd_kafka_topic_partition_list_t *parts, boo
         if (p >= 0 && p < MAX_PARTITIONS) {
             revoked[p] = true;
             atomic_store(&ing->owned[p], false);
+            if (paused[p]) /* not to come back paused in a later assignment */
+                set_paused(ing, p, false);
         }
     }
     /* wait until no writer is inside a transaction that might still contain these */
