@@ -22,6 +22,7 @@ import re
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import psycopg2
@@ -222,6 +223,18 @@ def bench_sql(args):
     print("\n".join(section))
 
 
+def rss_peak_kb(pid):
+    """rss_peak_kb: VmHWM of a running process (kB), or 0."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def broker_messages(bootstrap, topic):
     """broker_messages: messages the broker still holds (sum of high - low watermarks): the mock drops the
     oldest data of a partition beyond ~5 MiB, and keying by sender makes some partitions hot."""
@@ -244,12 +257,23 @@ def drain_once(args, env):
     log = open(log_path, "w")
     proc = subprocess.Popen([f"{args.bin}/chainwatch-ingestor", "--drain", "--metrics-port", "0",
                              "--log-format", "json"], env=env, stderr=log)
-    # wait4: the exit is seen the moment it happens (polling added up to its interval to the time),
-    # and the child's rusage carries its peak resident set (ru_maxrss, KiB on Linux)
-    _, status, usage = os.wait4(proc.pid, 0)
-    ingest_s = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    peak = usage.ru_maxrss
+    # a thread waits for the exit, so its time is exact (polling added up to its interval), while
+    # this one samples the peak resident set; rusage's ru_maxrss cannot serve: a forked child's
+    # starts at this Python process's resident size, before the exec
+    exited = {}
+
+    def wait_exit():
+        exited["status"] = os.waitpid(proc.pid, 0)[1]
+        exited["at"] = time.perf_counter()
+
+    waiter = threading.Thread(target=wait_exit)
+    waiter.start()
+    peak = 0
+    while waiter.is_alive():
+        peak = max(peak, rss_peak_kb(proc.pid))
+        waiter.join(0.1)
+    ingest_s = exited["at"] - t0
+    proc.returncode = os.waitstatus_to_exitcode(exited["status"])
     log.close()
     if proc.returncode != 0:
         sys.exit(f"bench-ingest: the ingestor exited {proc.returncode}; log: {log_path}")
