@@ -220,7 +220,7 @@ int main(int argc, char **argv)
                 atomic_store(&ing.shutting_down, true);
                 atomic_store(&ing.stop_polling, true);
                 pthread_join(poll_thread, NULL);
-                writers_stop(&ing);
+                writers_finish(&ing);
                 got_term = 0;
             }
         } else {

@@ -672,7 +672,7 @@ int writers_start(ingestor *ing, char *err, size_t errlen)
     return 0;
 }
 
-void writers_stop(ingestor *ing)
+void writers_finish(ingestor *ing)
 {
     atomic_store(&ing->writers_stop, true);
     for (int i = 0; i < ing->n_writers; i++)

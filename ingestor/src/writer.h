@@ -34,9 +34,9 @@ typedef struct writer {
 
 /* writers_start creates ing->n_writers queues and threads */
 int writers_start(ingestor *ing, char *err, size_t errlen);
-/* writers_stop tells the writers to commit what they hold and finish, waking any that wait */
-void writers_stop(ingestor *ing);
-/* writers_join waits for the writers to finish (after writers_stop) */
+/* writers_finish tells the writers to commit what they hold and finish, waking any that wait */
+void writers_finish(ingestor *ing);
+/* writers_join waits for the writers to finish (after writers_finish) */
 void writers_join(ingestor *ing);
 void writers_free(ingestor *ing);
 /* writers_idle: no writer has a message queued or in hand (every popped one is settled) */
