@@ -64,6 +64,7 @@ int queue_init(msg_queue *q, size_t capacity, queue_budget *budget)
     q->head = q->count = 0;
     q->wake_at = 1;
     q->woken = false;
+    q->held = false;
     pthread_mutex_init(&q->lock, NULL);
     cond_init_monotonic(&q->nonempty);
     cond_init_monotonic(&q->nonfull);
