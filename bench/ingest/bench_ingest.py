@@ -257,23 +257,16 @@ def drain_once(args, env):
     log = open(log_path, "w")
     proc = subprocess.Popen([f"{args.bin}/chainwatch-ingestor", "--drain", "--metrics-port", "0",
                              "--log-format", "json"], env=env, stderr=log)
-    # a thread waits for the exit, so its time is exact (polling added up to its interval), while
-    # this one samples the peak resident set; rusage's ru_maxrss cannot serve: a forked child's
-    # starts at this Python process's resident size, before the exec
-    exited = {}
-
-    def wait_exit():
-        exited["status"] = os.waitpid(proc.pid, 0)[1]
-        exited["at"] = time.perf_counter()
-
-    waiter = threading.Thread(target=wait_exit)
+    # a thread waits for the exit and join() returns the moment it does, so the time is exact
+    # (polling added up to its interval), while this thread samples the peak resident set (rusage's
+    # ru_maxrss cannot serve: a forked child's starts at this Python process's size, before the exec)
+    waiter = threading.Thread(target=proc.wait)
     waiter.start()
     peak = 0
     while waiter.is_alive():
         peak = max(peak, rss_peak_kb(proc.pid))
         waiter.join(0.1)
-    ingest_s = exited["at"] - t0
-    proc.returncode = os.waitstatus_to_exitcode(exited["status"])
+    ingest_s = time.perf_counter() - t0
     log.close()
     if proc.returncode != 0:
         sys.exit(f"bench-ingest: the ingestor exited {proc.returncode}; log: {log_path}")

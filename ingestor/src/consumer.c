@@ -188,8 +188,6 @@ static void on_revoke(ingestor *ing, rd_kafka_topic_partition_list_t *parts, boo
             n_stashed--;
             purged++;
         }
-        if (revoked[p])
-            paused[p] = false;
     }
     pthread_rwlock_unlock(&ing->assign_lock);
 

@@ -610,11 +610,8 @@ static void *writer_main(void *arg)
                 batch_add(&b, taken[i]);
             if (b.n > 0 && deadline == 0)
                 deadline = now_ms() + ing->cfg->batch_flush_ms;
-            if (b.n == 0) {
-                queue_settled(&w->queue);
-                if (atomic_load(&ing->writers_stop) || atomic_load(&w->abandon))
-                    goto done;
-            }
+            if (b.n == 0 && (atomic_load(&ing->writers_stop) || atomic_load(&w->abandon)))
+                goto done;
             if (atomic_load(&ing->writers_stop) && queue_count(&w->queue) == 0)
                 break; /* stopping: commit what we have without waiting for the deadline */
         }
@@ -681,8 +678,7 @@ void writers_finish(ingestor *ing)
 
 void writers_join(ingestor *ing)
 {
-    for (int i = 0; i < ing->n_writers; i++)
-        queue_wake(&ing->writers[i].queue);
+    writers_finish(ing);
     for (int i = 0; i < ing->n_writers; i++)
         if (ing->writers[i].started)
             pthread_join(ing->writers[i].thread, NULL);

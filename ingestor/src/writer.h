@@ -36,7 +36,7 @@ typedef struct writer {
 int writers_start(ingestor *ing, char *err, size_t errlen);
 /* writers_finish tells the writers to commit what they hold and finish, waking any that wait */
 void writers_finish(ingestor *ing);
-/* writers_join waits for the writers to finish (after writers_finish) */
+/* writers_join finishes the writers (writers_finish) and waits for them */
 void writers_join(ingestor *ing);
 void writers_free(ingestor *ing);
 /* writers_idle: no writer has a message queued or in hand (every popped one is settled) */
