@@ -304,3 +304,89 @@ def test_ingest_queries_and_maintenance_together(stack):
     drop = pg_connect(stack)
     drop.cursor().execute("DROP DATABASE store_concurrency WITH (FORCE)")
     drop.close()
+
+
+def _ingest(conn, first, n):
+    """_ingest: n transactions and as many anomalies stamped now(), in one transaction closed by commit_batch()
+    (which counts them into partition_state), as the ingestor does."""
+    conn.autocommit = False
+    cur = conn.cursor()
+    cur.execute("INSERT INTO chainwatch.transactions (hash, value, gas, gas_price, kafka_topic, kafka_partition, "
+                "kafka_offset) SELECT '0x' || lpad(to_hex(i), 64, '0'), i, 21000, 1, 't', 0, i "
+                "FROM generate_series(%s, %s) i", (first, first + n - 1))
+    cur.execute("INSERT INTO chainwatch.anomalies (hash, value, gas, gas_price, score, severity, kafka_topic, "
+                "kafka_partition, kafka_offset) SELECT '0x' || lpad(to_hex(i), 64, '0'), i, 21000, 1, 0.9, 'low', "
+                "'t', 0, i FROM generate_series(%s, %s) i", (first, first + n - 1))
+    cur.execute("SELECT rows FROM chainwatch.commit_batch('g', 't', ARRAY[0], ARRAY[%s::bigint], "
+                "ARRAY[%s::bigint], NULL)", (first, first + n))
+    conn.commit()
+    conn.autocommit = True
+
+
+def _store_summary(cur):
+    """_store_summary: what a dump must carry over: rows per table, the anomaly count as the API reports it,
+    and that partition_state records every attached partition with its exact row count."""
+    cur.execute("SELECT (SELECT count(*) FROM chainwatch.transactions), (SELECT count(*) FROM chainwatch.anomalies), "
+                "chainwatch.recent_anomaly_count()")
+    summary = cur.fetchone()
+    cur.execute("SELECT s.partition_name, s.row_count FROM chainwatch.partition_state s "
+                "WHERE s.table_name IN ('transactions', 'anomalies')")
+    for name, recorded in cur.fetchall():
+        cur.execute(f"SELECT count(*) FROM chainwatch.{name}")
+        assert cur.fetchone()[0] == recorded, f"partition_state says {recorded} rows for {name}"
+    return summary
+
+
+@pytest.mark.parametrize("start_version", [None, "0.7.0"])
+def test_pg_dump_restore_keeps_every_row(stack, request, start_version):
+    """pg_dump of a store, restored into an empty database, keeps every transaction and anomaly, and the first
+    maintain() there adopts the restored partitions (counted, and dropped by the TTL from then on). Up to 0.7.0
+    the partitions CREATE EXTENSION made were extension members, which pg_dump leaves out with their rows: from
+    a store installed at 0.7.0 and updated, the rows written before the update survive too."""
+    import subprocess
+
+    tag = (start_version or "default").replace(".", "")
+    src, dst = f"dump_src_{tag}", f"dump_dst_{tag}"
+    admin = pg_connect(stack)
+    for db in (src, dst):
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        admin.cursor().execute(f"CREATE DATABASE {db}")
+        admin.cursor().execute(f"ALTER DATABASE {db} SET chainwatch.auto_train = off")
+    try:
+        conn = pg_connect(stack, src)
+        cur = conn.cursor()
+        cur.execute("CREATE EXTENSION chainwatch" + (f" VERSION '{start_version}'" if start_version else ""))
+        _ingest(conn, 1, 500)  # into the partitions CREATE EXTENSION made
+        if start_version:
+            cur.execute("ALTER EXTENSION chainwatch UPDATE")
+        _ingest(conn, 501, 250)
+        before = _store_summary(cur)
+        assert before == (750, 750, 750)
+        conn.close()
+
+        env = dict(PGHOST=stack["PGHOST"], PGPORT=stack["PGPORT"], PGUSER=stack["PGUSER"], PATH="/usr/bin:/bin")
+        dump = subprocess.run(["pg_dump", "-d", src], env=env, capture_output=True, check=True).stdout
+        # the restore runs CREATE EXTENSION, which makes partitions for the current time again: the dump's
+        # CREATE TABLE and ATTACH of those fail ("already exists") and their rows go into the same-named,
+        # same-bounded partitions; nothing else may fail
+        restore = subprocess.run(["psql", "-X", "-q", "-d", dst], input=dump, env=env, capture_output=True)
+        errors = [line for line in restore.stderr.decode().splitlines() if "ERROR" in line]
+        unexpected = [e for e in errors if "already exists" not in e and "is already a partition" not in e]
+        assert not unexpected, unexpected
+
+        conn = pg_connect(stack, dst)
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM chainwatch.maintain() WHERE error IS NULL")
+        assert cur.fetchone()[0] == 3
+        assert _store_summary(cur) == before
+        cur.execute("SELECT count(*) FROM pg_inherits i LEFT JOIN chainwatch.partition_state s "
+                    "ON s.partition_name = i.inhrelid::regclass::text OR 'chainwatch.' || s.partition_name = "
+                    "i.inhrelid::regclass::text WHERE i.inhparent IN ('chainwatch.transactions'::regclass, "
+                    "'chainwatch.anomalies'::regclass, 'chainwatch.dead_letters'::regclass) "
+                    "AND s.partition_name IS NULL")
+        assert cur.fetchone()[0] == 0, "a restored partition is not recorded in partition_state"
+        conn.close()
+    finally:
+        for db in (src, dst):
+            admin.cursor().execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        admin.close()
