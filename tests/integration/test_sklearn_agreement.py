@@ -165,14 +165,21 @@ def fitted(db):
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_scores_match_sklearn(fitted, db, shape):
-    """Every row: |chainwatch score - (-score_samples)| <= 1e-12 and is_anomaly == (predict == -1)."""
+    """Every row: |chainwatch score - (-score_samples)| <= 1e-12, and is_anomaly == (predict == -1) except on ties
+    (rows scoring within 1e-12 of the threshold)."""
     model, X, want, pred, model_id = fitted(shape)
     got, anomaly = sql_scores(db, shape, model_id)
     assert len(got) == len(X)
     bad = ~(np.abs(got - want) <= TOLERANCE)
     assert not bad.any(), describe_mismatch(X, want, got, bad, f"{shape} scores")
-    bad = anomaly != pred
+    # a row scoring within TOLERANCE of the threshold is a tie: the two sides agree on its score to the last
+    # few ulps, and which side of the threshold it falls is decided by those ulps (numpy's AVX-512 exp/log
+    # round differently from glibc's on some hosts; discrete data puts whole groups of duplicates exactly on
+    # the threshold). Every other row must be classified alike.
+    tie = np.abs(want + model.offset_) <= TOLERANCE
+    bad = (anomaly != pred) & ~tie
     assert not bad.any(), describe_mismatch(X, pred, anomaly, bad, f"{shape} is_anomaly")
+    assert tie.sum() < len(X) // 10, f"{shape}: {int(tie.sum())} rows tie with the threshold"
     with db.cursor() as cur:
         cur.execute("SELECT threshold, n_trees, sample_size, n_features FROM chainwatch.models WHERE id = %s",
                     (model_id,))
