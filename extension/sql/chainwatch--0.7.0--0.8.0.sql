@@ -1,33 +1,49 @@
--- extension/sql/chainwatch--0.7.0--0.8.0.sql — chainwatch 0.8.0: maintain() repairs partitions removed by hand
+-- extension/sql/chainwatch--0.7.0--0.8.0.sql — chainwatch 0.8.0: pg_dump keeps every row; maintain() reconciles
+-- its partition records with the catalog
 --
 -- Design
 --
--- * Up to 0.7.0, maintain() knew the partitions of the managed tables only from partition_state and
---   created new ones only after the newest it recorded. A partition detached or dropped by hand kept its
---   row: the range stayed uncovered, so an insert for the current time failed until an operator re-attached
---   the table, and its rows still counted in recent_anomaly_count(), status() and the row bound.
--- * 0.8.0 reconciles partition_state with the catalog first (_reconcile_partitions): a recorded partition
---   that is no longer attached to its parent in the chainwatch schema is forgotten, with a WARNING in the
---   server log naming it. A detached table is left as it is, rows and all: it is the operator's now.
+-- * Up to 0.7.0 the partitions CREATE EXTENSION made were members of the extension, and pg_dump leaves
+--   members out, rows included: a dump lost everything stored in them. Partitions are now ordinary tables
+--   (the release at the end of this script), so pg_dump writes every partition with its rows.
+-- * maintain() knew the partitions only from partition_state and created new ones only after the newest it
+--   recorded. A partition detached or dropped by hand left its range uncovered (an insert for the current
+--   time failed until an operator re-attached it) and its rows counted on; partitions a restore attached
+--   were never counted nor dropped. Each maintain() run now starts a table with _reconcile_partitions:
+--     - a recorded partition no longer attached is forgotten, with a WARNING; a detached table is left as
+--       it is, rows and all: it is the operator's now;
+--     - an attached partition in the chainwatch schema with a plain FROM/TO range that is not recorded is
+--       adopted with its rows counted, unless it is empty and in the past (a restore may be about to load
+--       it; maintain() would drop an adopted empty past partition); a recorded one whose bounds changed
+--       (re-attached by hand) gets its bounds corrected;
+--     - a partition recorded as empty that holds rows (a restore writes the dump's rows for the present
+--       into the partitions CREATE EXTENSION made, under the same names) is counted.
+--   Counting takes SHARE on the partition, so no writer is mid-batch in it and the count is exact.
 -- * _ensure_partitions then fills every uncovered slot from the one holding now() to premake widths ahead,
---   holes included, instead of only extending after the newest partition. A new partition stops at the
---   next recorded one, so partitions of an older width are never overlapped.
--- * A partition's name comes from its lower bound. When a table of that name is still there (detached by
---   hand and kept), the new partition takes the first free name with a numeric suffix (_2, _3, ...).
--- * Only the present and the future are repaired: rows are written with the current time, so a hole in
---   the past can receive nothing, and the TTL drops it as it would have dropped the partition.
--- * Everything runs inside maintain()'s existing per-table subtransaction and lock timeout, in the lock
---   order of docs/store.md (pg_inherits is read without locks on the parents).
+--   holes included. A new partition stops at the next recorded one; a slot that overlaps a partition
+--   maintain() does not manage is skipped with a WARNING instead of failing the run.
+-- * A partition's name comes from its lower bound; a name still taken (a detached table kept) gets the
+--   first free numeric suffix (_2, _3, ...).
+-- * Bounds travel as text between the catalog and these functions: they run with TimeZone UTC and
+--   DateStyle ISO, so a session's settings cannot shift them.
+-- * A run that changed partition_state trains no model (maintain(), step 4): the rows it locked stay locked
+--   until the run commits, and writers count into them.
+-- * Only the present and the future are repaired: rows are written with the current time, so a hole in the
+--   past can receive nothing, and the TTL drops it as it would have dropped the partition.
 
--- _reconcile_partitions: makes partition_state match the partitions attached to tbl
+-- _reconcile_partitions: makes partition_state match the partitions attached to tbl; returns the changes
 CREATE FUNCTION @extschema@._reconcile_partitions(tbl text) RETURNS int
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
+SET datestyle = 'ISO, YMD'
 AS $$
 DECLARE
     parent regclass := format('@extschema@.%I', tbl)::regclass;
     part record;
     bounds text[];
+    lo timestamptz;
+    hi timestamptz;
     n bigint;
     changed int := 0;
 BEGIN
@@ -45,12 +61,15 @@ BEGIN
             USING HINT = 'A detached table is left as it is; maintain() creates a new partition for its range if that range is current or ahead.';
         changed := changed + 1;
     END LOOP;
-    -- attached, but not recorded (restored by pg_dump, or attached by hand): adopt with its row count
+
+    -- attached: adopt what is not recorded, correct bounds that changed
     FOR part IN
-        SELECT c.oid, c.relname, c.relnamespace, pg_get_expr(c.relpartbound, c.oid) AS bound
+        SELECT c.oid, c.relname, c.relnamespace, pg_get_expr(c.relpartbound, c.oid) AS bound,
+               s.partition_name AS recorded, s.lower_bound, s.upper_bound
           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          LEFT JOIN @extschema@.partition_state s ON s.partition_name = c.relname AND s.table_name = tbl
+                                                 AND c.relnamespace = '@extschema@'::regnamespace
          WHERE i.inhparent = parent
-           AND NOT EXISTS (SELECT 1 FROM @extschema@.partition_state s WHERE s.partition_name = c.relname)
          ORDER BY c.relname
     LOOP
         bounds := regexp_match(part.bound, '^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$');
@@ -60,41 +79,55 @@ BEGIN
                 CASE WHEN bounds IS NULL THEN 'bounds ' || part.bound ELSE 'outside schema @extschema@' END;
             CONTINUE;
         END IF;
+        lo := bounds[1]::timestamptz;
+        hi := bounds[2]::timestamptz;
+        IF part.recorded IS NOT NULL THEN
+            IF (part.lower_bound, part.upper_bound) IS DISTINCT FROM (lo, hi) THEN
+                UPDATE @extschema@.partition_state s SET lower_bound = lo, upper_bound = hi
+                 WHERE s.partition_name = part.relname;
+                RAISE WARNING 'chainwatch: partition %.% is attached as [%, %), recorded as [%, %); maintain() records the attached bounds',
+                    '@extschema@', part.relname, lo, hi, part.lower_bound, part.upper_bound;
+                changed := changed + 1;
+            END IF;
+            CONTINUE;
+        END IF;
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', part.oid::regclass);
         EXECUTE format('SELECT count(*) FROM %s', part.oid::regclass) INTO n;
+        CONTINUE WHEN n = 0 AND hi <= now();
         INSERT INTO @extschema@.partition_state (partition_name, table_name, lower_bound, upper_bound, row_count)
-        VALUES (part.relname, tbl, bounds[1]::timestamptz, bounds[2]::timestamptz, n);
+        VALUES (part.relname, tbl, lo, hi, n);
         RAISE LOG 'chainwatch: adopted partition %.% [%, %) of %.% with % row(s): it was attached outside maintain()',
-            '@extschema@', part.relname, bounds[1], bounds[2], '@extschema@', tbl, n;
+            '@extschema@', part.relname, lo, hi, '@extschema@', tbl, n;
         changed := changed + 1;
     END LOOP;
-    -- recorded as empty, but holding rows that did not come through commit_batch(): a pg_dump restore
-    -- writes the dump's rows for the present into the partitions CREATE EXTENSION made for it, under the
-    -- same names. Only partitions recorded with no rows are looked at (the premade ones: empty, cheap to
-    -- count); the guard on row_count = 0 skips a partition a writer counted into meanwhile.
+
+    -- recorded as empty, but holding rows written without commit_batch() (a restore). Only partitions
+    -- recorded with no rows are looked at, and only one holding committed rows is locked and counted.
     FOR part IN
         SELECT s.partition_name FROM @extschema@.partition_state s WHERE s.table_name = tbl AND s.row_count = 0
     LOOP
         EXECUTE format('SELECT count(*) FROM @extschema@.%I', part.partition_name) INTO n;
         CONTINUE WHEN n = 0;
-        UPDATE @extschema@.partition_state s SET row_count = n
-         WHERE s.partition_name = part.partition_name AND s.row_count = 0;
-        IF FOUND THEN
-            RAISE LOG 'chainwatch: partition %.% was recorded as empty but holds % row(s) written outside commit_batch(); counted',
-                '@extschema@', part.partition_name, n;
-            changed := changed + 1;
-        END IF;
+        EXECUTE format('LOCK TABLE @extschema@.%I IN SHARE MODE', part.partition_name);
+        EXECUTE format('SELECT count(*) FROM @extschema@.%I', part.partition_name) INTO n;
+        UPDATE @extschema@.partition_state s SET row_count = n WHERE s.partition_name = part.partition_name;
+        RAISE LOG 'chainwatch: partition %.% was recorded as empty but holds % row(s) written outside commit_batch(); counted',
+            '@extschema@', part.partition_name, n;
+        changed := changed + 1;
     END LOOP;
     RETURN changed;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._reconcile_partitions(text) IS
-    'Internal: makes partition_state match the catalog: forgets partitions detached or dropped by hand (a WARNING each), adopts partitions attached outside maintain() and counts rows found in partitions recorded as empty, as after a pg_dump restore.';
+    'Internal: makes partition_state match the catalog: forgets partitions detached or dropped by hand (a WARNING each), adopts partitions attached outside maintain() (a pg_dump restore) and corrects changed bounds, and counts rows found in partitions recorded as empty. Returns the number of changes.';
 REVOKE EXECUTE ON FUNCTION @extschema@._reconcile_partitions(text) FROM PUBLIC;
 
 -- _create_partition: as in 0.7.0, but a name still taken (a table detached by hand) gets a suffix
 CREATE OR REPLACE FUNCTION @extschema@._create_partition(tbl text, lower_bound timestamptz, upper_bound timestamptz) RETURNS text
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
+SET datestyle = 'ISO, YMD'
 AS $$
 DECLARE
     base text := format('%s_p%s', tbl, to_char(lower_bound AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MISS'));
@@ -116,7 +149,7 @@ BEGIN
 END
 $$;
 
--- _ensure_partitions: reconciles, then covers every slot from the one holding now() to premake widths ahead
+-- _ensure_partitions: covers every slot from the one holding now() to premake widths ahead
 CREATE OR REPLACE FUNCTION @extschema@._ensure_partitions(tbl text) RETURNS int
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -129,9 +162,9 @@ DECLARE
     cursor_ts timestamptz;
     upper_ts timestamptz;
     covered_to timestamptz;
+    err text;
     created int := 0;
 BEGIN
-    PERFORM @extschema@._reconcile_partitions(tbl);
     SELECT * INTO pol FROM @extschema@.retention_policies p WHERE p.table_name = tbl;
     horizon := now() + pol.premake * width;
     cursor_ts := to_timestamp(floor(extract(epoch FROM now()) / wsec) * wsec);
@@ -145,23 +178,134 @@ BEGIN
         END IF;
         -- a hole: up to the next aligned boundary, or to the next recorded partition if that is sooner
         upper_ts := to_timestamp((floor(extract(epoch FROM cursor_ts) / wsec) + 1) * wsec);
+        IF upper_ts <= cursor_ts THEN
+            upper_ts := cursor_ts + width;  -- a width that is no whole number of microseconds in float8
+        END IF;
         SELECT least(upper_ts, min(s.lower_bound)) INTO upper_ts FROM @extschema@.partition_state s
          WHERE s.table_name = tbl AND s.lower_bound > cursor_ts;
-        PERFORM @extschema@._create_partition(tbl, cursor_ts, upper_ts);
-        created := created + 1;
+        BEGIN
+            PERFORM @extschema@._create_partition(tbl, cursor_ts, upper_ts);
+            created := created + 1;
+        EXCEPTION WHEN invalid_object_definition THEN
+            -- the slot overlaps a partition maintain() does not manage (_reconcile_partitions warned)
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            RAISE WARNING 'chainwatch: no partition created for %.% [%, %): %', '@extschema@', tbl, cursor_ts, upper_ts, err;
+        END;
         cursor_ts := upper_ts;
     END LOOP;
     RETURN created;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._ensure_partitions(text) IS
-    'Internal: forgets partitions detached or dropped by hand, then creates a partition for every uncovered slot from the current one to premake widths ahead.';
+    'Internal: creates a partition for every uncovered slot from the current one to premake widths ahead, holes included.';
+
+-- maintain: as in 0.5.0, with step 1 starting each table by _reconcile_partitions, and no training in a
+-- run that changed partition_state
+CREATE OR REPLACE FUNCTION @extschema@.maintain()
+RETURNS TABLE (table_name text, partitions_created int, partitions_dropped int, rows_evicted bigint, error text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tables text[] := ARRAY['transactions', 'anomalies', 'dead_letters'];   -- the lock order
+    created int[] := '{0,0,0}';
+    dropped int[] := '{0,0,0}';
+    evicted bigint[] := '{0,0,0}';
+    reconciled int[] := '{0,0,0}';
+    errs text[] := '{NULL,NULL,NULL}';
+    ms float8[] := '{0,0,0}';
+    t0 timestamptz;
+    d record;
+    err text;
+    i int;
+BEGIN
+    PERFORM @extschema@._load();
+    -- one maintainer at a time; a second caller returns at once
+    IF NOT pg_try_advisory_xact_lock(hashtext('chainwatch.maintain')) THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('lock_timeout', @extschema@._setting('maintenance_lock_timeout', '200'), true);
+
+    -- 1. partition_state reconciled with the catalog (0.8.0), then partitions ahead, each table in a
+    -- subtransaction no later step can undo
+    FOR i IN 1 .. 3 LOOP
+        t0 := clock_timestamp();
+        BEGIN
+            reconciled[i] := @extschema@._reconcile_partitions(tables[i]);
+            created[i] := @extschema@._ensure_partitions(tables[i]);
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            errs[i] := 'creating partitions: ' || err;
+        END;
+        ms[i] := ms[i] + extract(epoch FROM clock_timestamp() - t0) * 1000;
+    END LOOP;
+
+    -- 2. drops, under ACCESS EXCLUSIVE on each parent, in table order
+    FOR i IN 1 .. 3 LOOP
+        t0 := clock_timestamp();
+        BEGIN
+            SELECT * INTO d FROM @extschema@._drop_partitions(tables[i]);
+            dropped[i] := d.dropped;
+            evicted[i] := d.evicted;
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            errs[i] := concat_ws('; ', errs[i], 'dropping partitions: ' || err);
+        END;
+        ms[i] := ms[i] + extract(epoch FROM clock_timestamp() - t0) * 1000;
+    END LOOP;
+
+    -- 3. row bounds (after set_retention lowered one), after all DDL, under the bookkeeping locks
+    FOR i IN 1 .. 3 LOOP
+        t0 := clock_timestamp();
+        BEGIN
+            evicted[i] := evicted[i] + @extschema@._enforce_bound(tables[i]);
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            errs[i] := concat_ws('; ', errs[i], 'enforcing the bound: ' || err);
+        END;
+        ms[i] := ms[i] + extract(epoch FROM clock_timestamp() - t0) * 1000;
+    END LOOP;
+
+    -- 4. a first model (or a retrain) when due, but never in a run that dropped partitions, evicted
+    -- rows or changed partition_state rows (0.8.0): it would hold ACCESS EXCLUSIVE on a table, the
+    -- retention_stats rows writers update when they evict, or partition_state rows writers count into,
+    -- for as long as training takes; the next run (chainwatch.maintenance_interval later) trains
+    -- instead. It comes before the record of the run, which locks those rows too.
+    IF (SELECT sum(x) FROM unnest(dropped) x) = 0 AND (SELECT sum(x) FROM unnest(evicted) x) = 0
+       AND (SELECT sum(x) FROM unnest(reconciled) x) = 0 THEN
+        BEGIN
+            PERFORM @extschema@._auto_train();
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            RAISE WARNING 'chainwatch: automatic training failed: %', err;
+        END;
+    END IF;
+
+    -- 5. the record of this run
+    FOR i IN 1 .. 3 LOOP
+        BEGIN
+            UPDATE @extschema@.retention_stats s
+               SET partitions_created = s.partitions_created + created[i],
+                   last_maintenance_at = now(),
+                   last_maintenance_ms = ms[i],
+                   last_maintenance_error = errs[i]
+             WHERE s.table_name = tables[i];
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            RAISE LOG 'chainwatch: could not record maintenance of %: lock timeout', tables[i];
+        END;
+        table_name := tables[i]; partitions_created := created[i]; partitions_dropped := dropped[i];
+        rows_evicted := evicted[i]; error := errs[i];
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.maintain() IS
+    'Reconciles partition_state with the catalog (partitions detached, dropped or attached by hand or by a restore), creates partitions ahead, drops expired and entirely excess ones, enforces row bounds, trains a first model when due (in a run that dropped, evicted and reconciled nothing); each step of each table in its own subtransaction, so a lock timeout while dropping never undoes the partitions created. Safe to call concurrently (a second caller returns at once) and under load (each lock waits at most chainwatch.maintenance_lock_timeout ms). Run every chainwatch.maintenance_interval by the background worker. SECURITY DEFINER: runs as the extension owner; EXECUTE is granted by sql/roles.sql.';
 
 -- Partitions are ordinary tables, not members of the extension. Up to 0.7.0 the ones made while the
 -- extension's scripts ran (CREATE EXTENSION made the first few) became members, and pg_dump leaves out
--- extension members, their rows included: a dump lost every row in them. Release them; partitions
--- maintain() makes later never were members. pg_dump now writes every partition with its rows, and the
--- first maintain() after a restore adopts them (_reconcile_partitions).
+-- extension members, their rows included. Release them, attached or already detached by hand (by their
+-- generated names); partitions maintain() makes later never were members.
 DO $$
 DECLARE
     part regclass;
@@ -170,13 +314,14 @@ BEGIN
         SELECT c.oid::regclass
           FROM pg_catalog.pg_depend d
           JOIN pg_catalog.pg_class c ON c.oid = d.objid
-          JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
          WHERE d.classid = 'pg_catalog.pg_class'::regclass
            AND d.refclassid = 'pg_catalog.pg_extension'::regclass
            AND d.deptype = 'e'
            AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'chainwatch')
-           AND i.inhparent IN ('@extschema@.transactions'::regclass, '@extschema@.anomalies'::regclass,
-                               '@extschema@.dead_letters'::regclass)
+           AND c.relkind = 'r'
+           AND (c.relispartition
+                OR (c.relnamespace = '@extschema@'::regnamespace
+                    AND c.relname ~ '^(transactions|anomalies|dead_letters)_p[0-9]{8}_[0-9]{6}'))
     LOOP
         EXECUTE format('ALTER EXTENSION chainwatch DROP TABLE %s', part);
     END LOOP;

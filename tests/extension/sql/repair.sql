@@ -3,6 +3,10 @@
 -- (a pg_dump restore) are adopted with their row counts. Its WARNINGs name time-stamped partitions, so
 -- they are not shown here.
 SET client_min_messages = error;
+-- the expected output assumes no 5-minute boundary (that of the anomalies' partitions, and of the others')
+-- passes while the file runs: start at least 30 s before the next one
+SELECT pg_sleep(greatest(0, 31 - extract(epoch FROM to_timestamp(ceil(extract(epoch FROM clock_timestamp()) / 300) * 300)
+                                                    - clock_timestamp())));
 DROP EXTENSION IF EXISTS chainwatch CASCADE;
 CREATE EXTENSION chainwatch;
 \set VERBOSITY terse
@@ -67,13 +71,16 @@ SELECT pg_temp.covered('dead_letters') AS dead_letters_covered;
 INSERT INTO chainwatch.dead_letters (payload, error, reason) VALUES ('x', 'bad', 'invalid_json');
 SELECT count(*) AS dead_letters_stored FROM chainwatch.dead_letters;
 
--- 4. a partition attached by hand (as a pg_dump restore does) is adopted with its rows, then managed:
+-- 4. a partition attached by hand (as a pg_dump restore does) is adopted with its rows, then managed
+-- (in a session whose time zone abbreviation, PST, means another offset than Manila's: bounds must not shift):
 -- counted, and dropped by the TTL like any other
+SET timezone = 'Asia/Manila';
 CREATE TABLE chainwatch.anomalies_restored (LIKE chainwatch.anomalies INCLUDING DEFAULTS INCLUDING GENERATED);
 INSERT INTO chainwatch.anomalies_restored (hash, value, gas, gas_price, score, severity, detected_at)
 SELECT '0xrestored' || i, 1, 21000, 1, 0.9, 'low', date_trunc('hour', now()) - interval '10 hours' + i * interval '1 minute'
   FROM generate_series(1, 3) i;
 DO $$ BEGIN
+    SET LOCAL datestyle = 'ISO';  -- bounds as text with a numeric offset: Manila's abbreviation is PST too
     EXECUTE format('ALTER TABLE chainwatch.anomalies ATTACH PARTITION chainwatch.anomalies_restored FOR VALUES FROM (%L) TO (%L)',
                    date_trunc('hour', now()) - interval '10 hours', date_trunc('hour', now()) - interval '9 hours');
 END $$;
@@ -86,6 +93,7 @@ CREATE TABLE chainwatch.anomalies_recent (LIKE chainwatch.anomalies INCLUDING DE
 INSERT INTO chainwatch.anomalies_recent (hash, value, gas, gas_price, score, severity, detected_at)
 SELECT '0xrecent' || i, 1, 21000, 1, 0.9, 'low', now() - interval '40 minutes' FROM generate_series(1, 4) i;
 DO $$ BEGIN
+    SET LOCAL datestyle = 'ISO';  -- bounds as text with a numeric offset: Manila's abbreviation is PST too
     EXECUTE format('ALTER TABLE chainwatch.anomalies ATTACH PARTITION chainwatch.anomalies_recent FOR VALUES FROM (%L) TO (%L)',
                    now() - interval '50 minutes', now() - interval '30 minutes');
 END $$;
@@ -94,6 +102,38 @@ SELECT table_name, partitions_created, error FROM chainwatch.maintain() WHERE ta
 SELECT row_count FROM chainwatch.partition_state WHERE partition_name = 'anomalies_recent';
 SELECT chainwatch.recent_anomaly_count() AS counted_after_adoption,
        (SELECT count(*) FROM chainwatch.recent_anomalies) AS visible;
+
+SELECT upper_bound - lower_bound = interval '20 minutes' AND lower_bound BETWEEN now() - interval '51 minutes' AND now() - interval '50 minutes' AS same_bounds
+  FROM chainwatch.partition_state WHERE partition_name = 'anomalies_recent';
+
+-- 5. an empty past partition attached by hand is neither adopted nor dropped (a restore may be about to
+-- load it); once it holds rows it is adopted
+CREATE TABLE chainwatch.anomalies_loading (LIKE chainwatch.anomalies INCLUDING DEFAULTS INCLUDING GENERATED);
+DO $$ BEGIN
+    SET LOCAL datestyle = 'ISO';  -- bounds as text with a numeric offset: Manila's abbreviation is PST too
+    EXECUTE format('ALTER TABLE chainwatch.anomalies ATTACH PARTITION chainwatch.anomalies_loading FOR VALUES FROM (%L) TO (%L)',
+                   now() - interval '20 minutes', now() - interval '15 minutes');
+END $$;
+SELECT table_name, partitions_dropped, error FROM chainwatch.maintain() WHERE table_name = 'anomalies';
+SELECT (SELECT count(*) FROM pg_class WHERE relname = 'anomalies_loading') AS still_there,
+       (SELECT count(*) FROM chainwatch.partition_state WHERE partition_name = 'anomalies_loading') AS recorded;
+INSERT INTO chainwatch.anomalies_loading (hash, value, gas, gas_price, score, severity, detected_at)
+VALUES ('0xloaded', 1, 21000, 1, 0.9, 'low', now() - interval '17 minutes');
+SELECT table_name, partitions_dropped, error FROM chainwatch.maintain() WHERE table_name = 'anomalies';
+SELECT row_count FROM chainwatch.partition_state WHERE partition_name = 'anomalies_loading';
+RESET timezone;
+
+-- 6. a slot taken by a partition maintain() does not manage (another schema) is skipped, not an error
+SELECT s.partition_name AS last_ahead, s.lower_bound AS la_lo, s.upper_bound AS la_hi FROM chainwatch.partition_state s
+ WHERE s.table_name = 'anomalies' ORDER BY s.lower_bound DESC LIMIT 1 \gset
+DROP TABLE chainwatch.:"last_ahead";
+CREATE TABLE public.foreign_slot (LIKE chainwatch.anomalies INCLUDING DEFAULTS INCLUDING GENERATED);
+ALTER TABLE chainwatch.anomalies ATTACH PARTITION public.foreign_slot FOR VALUES FROM (:'la_lo') TO (:'la_hi');
+SELECT table_name, partitions_created, error FROM chainwatch.maintain() WHERE table_name = 'anomalies';
+ALTER TABLE chainwatch.anomalies DETACH PARTITION public.foreign_slot;
+DROP TABLE public.foreign_slot;
+SELECT table_name, partitions_created, error FROM chainwatch.maintain() WHERE table_name = 'anomalies';
+SELECT pg_temp.covered('anomalies') AS covered_again;
 
 -- the detached table is the operator's to drop; nothing left to repair
 DROP TABLE chainwatch.:"detached";
