@@ -62,10 +62,13 @@ BEGIN
         changed := changed + 1;
     END LOOP;
 
-    -- attached: adopt what is not recorded, correct bounds that changed
+    -- attached: correct bounds that changed; count the rows of a partition not recorded (adopted: a
+    -- restore, or ATTACH by hand) or recorded as empty but holding rows written without commit_batch() (a
+    -- restore writes into the partitions CREATE EXTENSION made, under the same names). A partition with
+    -- rows to count is counted again under SHARE, so no writer is mid-batch in it and the count is exact.
     FOR part IN
         SELECT c.oid, c.relname, c.relnamespace, pg_get_expr(c.relpartbound, c.oid) AS bound,
-               s.partition_name AS recorded, s.lower_bound, s.upper_bound
+               s.partition_name AS recorded, s.lower_bound, s.upper_bound, s.row_count
           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
           LEFT JOIN @extschema@.partition_state s ON s.partition_name = c.relname AND s.table_name = tbl
                                                  AND c.relnamespace = '@extschema@'::regnamespace
@@ -81,38 +84,30 @@ BEGIN
         END IF;
         lo := bounds[1]::timestamptz;
         hi := bounds[2]::timestamptz;
-        IF part.recorded IS NOT NULL THEN
-            IF (part.lower_bound, part.upper_bound) IS DISTINCT FROM (lo, hi) THEN
-                UPDATE @extschema@.partition_state s SET lower_bound = lo, upper_bound = hi
-                 WHERE s.partition_name = part.relname;
-                RAISE WARNING 'chainwatch: partition %.% is attached as [%, %), recorded as [%, %); maintain() records the attached bounds',
-                    '@extschema@', part.relname, lo, hi, part.lower_bound, part.upper_bound;
-                changed := changed + 1;
-            END IF;
-            CONTINUE;
+        IF part.recorded IS NOT NULL AND (part.lower_bound, part.upper_bound) IS DISTINCT FROM (lo, hi) THEN
+            UPDATE @extschema@.partition_state s SET lower_bound = lo, upper_bound = hi
+             WHERE s.partition_name = part.relname;
+            RAISE WARNING 'chainwatch: partition %.% is attached as [%, %), recorded as [%, %); maintain() records the attached bounds',
+                '@extschema@', part.relname, lo, hi, part.lower_bound, part.upper_bound;
+            changed := changed + 1;
         END IF;
+        CONTINUE WHEN part.row_count > 0;
+        EXECUTE format('SELECT count(*) FROM %s', part.oid::regclass) INTO n;
+        -- nothing to count; an empty past partition is not adopted (a restore may be about to load it,
+        -- and maintain() would drop it as empty)
+        CONTINUE WHEN n = 0 AND (part.recorded IS NOT NULL OR hi <= now());
         EXECUTE format('LOCK TABLE %s IN SHARE MODE', part.oid::regclass);
         EXECUTE format('SELECT count(*) FROM %s', part.oid::regclass) INTO n;
-        CONTINUE WHEN n = 0 AND hi <= now();
-        INSERT INTO @extschema@.partition_state (partition_name, table_name, lower_bound, upper_bound, row_count)
-        VALUES (part.relname, tbl, lo, hi, n);
-        RAISE LOG 'chainwatch: adopted partition %.% [%, %) of %.% with % row(s): it was attached outside maintain()',
-            '@extschema@', part.relname, lo, hi, '@extschema@', tbl, n;
-        changed := changed + 1;
-    END LOOP;
-
-    -- recorded as empty, but holding rows written without commit_batch() (a restore). Only partitions
-    -- recorded with no rows are looked at, and only one holding committed rows is locked and counted.
-    FOR part IN
-        SELECT s.partition_name FROM @extschema@.partition_state s WHERE s.table_name = tbl AND s.row_count = 0
-    LOOP
-        EXECUTE format('SELECT count(*) FROM @extschema@.%I', part.partition_name) INTO n;
-        CONTINUE WHEN n = 0;
-        EXECUTE format('LOCK TABLE @extschema@.%I IN SHARE MODE', part.partition_name);
-        EXECUTE format('SELECT count(*) FROM @extschema@.%I', part.partition_name) INTO n;
-        UPDATE @extschema@.partition_state s SET row_count = n WHERE s.partition_name = part.partition_name;
-        RAISE LOG 'chainwatch: partition %.% was recorded as empty but holds % row(s) written outside commit_batch(); counted',
-            '@extschema@', part.partition_name, n;
+        IF part.recorded IS NOT NULL THEN
+            UPDATE @extschema@.partition_state s SET row_count = n WHERE s.partition_name = part.relname;
+            RAISE LOG 'chainwatch: partition %.% was recorded as empty but holds % row(s) written outside commit_batch(); counted',
+                '@extschema@', part.relname, n;
+        ELSE
+            INSERT INTO @extschema@.partition_state (partition_name, table_name, lower_bound, upper_bound, row_count)
+            VALUES (part.relname, tbl, lo, hi, n);
+            RAISE LOG 'chainwatch: adopted partition %.% [%, %) of %.% with % row(s): it was attached outside maintain()',
+                '@extschema@', part.relname, lo, hi, '@extschema@', tbl, n;
+        END IF;
         changed := changed + 1;
     END LOOP;
     RETURN changed;
