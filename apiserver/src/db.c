@@ -2,9 +2,10 @@
  * reconnect
  *
  * Design. DB_POOL_SIZE slots are allocated once; a slot's PGconn belongs to whichever thread holds
- * the slot between db_acquire and db_release (a PGconn is not thread-safe), and the free list is
- * protected by one mutex with a condition variable for waiters. Waiting is bounded by the request
- * timeout, after which the request gets 503 "busy" rather than queueing without end.
+ * the slot between db_acquire and db_release (a PGconn is not thread-safe). Free slots are handed
+ * out first come, first served (slotq.c: a released connection goes straight to the longest
+ * waiter, so under load no request is overtaken again and again). Waiting is bounded by the
+ * request timeout, after which the request gets 503 "busy" rather than queueing without end.
  *
  * Connections are opened on first use, not at start, so the API comes up (and reports not ready)
  * while Postgres is down, and recovers by itself: a slot whose connection broke is closed and
@@ -21,9 +22,7 @@
  */
 #include "db.h"
 
-#include <errno.h>
 #include <stdarg.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,16 +30,14 @@
 #include <time.h>
 
 #include "log.h"
+#include "slotq.h"
 
 #define DB_RETRY_MS          500
 #define DB_CONNECT_TIMEOUT_S "3"
 
 struct db_pool {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    slotq *free; /* the slots nobody holds */
     db_conn *slots;
-    int *free_stack; /* indices of free slots */
-    int n_free;
     int size;
     _Atomic int in_use;
     char *conninfo;
@@ -101,24 +98,18 @@ db_pool *db_pool_create(const char *conninfo, int size, long statement_timeout_m
 {
     db_pool *p = calloc(1, sizeof(*p));
     if (!p || !(p->slots = calloc((size_t) size, sizeof(db_conn))) ||
-        !(p->free_stack = calloc((size_t) size, sizeof(int))) ||
-        !(p->conninfo = strdup(conninfo))) {
+        !(p->free = slotq_create(size)) || !(p->conninfo = strdup(conninfo))) {
         snprintf(err, errlen, "out of memory");
         if (p) {
             free(p->slots);
-            free(p->free_stack);
+            slotq_destroy(p->free);
             free(p);
         }
         return NULL;
     }
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
     p->size = size;
-    for (int i = 0; i < size; i++) {
+    for (int i = 0; i < size; i++)
         p->slots[i].index = i;
-        p->free_stack[i] = size - 1 - i;
-    }
-    p->n_free = size;
     /* force_generic_plan: planning the list query costs more than running it; its generic plan
      * walks the (detected_at, id) index and evaluates the optional "$n IS NULL OR ..." filters */
     snprintf(p->options, sizeof(p->options),
@@ -134,10 +125,8 @@ void db_pool_destroy(db_pool *p)
     for (int i = 0; i < p->size; i++)
         if (p->slots[i].pg)
             PQfinish(p->slots[i].pg);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
+    slotq_destroy(p->free);
     free(p->slots);
-    free(p->free_stack);
     free(p->conninfo);
     free(p);
 }
@@ -255,27 +244,13 @@ static int ensure_ready(db_pool *p, db_conn *c, bool need_prepared, db_error *e)
 
 db_conn *db_acquire(db_pool *p, long wait_ms, bool need_prepared, db_error *e)
 {
-    struct timespec deadline;
-    db_conn *c;
-
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += wait_ms / 1000;
-    deadline.tv_nsec += (wait_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
+    int slot = slotq_take(p->free, wait_ms);
+    if (slot < 0) {
+        set_error(e, DB_BUSY, "", "all %d database connections stayed busy for %ld ms", p->size,
+                  wait_ms);
+        return NULL;
     }
-    pthread_mutex_lock(&p->mu);
-    while (p->n_free == 0) {
-        if (pthread_cond_timedwait(&p->cv, &p->mu, &deadline) == ETIMEDOUT && p->n_free == 0) {
-            pthread_mutex_unlock(&p->mu);
-            set_error(e, DB_BUSY, "", "all %d database connections stayed busy for %ld ms", p->size,
-                      wait_ms);
-            return NULL;
-        }
-    }
-    c = &p->slots[p->free_stack[--p->n_free]];
-    pthread_mutex_unlock(&p->mu);
+    db_conn *c = &p->slots[slot];
     atomic_fetch_add(&p->in_use, 1);
     if (ensure_ready(p, c, need_prepared, e) != 0) {
         db_release(p, c);
@@ -295,10 +270,7 @@ void db_release(db_pool *p, db_conn *c)
         c->prepared = false;
     }
     atomic_fetch_sub(&p->in_use, 1);
-    pthread_mutex_lock(&p->mu);
-    p->free_stack[p->n_free++] = c->index;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    slotq_give(p->free, c->index);
 }
 
 /* result_ok checks r; on failure fills e, clears r and returns false */
