@@ -8,8 +8,9 @@
  * uncached predict, three runs each: p99 20-41 ms and p99.9 260-590 ms before, 6.5-7.6 ms and
  * 10-74 ms with the hand-off below, at the same or higher throughput (14.6-16.9k -> 15.8-17.2k
  * req/s). The uncached list's p90 went from 22-25 ms to 16-19 ms; its p99 did not move, because
- * that tail is statements stalling inside Postgres itself (log_min_duration_statement showed
- * executions of up to 420 ms on every backend, for a statement that needs 0.3 ms of CPU).
+ * that tail is Postgres backends queueing for a core (schedstat over 8 s: the 8 backends ran 10 s
+ * and waited 46 s on the run queue, and single executions took up to 420 ms): with Postgres on
+ * the same 2 cores, DB_POOL_SIZE=4 brings that p99 to about 20 ms (docs/api.md).
  *
  * Hand-off. A waiter queues a record on its own stack (a condition variable and a "given" field)
  * at the tail of a FIFO. slotq_give, when anyone waits, writes the slot into the head waiter's
