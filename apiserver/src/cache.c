@@ -48,6 +48,7 @@
 #include <hiredis/hiredis.h>
 
 #include "log.h"
+#include "monoclock.h"
 #include "metrics.h"
 
 #define REDIS_TIMEOUT_MS    100
@@ -108,13 +109,6 @@ struct cache {
     _Atomic unsigned long long lookups[CACHE_CLASSES][3];
     _Atomic unsigned long long ops[OPS][2]; /* [op][0 ok, 1 error] */
 };
-
-static long long now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static blob *blob_new(const char *data, size_t len)
 {
@@ -215,7 +209,7 @@ static bool breaker_allow(cache *c)
 {
     if (atomic_load(&c->failures) < BREAKER_FAILURES)
         return true;
-    if (now_ns() < atomic_load(&c->open_until_ns))
+    if (cw_mono_ns() < atomic_load(&c->open_until_ns))
         return false;
     bool expected = false;
     return atomic_compare_exchange_strong(&c->probing, &expected, true);
@@ -234,7 +228,7 @@ static void breaker_failure(cache *c, const char *what)
     int n = atomic_fetch_add(&c->failures, 1) + 1;
     atomic_store(&c->last_ok, false);
     if (n >= BREAKER_FAILURES) {
-        atomic_store(&c->open_until_ns, now_ns() + BREAKER_COOLDOWN_MS * 1000000LL);
+        atomic_store(&c->open_until_ns, cw_mono_ns() + BREAKER_COOLDOWN_MS * 1000000LL);
         if (n == BREAKER_FAILURES || atomic_load(&c->probing))
             log_warn("cache: Redis failing (%s); circuit open, retrying in %d ms", what,
                      BREAKER_COOLDOWN_MS);
@@ -549,7 +543,7 @@ void cache_put(cache *c, cache_fill *fill, const char *value, size_t len, long l
     if (!fill->active)
         return;
     if (!seed)
-        seed = (unsigned) now_ns() ^ (unsigned) (uintptr_t) &seed;
+        seed = (unsigned) cw_mono_ns() ^ (unsigned) (uintptr_t) &seed;
     ttl_ms = c->ttl_s[fill->cls] * 1000LL;
     ttl_ms -= (long long) (rand_r(&seed) % (unsigned) (ttl_ms / 10 + 1));
     if (cap_ms >= 0 && cap_ms < ttl_ms)
@@ -593,14 +587,14 @@ int cache_ping(cache *c, double *latency_ms)
 {
     const char *argv[1] = {"PING"};
     size_t lens[1] = {4};
-    long long t0 = now_ns();
+    long long t0 = cw_mono_ns();
     redisReply *r;
 
     *latency_ms = 0;
     if (!c->enabled)
         return -1;
     r = command(c, OP_PING, 1, argv, lens);
-    *latency_ms = (double) (now_ns() - t0) / 1e6;
+    *latency_ms = (double) (cw_mono_ns() - t0) / 1e6;
     if (!r)
         return -1;
     freeReplyObject(r);

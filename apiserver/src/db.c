@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "monoclock.h"
 #include "slotq.h"
 
 #define DB_RETRY_MS          500
@@ -43,13 +44,6 @@ struct db_pool {
     char *conninfo;
     char options[128];
 };
-
-static long long now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void set_error(db_error *e, db_status st, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -212,7 +206,7 @@ static int connect_slot(db_pool *p, db_conn *c, db_error *e)
             PQfinish(c->pg);
             c->pg = NULL;
         }
-        c->retry_at_ns = now_ns() + DB_RETRY_MS * 1000000LL;
+        c->retry_at_ns = cw_mono_ns() + DB_RETRY_MS * 1000000LL;
         return -1;
     }
     return 0;
@@ -223,7 +217,7 @@ static int ensure_ready(db_pool *p, db_conn *c, bool need_prepared, db_error *e)
 {
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK && (c->prepared || !need_prepared))
         return 0;
-    if (now_ns() < c->retry_at_ns) {
+    if (cw_mono_ns() < c->retry_at_ns) {
         if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
             set_error(e, DB_NO_EXTENSION, "", "the chainwatch extension (0.3.0) is not installed");
         else
@@ -235,7 +229,7 @@ static int ensure_ready(db_pool *p, db_conn *c, bool need_prepared, db_error *e)
             return -1;
     }
     if (need_prepared && !c->prepared && prepare_all(c, e) != 0) {
-        c->retry_at_ns = now_ns() + DB_RETRY_MS * 1000000LL;
+        c->retry_at_ns = cw_mono_ns() + DB_RETRY_MS * 1000000LL;
         return -1;
     }
     c->retry_at_ns = 0;

@@ -44,6 +44,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "monoclock.h"
 
 #define RETRY_MS 500
 #define FAILED   (-1) /* value published by a failed query (generations are never negative) */
@@ -61,13 +62,6 @@ struct generation {
     uint64_t sent_covers;     /* the tickets the query on the wire covers (written before SENT) */
     _Atomic uint32_t done;    /* futex word: bumped after every query */
 };
-
-static long long mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 generation *generation_create(const char *conninfo)
 {
@@ -95,7 +89,7 @@ static int ensure_connected(generation *g)
 {
     if (g->pg && PQstatus(g->pg) == CONNECTION_OK)
         return 0;
-    if (mono_ns() < g->retry_at_ns)
+    if (cw_mono_ns() < g->retry_at_ns)
         return -1;
     if (g->pg)
         PQfinish(g->pg);
@@ -112,7 +106,7 @@ static int ensure_connected(generation *g)
     }
     PQfinish(g->pg);
     g->pg = NULL;
-    g->retry_at_ns = mono_ns() + RETRY_MS * 1000000LL;
+    g->retry_at_ns = cw_mono_ns() + RETRY_MS * 1000000LL;
     return -1;
 }
 
@@ -150,7 +144,7 @@ static int receive_query(generation *g, int64_t *out)
     if (rc != 0 || broken) {
         /* the connection broke, or e.g. the extension was dropped and the prepared statement
          * must be made again: start over with a new connection */
-        g->retry_at_ns = PQstatus(g->pg) != CONNECTION_OK ? 0 : mono_ns() + RETRY_MS * 1000000LL;
+        g->retry_at_ns = PQstatus(g->pg) != CONNECTION_OK ? 0 : cw_mono_ns() + RETRY_MS * 1000000LL;
         PQfinish(g->pg);
         g->pg = NULL;
         return -1;
@@ -183,7 +177,7 @@ static void complete(generation *g)
 /* futex_wait sleeps while *word == seen, at most until deadline_ns (CLOCK_MONOTONIC) */
 static void futex_wait(_Atomic uint32_t *word, uint32_t seen, long long deadline_ns)
 {
-    long long left = deadline_ns - mono_ns();
+    long long left = deadline_ns - cw_mono_ns();
     if (left <= 0)
         return;
     struct timespec ts = {left / 1000000000LL, left % 1000000000LL};
@@ -192,7 +186,7 @@ static void futex_wait(_Atomic uint32_t *word, uint32_t seen, long long deadline
 
 int generation_fresh(generation *g, long wait_ms, int64_t *gen)
 {
-    long long deadline = mono_ns() + wait_ms * 1000000LL;
+    long long deadline = cw_mono_ns() + wait_ms * 1000000LL;
     uint64_t ticket = atomic_fetch_add(&g->issued, 1) + 1;
 
     for (;;) {
@@ -212,7 +206,7 @@ int generation_fresh(generation *g, long wait_ms, int64_t *gen)
             complete(g); /* a query is on the wire and nobody reads it: read it */
             continue;
         }
-        if (mono_ns() >= deadline)
+        if (cw_mono_ns() >= deadline)
             return -1;
         futex_wait(&g->done, seen, deadline);
     }

@@ -16,6 +16,7 @@
 #include "db.h"
 #include "handlers.h"
 #include "listener.h"
+#include "monoclock.h"
 #include "strbuf.h"
 
 #define HEALTH_WAIT_MS 1000
@@ -63,7 +64,7 @@ static void pg_check_failed(pg_check *ck, const db_error *e)
 static void check_postgres(api_app *app, pg_check *ck)
 {
     db_error e = {0};
-    long long t0 = api_now_ns();
+    long long t0 = cw_mono_ns();
     db_conn *c = db_acquire(app->db, HEALTH_WAIT_MS, false, &e);
     PGresult *r;
 
@@ -81,7 +82,7 @@ static void check_postgres(api_app *app, pg_check *ck)
         return;
     }
     ck->up = true;
-    ck->latency_ms = (double) (api_now_ns() - t0) / 1e6;
+    ck->latency_ms = (double) (cw_mono_ns() - t0) / 1e6;
     if (PQntuples(r) == 1)
         snprintf(ck->ext_version, sizeof(ck->ext_version), "%s", PQgetvalue(r, 0, 0));
     PQclear(r);

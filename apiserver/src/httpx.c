@@ -43,6 +43,7 @@
 #include "db.h"
 #include "http.h"
 #include "log.h"
+#include "monoclock.h"
 #include "params.h"
 #include "ratelimit.h"
 
@@ -69,13 +70,6 @@ int httpx_in_flight(void)
 bool httpx_draining(void)
 {
     return atomic_load(&draining);
-}
-
-long long api_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* headers builds the common response headers into buf */
@@ -168,7 +162,7 @@ int httpx_http_error(struct mg_connection *conn, int status, const char *errmsg)
 void api_log_db_detail(const db_error *e)
 {
     static _Atomic long long next_ns;
-    long long now = api_now_ns(), due = atomic_load(&next_ns);
+    long long now = cw_mono_ns(), due = atomic_load(&next_ns);
 
     if (now >= due && atomic_compare_exchange_strong(&next_ns, &due, now + DB_DETAIL_EVERY_NS))
         log_warn("database %s (SQLSTATE %s): %s",
@@ -286,7 +280,7 @@ static int read_body(api_request *req, long max, long long deadline_ns)
             buf = nb;
             cap *= 2;
         }
-        if (api_now_ns() > deadline_ns) {
+        if (cw_mono_ns() > deadline_ns) {
             free(buf);
             return 408;
         }
@@ -330,12 +324,12 @@ static int read_body(api_request *req, long max, long long deadline_ns)
 static void linger_drain(api_request *req, long long deadline_ns)
 {
     char buf[BODY_READ_PIECE];
-    long long until = api_now_ns() + LINGER_MS * 1000000LL;
+    long long until = cw_mono_ns() + LINGER_MS * 1000000LL;
     size_t left = (size_t) req->app->cfg->max_body_bytes * LINGER_FACTOR;
 
     if (until > deadline_ns)
         until = deadline_ns;
-    while (left > 0 && api_now_ns() < until) {
+    while (left > 0 && cw_mono_ns() < until) {
         int n = mg_read(req->conn, buf, left < sizeof(buf) ? left : sizeof(buf));
         if (n <= 0)
             break;
@@ -346,7 +340,7 @@ static void linger_drain(api_request *req, long long deadline_ns)
 /* rate_limited charges client; sends 429 and returns true when over the limit */
 static bool rate_limited(api_request *req, const char *client, int *status)
 {
-    int wait = ratelimit_check(req->app->ratelimit, client, api_now_ns());
+    int wait = ratelimit_check(req->app->ratelimit, client, cw_mono_ns());
     if (wait == 0)
         return false;
     snprintf(req->extra, sizeof(req->extra), "Retry-After: %d\r\n", wait);
@@ -441,7 +435,7 @@ int httpx_handler(struct mg_connection *conn, void *cbdata)
 
 static int dispatch(struct mg_connection *conn, api_app *app)
 {
-    long long t0 = api_now_ns();
+    long long t0 = cw_mono_ns();
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *method = ri->request_method ? ri->request_method : "";
     const char *raw_path = ri->local_uri ? ri->local_uri : "/";
@@ -478,7 +472,7 @@ static int dispatch(struct mg_connection *conn, api_app *app)
         status = api_error(&req, 404, "not_found", "no such endpoint");
     }
     if (status) {
-        api_metrics_observe(app->metrics, -1, method, status, (double) (api_now_ns() - t0) / 1e9);
+        api_metrics_observe(app->metrics, -1, method, status, (double) (cw_mono_ns() - t0) / 1e9);
         return status;
     }
 
@@ -499,7 +493,7 @@ static int dispatch(struct mg_connection *conn, api_app *app)
         } else {
             status = api_error(&req, 404, "not_found", "no such endpoint");
         }
-        api_metrics_observe(app->metrics, -1, method, status, (double) (api_now_ns() - t0) / 1e9);
+        api_metrics_observe(app->metrics, -1, method, status, (double) (cw_mono_ns() - t0) / 1e9);
         return status;
     }
     req.route = &api_routes[route];
@@ -536,7 +530,7 @@ static int dispatch(struct mg_connection *conn, api_app *app)
         }
     }
     free(req.body);
-    double secs = (double) (api_now_ns() - t0) / 1e9;
+    double secs = (double) (cw_mono_ns() - t0) / 1e9;
     api_metrics_observe(app->metrics, route, method, status, secs);
     if (cw_log_enabled(CW_LOG_DEBUG))
         log_debug("%s %s -> %d (%.3f ms, cache %s)", method, req.route->pattern, status, secs * 1e3,

@@ -68,7 +68,4 @@ struct pg_result *api_query(api_request *req, sql_stmt stmt, int nparams, const 
 /* api_serve_hit sends a body taken from the cache (X-Cache: HIT) and gives it back to the cache */
 int api_serve_hit(api_request *req, char *val, size_t len);
 
-/* monotonic clock in nanoseconds */
-long long api_now_ns(void);
-
 #endif /* API_HTTPX_H */

@@ -31,6 +31,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "monoclock.h"
+
 typedef struct waiter {
     pthread_cond_t cv;
     int given; /* the slot handed over, -1 until then */
@@ -92,14 +94,7 @@ static void unlink_waiter(slotq *q, waiter *w)
 
 int slotq_take(slotq *q, long wait_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += wait_ms / 1000;
-    deadline.tv_nsec += (wait_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = cw_deadline_ms(wait_ms);
 
     pthread_mutex_lock(&q->mu);
     if (q->n_free > 0) {

@@ -426,7 +426,7 @@ void *consumer_main(void *arg)
 
     atomic_fetch_add(&ing->threads_active, 1);
     atomic_store(&ing->consumer_running, true);
-    int64_t checked_at = 0, trimmed_at = now_ms();
+    int64_t checked_at = 0, trimmed_at = cw_mono_ms();
     unsigned since_clock = 0;
     if (nudger_start(&ing->nudger, ing->rk, ing->cfg->kafka_topic) != 0)
         log_warn("cannot start the fetch nudger: a full prefetch will stall fetching for a second");
@@ -457,7 +457,7 @@ void *consumer_main(void *arg)
         if (m && ++since_clock < CLOCK_EVERY)
             continue;
         since_clock = 0;
-        int64_t now = now_ms();
+        int64_t now = cw_mono_ms();
 #ifdef __GLIBC__
         /* messages are allocated here and freed by the writers, batches grow and shrink: the
          * heaps fill with free pages that glibc keeps; hand them back once a second, so resident

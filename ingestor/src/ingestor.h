@@ -11,6 +11,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "metrics.h"
+#include "monoclock.h"
 #include "nudge.h"
 #include "queue.h"
 #include "settings.h"
@@ -81,7 +82,6 @@ typedef struct ingestor {
     _Atomic int n_store; /* entries filled */
 } ingestor;
 
-int64_t now_ms(void);
 /* pg_connect opens a connection from DATABASE_URL with a 5 s connect timeout */
 struct pg_conn;
 struct pg_conn *pg_connect(const char *url, const char *application_name);

@@ -45,13 +45,6 @@ static void on_hup(int sig)
     got_hup = 1;
 }
 
-int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t) t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 void sleep_ms_unless(long ms, _Atomic bool *flag)
 {
     while (ms > 0 && !(flag && atomic_load(flag))) {
@@ -106,14 +99,14 @@ static void maintenance_tick(ingestor *ing, PGconn **conn)
             return;
         }
     }
-    if (worker_present < 0 || now_ms() - checked_at > 60000) {
+    if (worker_present < 0 || cw_mono_ms() - checked_at > 60000) {
         PGresult *res = PQexec(*conn, "SELECT count(*) FROM pg_stat_activity "
                                       "WHERE backend_type = 'chainwatch maintenance' "
                                       "AND datname = current_database()");
         if (PQresultStatus(res) == PGRES_TUPLES_OK)
             worker_present = atoi(PQgetvalue(res, 0, 0)) > 0;
         PQclear(res);
-        checked_at = now_ms();
+        checked_at = cw_mono_ms();
     }
     store_refresh(ing, *conn);
     if (worker_present == 1)
@@ -165,7 +158,7 @@ int main(int argc, char **argv)
         atomic_store(&ing.floor[p], -1);
     }
     cw_histogram_init(&ing.stats.batch_duration, cw_latency_buckets, cw_latency_buckets_n);
-    atomic_store(&ing.heartbeat_ms, now_ms());
+    atomic_store(&ing.heartbeat_ms, cw_mono_ms());
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -190,33 +183,33 @@ int main(int argc, char **argv)
              cfg.drain ? ", until drained" : "");
 
     enum { RUNNING, STOPPING } state = RUNNING;
-    int64_t stats_at = now_ms(), maint_at = 0, stop_deadline = 0;
+    int64_t stats_at = cw_mono_ms(), maint_at = 0, stop_deadline = 0;
     int exit_code = 0;
     for (;;) {
         /* running: react to a finished drain at once; stopping: to the last writer finishing */
         sleep_ms_unless(state == RUNNING ? 100 : 10, state == RUNNING ? &ing.drained : NULL);
-        atomic_store(&ing.heartbeat_ms, now_ms());
+        atomic_store(&ing.heartbeat_ms, cw_mono_ms());
         if (got_hup) {
             got_hup = 0;
             cw_log_reopen();
             log_info("SIGHUP: log reopened");
         }
-        if (now_ms() - stats_at >= 10000) {
+        if (cw_mono_ms() - stats_at >= 10000) {
             observe_log_stats(&ing);
-            stats_at = now_ms();
+            stats_at = cw_mono_ms();
         }
         if (state == RUNNING) {
             if (cfg.maintenance_interval_ms > 0 &&
-                now_ms() - maint_at >= cfg.maintenance_interval_ms) {
+                cw_mono_ms() - maint_at >= cfg.maintenance_interval_ms) {
                 maintenance_tick(&ing, &maint_conn);
-                maint_at = now_ms();
+                maint_at = cw_mono_ms();
             }
             if (got_term || atomic_load(&ing.drained)) {
                 log_info("%s: finishing in-flight batches (up to %ld ms)",
                          got_term ? "shutdown requested" : "all partitions drained",
                          cfg.shutdown_timeout_ms);
                 state = STOPPING;
-                stop_deadline = now_ms() + cfg.shutdown_timeout_ms;
+                stop_deadline = cw_mono_ms() + cfg.shutdown_timeout_ms;
                 atomic_store(&ing.shutting_down, true);
                 atomic_store(&ing.stop_polling, true);
                 pthread_join(poll_thread, NULL);
@@ -230,7 +223,7 @@ int main(int argc, char **argv)
             }
             if (writers_idle(&ing) && atomic_load(&ing.threads_active) == 0)
                 break;
-            if (now_ms() > stop_deadline) {
+            if (cw_mono_ms() > stop_deadline) {
                 log_error("shutdown timed out after %ld ms; exiting with batches uncommitted "
                           "(they will be read again)",
                           cfg.shutdown_timeout_ms);

@@ -60,7 +60,7 @@ static void refresh_leaders(fetch_nudger *n)
 {
     const rd_kafka_metadata_t *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(n->rk, n->topic, NULL);
-    n->leaders_at = now_ms();
+    n->leaders_at = cw_mono_ms();
     if (!rkt)
         return;
     rd_kafka_resp_err_t err = rd_kafka_metadata(n->rk, 0, rkt, &md, NUDGE_TIMEOUT_MS);
@@ -131,7 +131,7 @@ static void *nudger_main(void *arg)
         rd_kafka_topic_partition_list_t *a = NULL;
         rd_kafka_resp_err_t err = rd_kafka_assignment(n->rk, &a);
         if (!err && a->cnt > 0) {
-            if (!n->leaders_at || now_ms() - n->leaders_at >= LEADERS_REFRESH_MS)
+            if (!n->leaders_at || cw_mono_ms() - n->leaders_at >= LEADERS_REFRESH_MS)
                 refresh_leaders(n);
             rd_kafka_topic_partition_list_t *l = one_per_leader(n, a);
             err = rd_kafka_offsets_for_times(n->rk, l, NUDGE_WAIT_MS);
@@ -183,7 +183,7 @@ void nudger_now(fetch_nudger *n)
     if (!n->started)
         return;
     n->peak = 0;
-    n->nudged_at = now_ms();
+    n->nudged_at = cw_mono_ms();
     pthread_mutex_lock(&n->mu);
     n->wanted = true;
     pthread_cond_signal(&n->cv);
@@ -207,7 +207,7 @@ void nudger_check(fetch_nudger *n, size_t msg_len)
     size_t capacity = (size_t) ((double) n->prefetch_bytes / (n->avg_len + MSG_OVERHEAD_BYTES));
     if (n->peak < capacity / 3 || queued > capacity / 12)
         return;
-    if (now_ms() - n->nudged_at < NUDGE_MIN_INTERVAL_MS)
+    if (cw_mono_ms() - n->nudged_at < NUDGE_MIN_INTERVAL_MS)
         return;
     nudger_now(n);
 }

@@ -127,7 +127,7 @@ static int metrics_handler(struct mg_connection *conn, void *data)
 static int live_handler(struct mg_connection *conn, void *data)
 {
     ingestor *ing = data;
-    bool alive = now_ms() - atomic_load(&ing->heartbeat_ms) < 5000;
+    bool alive = cw_mono_ms() - atomic_load(&ing->heartbeat_ms) < 5000;
     const char *body = alive ? "{\"status\":\"ok\"}" : "{\"status\":\"stalled\"}";
     return cw_http_send(conn, alive ? 200 : 503, "application/json", body, strlen(body), NULL);
 }
@@ -193,7 +193,7 @@ void observe_log_stats(ingestor *ing)
     uint64_t msgs = atomic_load(&st->messages_ok) + atomic_load(&st->messages_dead);
     uint64_t rows = atomic_load(&st->rows);
     uint64_t anomalies = 0;
-    int64_t t = now_ms(), lag = 0;
+    int64_t t = cw_mono_ms(), lag = 0;
     double secs = last_ms ? (double) (t - last_ms) / 1000.0 : 0;
 
     for (int s = 0; s < N_SEVERITIES; s++)

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "monoclock.h"
+
 /* cond_init_monotonic: a condition variable whose timed waits use CLOCK_MONOTONIC deadlines */
 static void cond_init_monotonic(pthread_cond_t *cv)
 {
@@ -100,13 +102,7 @@ typedef struct lazy_deadline {
 static const struct timespec *deadline_get(lazy_deadline *d)
 {
     if (!d->set) {
-        clock_gettime(CLOCK_MONOTONIC, &d->at);
-        d->at.tv_sec += d->timeout_ms / 1000;
-        d->at.tv_nsec += (long) (d->timeout_ms % 1000) * 1000000L;
-        if (d->at.tv_nsec >= 1000000000L) {
-            d->at.tv_sec++;
-            d->at.tv_nsec -= 1000000000L;
-        }
+        d->at = cw_deadline_ms(d->timeout_ms);
         d->set = true;
     }
     return &d->at;

@@ -253,7 +253,7 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
     cw_strbuf parts = CW_STRBUF_INIT, firsts = CW_STRBUF_INIT, nexts = CW_STRBUF_INIT;
     char model_param[16];
 
-    int64_t t_start = now_ms(), t_copied = 0;
+    int64_t t_start = cw_mono_ms(), t_copied = 0;
     batch_ranges(w, b);
     offsets_literals(w, &parts, &firsts, &nexts);
     if (parts.oom || firsts.oom || nexts.oom) {
@@ -296,7 +296,7 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
         res = run_copy(conn, COPY_ANOMALIES, &an);
     if (!res && dl.len > 0)
         res = run_copy(conn, COPY_DEAD, &dl);
-    t_copied = now_ms();
+    t_copied = cw_mono_ms();
     if (!res) {
         const char *params[6];
         snprintf(model_param, sizeof(model_param), "%d", w->model.model_id);
@@ -327,7 +327,7 @@ static attempt_result attempt_commit(writer *w, batch *b, batch_counts *counts, 
             PQclear(PQexec(conn, "ROLLBACK"));
     }
     log_debug("writer %d: %zu messages: build and copy %lld ms, commit_batch+commit %lld ms", w->id,
-              b->n, (long long) (t_copied - t_start), (long long) (now_ms() - t_copied));
+              b->n, (long long) (t_copied - t_start), (long long) (cw_mono_ms() - t_copied));
 out:
     cw_strbuf_free(&tx);
     cw_strbuf_free(&an);
@@ -426,13 +426,6 @@ static void after_commit(writer *w, const batch *b, const batch_counts *c, doubl
     rd_kafka_topic_partition_list_destroy(offs);
 }
 
-static double seconds_since(const struct timespec *t0)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double) (t1.tv_sec - t0->tv_sec) + (double) (t1.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 /*
  * commit_one commits b, retrying until it is committed or has nothing left of ours, or the
  * process gives up at shutdown. split is set when called for a single message after a data
@@ -463,10 +456,9 @@ static void commit_one(writer *w, batch *b, bool split)
     ingestor *ing = w->ing;
     long backoff = BACKOFF_MIN_MS;
     int data_failures = 0;
-    struct timespec t0;
+    int64_t t0 = cw_mono_ns();
     char error[1024];
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     batch_decode(b, (size_t) ing->cfg->max_message_bytes);
     for (;;) {
         skip_ctx ctx = {ing, 0};
@@ -509,7 +501,7 @@ static void commit_one(writer *w, batch *b, bool split)
         switch (ar) {
         case ATTEMPT_OK:
             atomic_store(&ing->db_up, true);
-            after_commit(w, b, &counts, seconds_since(&t0));
+            after_commit(w, b, &counts, (double) (cw_mono_ns() - t0) / 1e9);
             return;
         case ATTEMPT_MODEL_CHANGED:
             log_info("writer %d: the active model changed; reloading and re-scoring", w->id);
@@ -600,7 +592,7 @@ static void *writer_main(void *arg)
             size_t room = b.cap - b.n;
             int wait = 100;
             if (b.n > 0) {
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - cw_mono_ms();
                 if (left <= 0 || room == 0)
                     break;
                 wait = (int) left;
@@ -609,7 +601,7 @@ static void *writer_main(void *arg)
             for (size_t i = 0; i < got; i++)
                 batch_add(&b, taken[i]);
             if (b.n > 0 && deadline == 0)
-                deadline = now_ms() + ing->cfg->batch_flush_ms;
+                deadline = cw_mono_ms() + ing->cfg->batch_flush_ms;
             if (b.n == 0 && (atomic_load(&ing->writers_stop) || atomic_load(&w->abandon)))
                 goto done;
             if (atomic_load(&ing->writers_stop) && queue_count(&w->queue) == 0)

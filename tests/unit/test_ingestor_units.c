@@ -186,24 +186,17 @@ static void queue_purge_removes_matches_and_keeps_order(void **state)
     queue_destroy(&q);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t) t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void queue_timed_wait_times_out(void **state)
 {
     (void) state;
     msg_queue q;
     assert_int_equal(queue_init(&q, 2, NULL), 0);
-    int64_t t0 = mono_ms();
+    int64_t t0 = cw_mono_ms();
     assert_null(queue_pop_wait(&q, 0)); /* 0: do not wait */
-    assert_true(mono_ms() - t0 < 50);
-    t0 = mono_ms();
+    assert_true(cw_mono_ms() - t0 < 50);
+    t0 = cw_mono_ms();
     assert_null(queue_pop_wait(&q, 150));
-    int64_t waited = mono_ms() - t0;
+    int64_t waited = cw_mono_ms() - t0;
     if (waited < 145 || waited > 1000)
         fail_msg("an empty pop with a 150 ms timeout returned after %lld ms", (long long) waited);
     queue_destroy(&q);
@@ -269,9 +262,9 @@ static void queue_budget_is_shared(void **state)
     assert_false(queue_push(&idle, extra));
     /* room given back by the other queue wakes a waiting push */
     assert_int_equal(pthread_create(&t, NULL, pop_one_later, &idle), 0);
-    int64_t t0 = mono_ms();
+    int64_t t0 = cw_mono_ms();
     assert_true(queue_push_wait(&busy, extra, 5000));
-    int64_t waited = mono_ms() - t0;
+    int64_t waited = cw_mono_ms() - t0;
     pthread_join(t, NULL);
     if (waited > 1000)
         fail_msg("push waited %lld ms for room given back after 50 ms", (long long) waited);
@@ -315,10 +308,10 @@ static void queue_timed_wait_wakes_on_push(void **state)
     pthread_t t;
     assert_int_equal(queue_init(&q, 2, NULL), 0);
     delayed_push d = {&q, fake_str("late", 3, 7), 50};
-    int64_t t0 = mono_ms();
+    int64_t t0 = cw_mono_ms();
     assert_int_equal(pthread_create(&t, NULL, push_later, &d), 0);
     ingest_msg *m = queue_pop_wait(&q, 5000);
-    int64_t waited = mono_ms() - t0;
+    int64_t waited = cw_mono_ms() - t0;
     pthread_join(t, NULL);
     assert_ptr_equal(m, d.m);
     if (waited > 1000)

@@ -28,6 +28,7 @@
 #include "chain.h"
 #include "format.h"
 #include "jsonw.h"
+#include "monoclock.h"
 #include "options.h"
 #include "sink.h"
 
@@ -46,14 +47,6 @@ static void on_signal(int sig)
     (void) sig;
     if (interrupts < 100)
         interrupts++;
-}
-
-/* now_ns returns CLOCK_MONOTONIC in nanoseconds. */
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* sleep_until sleeps to an absolute CLOCK_MONOTONIC time; a signal cuts it short. */
@@ -99,7 +92,7 @@ static int run_loop(const struct txgen_options *o, struct chain *chain, struct s
 {
     static struct tx tx; /* large (calldata); one instance reused for every message */
     double ns_per_msg = o->rate > 0 ? 1e9 / o->rate : 0;
-    int64_t start = now_ns();
+    int64_t start = cw_mono_ns();
     char key[2 + 40];
     int rc;
 
@@ -111,7 +104,7 @@ static int run_loop(const struct txgen_options *o, struct chain *chain, struct s
             return SINK_OK;
         if (ns_per_msg > 0) {
             int64_t due = start + (int64_t) ((double) i * ns_per_msg);
-            if (due - now_ns() >= PACE_SLACK_NS) {
+            if (due - cw_mono_ns() >= PACE_SLACK_NS) {
                 rc = sink_idle(sink, errbuf, errlen);
                 if (rc != SINK_OK)
                     return rc;
@@ -204,7 +197,7 @@ int main(int argc, char **argv)
         }
     }
 
-    t0 = now_ns();
+    t0 = cw_mono_ns();
     rc = run_loop(&opts, chain, sink, labels, &anomalies, errbuf, sizeof(errbuf));
     if (rc == SINK_ERR) {
         fprintf(stderr, PROG ": %s\n", errbuf);
@@ -214,7 +207,7 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", errbuf);
         status = 1;
     }
-    secs = (double) (now_ns() - t0) / 1e9;
+    secs = (double) (cw_mono_ns() - t0) / 1e9;
     if (labels && fclose(labels) != 0) {
         fprintf(stderr, PROG ": --labels %s: %s\n", opts.labels, strerror(errno));
         status = 1;

@@ -28,6 +28,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "format.h"
+#include "monoclock.h"
 #include "sink.h"
 
 #define PROG               "chainwatch-txgen"
@@ -271,22 +272,14 @@ int sink_idle(struct sink *s, char *errbuf, size_t errlen)
     return stdout_flush(s, errbuf, errlen);
 }
 
-/* monotonic_ms returns CLOCK_MONOTONIC in milliseconds. */
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* kafka_close flushes in 100 ms steps so a second signal is noticed, then counts whatever is
  * still queued as failed and destroys the producer. */
 static int kafka_close(struct sink *s, int flush_timeout_ms, char *errbuf, size_t errlen)
 {
-    int64_t deadline = monotonic_ms() + flush_timeout_ms;
+    int64_t deadline = cw_mono_ms() + flush_timeout_ms;
     int left;
 
-    while (rd_kafka_outq_len(s->rk) > 0 && monotonic_ms() < deadline &&
+    while (rd_kafka_outq_len(s->rk) > 0 && cw_mono_ms() < deadline &&
            !(s->interrupts && *s->interrupts >= 2))
         rd_kafka_flush(s->rk, 100);
     left = rd_kafka_outq_len(s->rk);
