@@ -36,7 +36,7 @@ TX_COLUMNS = ("hash, from_address, to_address, value, gas, gas_price, block_numb
               "model_id, kafka_topic, kafka_partition, kafka_offset")
 BATCH = 5000
 PRODUCE_LINGER_MS = 1000  # see bench_e2e
-CEILING_ROUNDS = 3
+ROUNDS = 3  # the drain and each ceiling; the best run counts (this host's speed varies from run to run)
 
 
 def connect(dbname=None):
@@ -353,11 +353,11 @@ def bench_e2e(args):
     produce_s = time.perf_counter() - t0
     print(f"bench-ingest: produced {args.rows} messages in {produce_s:.1f} s", file=sys.stderr)
 
-    # the drain, timed twice like each ceiling (the better run counts): a first run on a fresh cluster
+    # the drain, timed ROUNDS times like each ceiling (the best run counts): a first run on a fresh cluster
     # also pays for creating its WAL segments, which the ceilings, run later, find ready to recycle.
     # Each run starts from an empty store under a consumer group of its own, so it reads everything.
     runs = []
-    for run in range(2):
+    for run in range(ROUNDS):
         cur.execute("TRUNCATE chainwatch.transactions, chainwatch.anomalies, chainwatch.kafka_offsets")
         cur.execute("UPDATE chainwatch.partition_state SET row_count = 0")
         cur.execute("CHECKPOINT")  # as before each ceiling run: every target starts from the same state
@@ -375,8 +375,8 @@ def bench_e2e(args):
     anomalies = cur.fetchone()[0]
 
     # the ceilings: the very rows it stored, COPYed in the same batch size by one client, in the binary format
-    # the ingestor sends (COPY text of the same rows takes 20-25% longer); each target CEILING_ROUNDS times, alternating, the
-    # better time counts, so the ceilings are not lowered by a slow moment of the host
+    # the ingestor sends (COPY text of the same rows takes 20-25% longer); each target ROUNDS times, alternating, the
+    # best time counts, so the ceilings are not lowered by a slow moment of the host
     buf = io.BytesIO()
     cur.copy_expert(f"COPY (SELECT {TX_COLUMNS} FROM chainwatch.transactions) TO STDOUT WITH (FORMAT binary)", buf)
     chunks = binary_chunks(buf.getvalue(), BATCH)
@@ -386,7 +386,7 @@ def bench_e2e(args):
     ceilings = {"a": ("bench_bare", 1), "b": ("bench_indexed", 1), "c": ("bench_indexed", writers)}
     times = {name: [] for name in ceilings}
     waits = collections.Counter()
-    for _ in range(CEILING_ROUNDS):
+    for _ in range(ROUNDS):
         for name, (table, clients) in ceilings.items():
             prepare_ceilings(cur)
             cur.execute("CHECKPOINT")
@@ -412,7 +412,7 @@ def bench_e2e(args):
         "Kafka -> parse -> score (active model, 100 trees) -> COPY -> `commit_batch` -> commit. The time includes "
         "joining the consumer group (~3 s on the mock broker) and the final drain check. The ingestor sends the "
         "transactions as binary COPY; the ceilings load the same rows the same way, in batches of 5,000, from one "
-        f"client ((a), (b)) or from {writers} at once ((c), one per writer). The drain runs twice and each ceiling {CEILING_ROUNDS} times, from an empty table, and the best time "
+        f"client ((a), (b)) or from {writers} at once ((c), one per writer). The drain and each ceiling run {ROUNDS} times from an empty table and the best time "
         f"counts (this run's ceiling times: {spread}; a first "
         f"run on a fresh cluster also creates its WAL segments, which later runs recycle). The messages are produced with `linger.ms={PRODUCE_LINGER_MS}`: the mock "
         "broker looks up a fetch offset by walking the partition's message sets one by one, and small producer "
@@ -439,7 +439,7 @@ def bench_e2e(args):
         f"Issue 7's target of 0.4 of (a) is "
         f"{0.4 * r_a:,.0f} rows/s here, {0.4 * r_a / r_c:.2f} of (c): the two indexes cost Postgres "
         f"{(1 / r_b - 1 / r_a) * 1e6:.1f} µs per row on top of the bare table's {1e6 / r_a:.1f} µs, and the "
-        f"ingestor's own work ({cpu_s:.2f} s of CPU in the better drain, {cpu_s / stored * 1e6:.1f} µs per row: "
+        f"ingestor's own work ({cpu_s:.2f} s of CPU in the best drain, {cpu_s / stored * 1e6:.1f} µs per row: "
         "Kafka client, parsing, scoring, COPY encoding) has to fit beside them on the same cores. "
         "The mock broker holds every new consumer group for 3 s before its first assignment (a real broker "
         "does so for `group.initial.rebalance.delay.ms`, which docker-compose.yml sets to 0); the steady-state "
