@@ -9,9 +9,10 @@ Two benchmarks, each writing its own section of docs/benchmarks.md:
         (a) a bare unindexed table and (b) a plain table with chainwatch.transactions' columns and indexes.
   e2e   (bench-ingest) 1M txgen messages produced into the local broker, then
         `chainwatch-ingestor --drain` timed end to end (Kafka -> parse -> score -> COPY -> commit),
-        against the same COPY ceilings (a) and (b) of the rows it stored; plus its peak RSS.
+        against the same COPY ceilings (a) and (b) of the rows it stored and (c), (b) loaded from as many
+        clients at once as the ingestor has writers; plus its peak RSS and CPU time.
 
-The same client (psycopg2, batches of 5,000 rows) feeds every COPY, so the ratios compare server work.
+The same client code (psycopg2, batches of 5,000 rows) feeds every COPY, so the ratios compare server work.
 """
 import argparse
 import collections
@@ -122,17 +123,17 @@ def copy_parallel(table, chunks, clients, waits):
     sampling = threading.Event()
 
     def sample():
-        with connect() as mon, mon.cursor() as k:
-            while not sampling.is_set():
-                k.execute("SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU') FROM pg_stat_activity "
-                          "WHERE pid = ANY (%s) AND state = 'active'", (pids,))
-                waits.update(w for (w,) in k.fetchall())
-                time.sleep(0.005)
+        mon = connect()
+        cur = mon.cursor()
+        while not sampling.is_set():
+            cur.execute("SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU') FROM pg_stat_activity "
+                        "WHERE pid = ANY (%s) AND state = 'active'", (pids,))
+            waits.update(w for (w,) in cur.fetchall())
+            time.sleep(0.005)
+        mon.close()
     sampler = threading.Thread(target=sample)
     sampler.start()
-    times = [0.0] * clients
-    threads = [threading.Thread(target=lambda i=i: times.__setitem__(i, copy_batches(conns[i], table,
-                                                                                    chunks[i::clients])))
+    threads = [threading.Thread(target=copy_batches, args=(conns[i], table, chunks[i::clients]))
                for i in range(clients)]
     t0 = time.perf_counter()
     for t in threads:
