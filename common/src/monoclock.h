@@ -25,8 +25,7 @@ static inline int64_t cw_mono_ms(void)
     return cw_mono_ns() / 1000000;
 }
 
-/* cw_deadline_ms is the CLOCK_MONOTONIC time ms milliseconds from now, for pthread_cond_timedwait
- */
+/* cw_deadline_ms is the CLOCK_MONOTONIC time ms milliseconds ahead (pthread_cond_timedwait) */
 static inline struct timespec cw_deadline_ms(long ms)
 {
     struct timespec at;
