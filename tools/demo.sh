@@ -200,7 +200,9 @@ start_api() {
     note "curl -s -H 'X-API-Key: $API_KEY' '$base/api/v1/anomalies/$hash'"
     note "curl -s -H 'X-API-Key: $API_KEY' -X POST $base/api/v1/predict -d '{\"hash\":\"0x$(printf '%064d' 1)\",\"value\":\"5000000000000000000000\",\"gas\":21000,\"gasPrice\":2000000000000}'"
     note "curl -s -H 'X-API-Key: $API_KEY' $base/api/v1/stats"
-    note "curl -s $base/health    curl -s $base/metrics    curl -s $base/api/v1/openapi.json"
+    note "curl -s $base/health"
+    note "curl -s $base/metrics"
+    note "curl -s $base/api/v1/openapi.json"
     note "for example, the first command answers:"
     curl -s -H "X-API-Key: $API_KEY" "$base/api/v1/anomalies?severity=critical&limit=2" | head -c 600 | sed 's/^/      /'
     echo
