@@ -411,7 +411,9 @@ def bench_e2e(args):
         f"({env.get('KAFKA_TOPIC')}, {args.partitions} partitions), consumed by one `chainwatch-ingestor --drain` "
         f"({writers} writer threads, batches of 5,000) on the same {os.cpu_count()} cores as Postgres and the broker: "
         "Kafka -> parse -> score (active model, 100 trees) -> COPY -> `commit_batch` -> commit. The time includes "
-        "joining the consumer group (~3 s on the mock broker) and the final drain check. The ingestor sends the "
+        "joining the consumer group (the mock broker holds a new group 3 s before its first assignment, as a real "
+        "broker does for `group.initial.rebalance.delay.ms`, which docker-compose.yml sets to 0; the steady-state "
+        "row leaves that wait out) and the final drain check. The ingestor sends the "
         "transactions as binary COPY; the ceilings load the same rows the same way, in batches of 5,000, from one "
         f"client ((a), (b)) or from {writers} at once ((c), one per writer). The drain and each ceiling run {ROUNDS} times from an empty table and the best time "
         f"counts (this run's ceiling times: {spread}; a first "
@@ -441,10 +443,7 @@ def bench_e2e(args):
         f"{0.4 * r_a:,.0f} rows/s here, {0.4 * r_a / r_c:.2f} of (c): the two indexes cost Postgres "
         f"{(1 / r_b - 1 / r_a) * 1e6:.1f} µs per row on top of the bare table's {1e6 / r_a:.1f} µs, and the "
         f"ingestor's own work ({cpu_s:.2f} s of CPU in the best drain, {cpu_s / stored * 1e6:.1f} µs per row: "
-        "Kafka client, parsing, scoring, COPY encoding) has to fit beside them on the same cores. "
-        "The mock broker holds every new consumer group for 3 s before its first assignment (a real broker "
-        "does so for `group.initial.rebalance.delay.ms`, which docker-compose.yml sets to 0); the steady-state "
-        "row leaves that wait out.",
+        "Kafka client, parsing, scoring, COPY encoding) has to fit beside them on the same cores.",
         "",
         f"Stored {stored:,} transactions: every message the broker still held, once. "
         f"Anomalies flagged and stored: {anomalies:,}. Peak resident memory of the ingestor: "
