@@ -4,6 +4,7 @@
 #define INGESTOR_INGESTOR_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,6 +53,8 @@ typedef struct ingestor {
     int n_writers;
     struct writer *writers;
     queue_budget queue_budget; /* KAFKA_MAX_QUEUE_SIZE, shared by the writers' queues */
+    sem_t copy_slots;          /* COPY_CONCURRENCY writers may load at once (see writer.c) */
+    bool copy_limited;         /* copy_slots is in use: COPY_CONCURRENCY < writers */
 
     /*
      * Partition ownership. The rebalance callback clears owned[p] and then takes assign_lock

@@ -178,9 +178,12 @@ int main(int argc, char **argv)
         log_error("cannot start the poll thread");
         return 2;
     }
-    log_info("consuming %s as group %s with %d writer threads (batch %ld, flush %ld ms)%s",
-             cfg.kafka_topic, cfg.kafka_group_id, ing.n_writers, cfg.batch_size, cfg.batch_flush_ms,
-             cfg.drain ? ", until drained" : "");
+    log_info(
+        "consuming %s as group %s with %d writer threads (batch %ld, flush %ld ms, %ld loading "
+        "at once)%s",
+        cfg.kafka_topic, cfg.kafka_group_id, ing.n_writers, cfg.batch_size, cfg.batch_flush_ms,
+        ing.copy_limited ? cfg.copy_concurrency : (long) ing.n_writers,
+        cfg.drain ? ", until drained" : "");
 
     enum { RUNNING, STOPPING } state = RUNNING;
     int64_t stats_at = cw_mono_ms(), maint_at = 0, stop_deadline = 0;

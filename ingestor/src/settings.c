@@ -31,6 +31,9 @@ static const cw_setting settings_table[] = {
      "Most messages per database transaction"},
     {"BATCH_FLUSH_MS", CW_CFG_INT, "200", 1, 600000, S(batch_flush_ms), 0,
      "Longest a message waits in a partial batch"},
+    {"COPY_CONCURRENCY", CW_CFG_INT, "2", 0, 64, S(copy_concurrency), 0,
+     "Most writers loading rows into Postgres at once (0 = all): concurrent loads queue on the "
+     "transactions hash index's metapage"},
     {"MAX_MESSAGE_BYTES", CW_CFG_INT, "1048576", 64, 104857600, S(max_message_bytes), 0,
      "Larger messages go to chainwatch.dead_letters (reason too_large)"},
     {"METRICS_PORT", CW_CFG_INT, "9090", 0, 65535, S(metrics_port), 0,

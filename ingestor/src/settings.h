@@ -17,6 +17,7 @@ typedef struct ingestor_settings {
     char *database_url;
     long batch_size;
     long batch_flush_ms;
+    long copy_concurrency;
     long max_message_bytes;
     long metrics_port;
     char *metrics_bind;

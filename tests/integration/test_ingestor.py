@@ -376,15 +376,16 @@ def test_all_messages_arrive_exactly_once_and_scores_match_sql(harness):
     h.txgen(n // 2, seed=11, fmt="etherscan")
     h.txgen(n // 4, seed=12, fmt="jsonrpc")
     h.txgen(n - n // 2 - n // 4, seed=13, fmt="legacy")
-    # a small queue makes the poll thread pause and resume partitions (back-pressure) on the way
-    h.drain(KAFKA_MAX_QUEUE_SIZE=300, BATCH_SIZE=1000)
+    # a small queue makes the poll thread pause and resume partitions (back-pressure) on the way; one load slot
+    # makes the writers take turns (writer.c, "Load slots"); the drain below loads with every writer at once
+    h.drain(KAFKA_MAX_QUEUE_SIZE=300, BATCH_SIZE=1000, COPY_CONCURRENCY=1)
     assert_exactly_once(h, read_topic(h))
 
     (model_id,), = h.sql("SELECT chainwatch.train_model('ingestor-test', "
                          "'SELECT value, gas, gas_price FROM chainwatch.transactions')")
     h.sql("SELECT chainwatch.activate_model(%s)", model_id)
     h.txgen(scaled(5000), seed=14, fmt="etherscan", rate=None)
-    h.drain()
+    h.drain(COPY_CONCURRENCY=0)
     assert_exactly_once(h, read_topic(h))
 
     (scored,), = h.sql("SELECT count(*) FROM chainwatch.transactions WHERE model_id = %s", model_id)
@@ -760,6 +761,7 @@ def test_ready_on_an_idle_topic(harness):
     ({"BATCH_SIZE": "abc"}, "BATCH_SIZE"),
     ({"BATCH_SIZE": "0"}, "BATCH_SIZE"),
     ({"BATCH_FLUSH_MS": "-1"}, "BATCH_FLUSH_MS"),
+    ({"COPY_CONCURRENCY": "-1"}, "COPY_CONCURRENCY"),
     ({"KAFKA_NUM_WORKER_THREADS": "65"}, "KAFKA_NUM_WORKER_THREADS"),
     ({"KAFKA_MAX_QUEUE_SIZE": "lots"}, "KAFKA_MAX_QUEUE_SIZE"),
     ({"METRICS_PORT": "70000"}, "METRICS_PORT"),
@@ -800,6 +802,7 @@ def test_help_lists_every_setting_with_its_default(bin_dir):
         "KAFKA_MAX_QUEUE_SIZE": "10000", "KAFKA_SESSION_TIMEOUT_MS": "30000", "KAFKA_MAX_POLL_INTERVAL_MS": "300000",
         "DATABASE_URL": None, "BATCH_SIZE": "5000", "BATCH_FLUSH_MS": "200", "METRICS_PORT": "9090",
         "LOG_LEVEL": "info", "LOG_FORMAT": "text", "SHUTDOWN_TIMEOUT_MS": "30000", "MAX_MESSAGE_BYTES": None,
+        "COPY_CONCURRENCY": "2",
     }
     for name, default in defaults.items():
         flag = "--" + name.lower().replace("_", "-")
