@@ -412,7 +412,7 @@ def bench_e2e(args):
         "",
         f"{args.rows:,} `chainwatch-txgen` messages (Etherscan format) in the local broker "
         f"({env.get('KAFKA_TOPIC')}, {args.partitions} partitions), consumed by one `chainwatch-ingestor --drain` "
-        f"({writers} writer threads, batches of 5,000, at most {os.environ.get('COPY_CONCURRENCY', '2')} loading at once: "
+        f"({writers} writer threads, batches of 5,000, at most {env.get('COPY_CONCURRENCY', '2')} loading at once: "
         f"`COPY_CONCURRENCY`) on the same {os.cpu_count()} cores as Postgres and the broker: "
         "Kafka -> parse -> score (active model, 100 trees) -> COPY -> `commit_batch` -> commit. The time includes "
         "joining the consumer group (the mock broker holds a new group 3 s before its first assignment, as a real "
