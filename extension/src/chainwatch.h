@@ -8,16 +8,11 @@
 
 #include "forest.h"
 
-/* custom SQLSTATEs (class CW): documented in docs/errors.md */
-#define ERRCODE_CW_MODEL_NOT_ACTIVE MAKE_SQLSTATE('C', 'W', '0', '0', '1')
-#define ERRCODE_CW_BATCH_REPLAYED   MAKE_SQLSTATE('C', 'W', '0', '0', '2')
-
 #define CW_RESERVOIR_ROWS 100000
 
 /* model_cache.c — deserialized models cached per backend, invalidated through the relcache */
 typedef struct CachedModel {
     int32 id;
-    uint32 checksum;
     forest *forest; /* malloc'd, owned by the cache */
 } CachedModel;
 

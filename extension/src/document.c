@@ -1,24 +1,28 @@
-/* extension/src/document.c — chainwatch.anomaly_document(): one anomaly as the REST API's JSON
- * object
+/* extension/src/document.c — anomalies.document: one anomaly as the REST API's JSON object
  *
  * Why a stored document. The API's anomaly list is its most requested uncached answer: 101 rows of
  * 16 columns. Sent column by column, Postgres runs 1,616 send functions per page and the API
  * formats each value again; most of a page's cost was that per-value work, repeated on every
- * request for rows that never change. chainwatch.anomalies therefore keeps each row's JSON in a
- * generated column, document, computed once when the row is written; a page is then 101 short
- * texts that the API joins with commas. GET /anomalies/{hash} serves the same text, so both
- * endpoints print an anomaly identically.
+ * request for rows that never change. chainwatch.anomalies therefore keeps each row's JSON in the
+ * column document, computed once when the row is written; a page is then 101 short texts that the
+ * API joins with commas. GET /anomalies/{hash} serves the same text, so both endpoints print an
+ * anomaly identically.
  *
  * The format is the API's (docs/api.md): keys in column order; amounts in wei as JSON strings
  * (numeric_out: exact); times as RFC 3339 UTC with six fraction digits (common/src/rfc3339.c, the
  * API's own formatter), null for ±infinity; the score as the shortest text that reads back as the
  * same double (what float8out prints), null when not finite; text JSON-escaped as row_to_json
- * does; SQL NULL as null.
+ * does; SQL NULL as null. No GUC is read (not TimeZone, not extra_float_digits, not DateStyle).
  *
- * Why IMMUTABLE, which a generated column requires: the text depends only on the arguments. No GUC
- * is read (not TimeZone, not extra_float_digits, not DateStyle). The one catalog read is the label
- * of the severity_level value; the extension owns that type and never renames a label (renaming
- * one would be an upgrade that recomputes the column, ALTER TABLE ... SET EXPRESSION).
+ * How the column is kept correct. The severity is printed with enum_out, which reads the catalog,
+ * so anomaly_document() is STABLE, and a generated column (which needs IMMUTABLE) cannot call it;
+ * up to extension 0.8.0 it was declared IMMUTABLE anyway. Since 0.9.0 the trigger
+ * anomalies_document (chainwatch_anomalies_document below, BEFORE INSERT OR UPDATE on every
+ * partition) computes the column from the row being written and replaces whatever the writer put
+ * there, so a document always describes its row as it was written: COPY and INSERT leave the
+ * column out, an UPDATE recomputes it, and nobody can store another text. A document does not
+ * follow later catalog changes (renaming a severity label would leave old documents with the old
+ * label): the extension owns severity_level and never renames its labels.
  */
 #include "chainwatch.h"
 
@@ -26,9 +30,12 @@
 
 #include "common/shortest_dec.h"
 #include "lib/stringinfo.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "rfc3339.h"
@@ -57,8 +64,8 @@ static const struct {
 };
 #define DOC_NFIELDS ((int) lengthof(doc_fields))
 
-/* append_value appends argument i of fcinfo as the JSON value of its field */
-static void append_value(StringInfo b, FunctionCallInfo fcinfo, int i)
+/* append_value appends d, the value of field i, as JSON */
+static void append_value(StringInfo b, int i, Datum d)
 {
     char num[MAXINT8LEN + 1], time[CW_RFC3339_MAX];
     size_t n;
@@ -66,24 +73,24 @@ static void append_value(StringInfo b, FunctionCallInfo fcinfo, int i)
 
     switch (doc_fields[i].kind) {
     case DOC_INT8:
-        n = pg_lltoa(PG_GETARG_INT64(i), num);
+        n = pg_lltoa(DatumGetInt64(d), num);
         appendBinaryStringInfo(b, num, (int) n);
         break;
     case DOC_INT4:
-        n = pg_ltoa(PG_GETARG_INT32(i), num);
+        n = pg_ltoa(DatumGetInt32(d), num);
         appendBinaryStringInfo(b, num, (int) n);
         break;
     case DOC_TEXT:
-        escape_json(b, text_to_cstring(PG_GETARG_TEXT_PP(i)));
+        escape_json(b, text_to_cstring(DatumGetTextPP(d)));
         break;
     case DOC_NUMERIC:
         appendStringInfoChar(b, '"');
         appendStringInfoString(
-            b, DatumGetCString(DirectFunctionCall1(numeric_out, PG_GETARG_DATUM(i))));
+            b, DatumGetCString(DirectFunctionCall1(numeric_out, d)));
         appendStringInfoChar(b, '"');
         break;
     case DOC_TIME:
-        n = cw_rfc3339_us(time, PG_GETARG_TIMESTAMPTZ(i));
+        n = cw_rfc3339_us(time, DatumGetTimestampTz(d));
         if (n == 0) {
             appendStringInfoString(b, "null");
             break;
@@ -93,7 +100,7 @@ static void append_value(StringInfo b, FunctionCallInfo fcinfo, int i)
         appendStringInfoChar(b, '"');
         break;
     case DOC_FLOAT8:
-        v = PG_GETARG_FLOAT8(i);
+        v = DatumGetFloat8(d);
         if (!isfinite(v)) {
             appendStringInfoString(b, "null");
             break;
@@ -102,35 +109,90 @@ static void append_value(StringInfo b, FunctionCallInfo fcinfo, int i)
         b->len += double_to_shortest_decimal_buf(v, b->data + b->len);
         break;
     case DOC_ENUM:
-        escape_json(b, DatumGetCString(DirectFunctionCall1(enum_out, PG_GETARG_DATUM(i))));
+        escape_json(b, DatumGetCString(DirectFunctionCall1(enum_out, d)));
         break;
     }
+}
+
+/* document_build returns the JSON object of one anomaly from its fields' values */
+static text *document_build(const Datum *values, const bool *nulls)
+{
+    StringInfoData b;
+
+    initStringInfo(&b);
+    appendStringInfoChar(&b, '{');
+    for (int i = 0; i < DOC_NFIELDS; i++) {
+        appendStringInfo(&b, "%s\"%s\":", i > 0 ? "," : "", doc_fields[i].key);
+        if (nulls[i])
+            appendStringInfoString(&b, "null");
+        else
+            append_value(&b, i, values[i]);
+    }
+    appendStringInfoChar(&b, '}');
+    return cstring_to_text_with_len(b.data, b.len);
 }
 
 PG_FUNCTION_INFO_V1(chainwatch_anomaly_document);
 /*
  * chainwatch_anomaly_document(id, hash, from_address, to_address, value, gas, gas_price,
  * block_number, tx_time, detected_at, score, severity, model_id, kafka_topic, kafka_partition,
- * kafka_offset) RETURNS text: the anomaly's JSON object (see the top of this file). Not STRICT:
- * a NULL argument is a null member.
+ * kafka_offset) RETURNS text: the anomaly's JSON object (see the top of this file), as the
+ * trigger stores it. Not STRICT: a NULL argument is a null member.
  */
 Datum chainwatch_anomaly_document(PG_FUNCTION_ARGS)
 {
-    StringInfoData b;
+    Datum values[DOC_NFIELDS];
+    bool nulls[DOC_NFIELDS];
 
     if (PG_NARGS() != DOC_NFIELDS)
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                  errmsg("anomaly_document() takes %d arguments, not %d", DOC_NFIELDS, PG_NARGS())));
-    initStringInfo(&b);
-    appendStringInfoChar(&b, '{');
     for (int i = 0; i < DOC_NFIELDS; i++) {
-        appendStringInfo(&b, "%s\"%s\":", i > 0 ? "," : "", doc_fields[i].key);
-        if (PG_ARGISNULL(i))
-            appendStringInfoString(&b, "null");
-        else
-            append_value(&b, fcinfo, i);
+        nulls[i] = PG_ARGISNULL(i);
+        values[i] = nulls[i] ? (Datum) 0 : PG_GETARG_DATUM(i);
     }
-    appendStringInfoChar(&b, '}');
-    PG_RETURN_TEXT_P(cstring_to_text_with_len(b.data, b.len));
+    PG_RETURN_TEXT_P(document_build(values, nulls));
+}
+
+PG_FUNCTION_INFO_V1(chainwatch_anomalies_document);
+/*
+ * chainwatch_anomalies_document() RETURNS trigger: BEFORE INSERT OR UPDATE FOR EACH ROW on
+ * chainwatch.anomalies (cloned to every partition). Sets the row's document column from its other
+ * columns, found by name in the partition's own tuple descriptor, whatever the writer gave it.
+ */
+Datum chainwatch_anomalies_document(PG_FUNCTION_ARGS)
+{
+    TriggerData *trig = (TriggerData *) fcinfo->context;
+    HeapTuple tuple;
+    TupleDesc desc;
+    Datum values[DOC_NFIELDS];
+    bool nulls[DOC_NFIELDS];
+    int target;
+    Datum document;
+    bool document_null = false;
+
+    if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trig->tg_event) ||
+        !TRIGGER_FIRED_FOR_ROW(trig->tg_event) || TRIGGER_FIRED_BY_DELETE(trig->tg_event))
+        ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                        errmsg("chainwatch_anomalies_document must run BEFORE INSERT OR UPDATE "
+                               "FOR EACH ROW")));
+    tuple = TRIGGER_FIRED_BY_UPDATE(trig->tg_event) ? trig->tg_newtuple : trig->tg_trigtuple;
+    desc = RelationGetDescr(trig->tg_relation);
+    target = SPI_fnumber(desc, "document");
+    if (target <= 0)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+                        errmsg("table %s has no column \"document\"",
+                               RelationGetRelationName(trig->tg_relation))));
+    for (int i = 0; i < DOC_NFIELDS; i++) {
+        int attnum = SPI_fnumber(desc, doc_fields[i].key);
+        if (attnum <= 0)
+            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+                            errmsg("table %s has no column \"%s\"",
+                                   RelationGetRelationName(trig->tg_relation), doc_fields[i].key)));
+        values[i] = heap_getattr(tuple, attnum, desc, &nulls[i]);
+    }
+    document = PointerGetDatum(document_build(values, nulls));
+    return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 1, &target, &document,
+                                                     &document_null));
 }

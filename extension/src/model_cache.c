@@ -149,7 +149,7 @@ CachedModel *ModelCacheGet(int32 model_id)
         return ModelCacheRemember(m, model_id);
 
     initStringInfo(&sql);
-    appendStringInfo(&sql, "SELECT forest, checksum FROM %s WHERE id = $1", ModelsTableName());
+    appendStringInfo(&sql, "SELECT forest FROM %s WHERE id = $1", ModelsTableName());
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     if (SPI_execute_with_args(sql.data, 1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
@@ -178,7 +178,6 @@ CachedModel *ModelCacheGet(int32 model_id)
 
     m = hash_search(ModelHash(), &model_id, HASH_ENTER, &found);
     m->forest = f;
-    m->checksum = 0;
     return ModelCacheRemember(m, model_id);
 }
 

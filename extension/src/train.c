@@ -13,6 +13,11 @@
  * wei / gas units) or one float8[] column of a fixed width. Rows with a NULL are skipped and
  * counted; negative, NaN or infinite amounts are errors.
  *
+ * Memory. Whatever a row needs while it is read (detoasted arrays and numerics: a value stored
+ * with a short header is always copied) is allocated in a per-row context reset before the next
+ * row, so a scan of any length holds one row's values, the reservoir and the fetched batch. Up to
+ * extension 0.8.0 the float8[] form kept every row's detoasted array until the end of the scan.
+ *
  * The fitted forest is serialized by the forest core and stored by ModelInsert (model_io.c).
  * The forest is malloc'd: it is freed on every path, including errors (PG_FINALLY).
  */
@@ -87,7 +92,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
     char *transform_name = text_to_cstring(PG_GETARG_TEXT_PP(6));
     forest_params params;
     forest_transform transform;
-    MemoryContext trainctx, oldctx;
+    MemoryContext trainctx, oldctx, spictx, rowctx;
     double *reservoir;
     int64 capacity, seen = 0, kept = 0, skipped = 0;
     int width = -1;
@@ -137,9 +142,9 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                         errmsg("source_query must be a single SELECT returning rows")));
     portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
 
-    oldctx = MemoryContextSwitchTo(trainctx);
     reservoir = NULL;
-    MemoryContextSwitchTo(oldctx);
+    spictx = CurrentMemoryContext;
+    rowctx = AllocSetContextCreate(trainctx, "chainwatch train row", ALLOCSET_SMALL_SIZES);
 
     for (;;) {
         SPI_cursor_fetch(portal, true, TRAIN_FETCH);
@@ -179,6 +184,9 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
             bool isnull, skip = false;
             int n = width;
 
+            /* this row's allocations live until the next row (see "Memory" above) */
+            MemoryContextReset(rowctx);
+            MemoryContextSwitchTo(rowctx);
             if (vector_form) {
                 Datum d = SPI_getbinval(tup, desc, 1, &isnull);
                 if (isnull) {
@@ -209,7 +217,6 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                                         errhint("Use transform => 'identity'.")));
                     row[k] = x[k];
                 }
-                pfree(x);
             } else {
                 for (int k = 0; k < 3 && !skip; k++) {
                     Datum d = SPI_getbinval(tup, desc, k + 1, &isnull);
@@ -241,6 +248,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                 memcpy(reservoir + slot * width, row, sizeof(double) * width);
             seen++;
         }
+        MemoryContextSwitchTo(spictx);
         SPI_freetuptable(SPI_tuptable);
         CHECK_FOR_INTERRUPTS();
     }

@@ -85,7 +85,7 @@ int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
                        "severity) - 1, min_score, "
                        "ceil(min_value_eth * 1000000000000000000)::numeric(78,0)::text, "
                        "ceil(min_gas_price_gwei * 1000000000)::numeric(78,0)::text "
-                       "FROM chainwatch.severity_rules");
+                       "FROM chainwatch.severity_rules WHERE enabled");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "loading severity rules: %s", PQresultErrorMessage(res));
         PQclear(res);

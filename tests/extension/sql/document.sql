@@ -1,4 +1,4 @@
--- document.sql: anomalies.document, the REST JSON of each anomaly, computed when the row is written
+-- document.sql: anomalies.document, the REST JSON of each anomaly, set by a trigger when the row is written
 SET client_min_messages = warning;
 SET TimeZone = 'America/New_York';   -- the document is UTC whatever the session says
 SET extra_float_digits = 3;          -- and the score is the shortest form whatever this says
@@ -30,19 +30,29 @@ UPDATE chainwatch.anomalies SET severity = 'high' WHERE id = 1;
 SELECT document::jsonb ->> 'severity' AS severity_after_update FROM chainwatch.anomalies WHERE id = 1;
 ROLLBACK;
 
--- nobody writes it directly
-INSERT INTO chainwatch.anomalies (hash, value, gas, gas_price, score, severity, document) VALUES ('0x1', 1, 1, 1, 0.5, 'low', '{}');
+-- nobody writes it directly: what a writer gives is replaced, on insert and on update
+BEGIN;
+INSERT INTO chainwatch.anomalies (hash, value, gas, gas_price, score, severity, document)
+VALUES ('0x1', 1, 1, 1, 0.5, 'low', '{}') RETURNING document::jsonb ->> 'hash' AS hash;
+UPDATE chainwatch.anomalies SET document = 'forged' WHERE hash = '0x1' RETURNING document::jsonb ->> 'score' AS score;
+-- and it is what anomaly_document() says about the row
+SELECT count(*) FILTER (WHERE a.document = chainwatch.anomaly_document(a.id, a.hash, a.from_address, a.to_address,
+           a.value, a.gas, a.gas_price, a.block_number, a.tx_time, a.detected_at, a.score, a.severity, a.model_id,
+           a.kafka_topic, a.kafka_partition, a.kafka_offset)) AS same, count(*) AS rows
+  FROM chainwatch.anomalies a WHERE a.hash = '0x1';
+ROLLBACK;
 
 -- every anomaly partition computes it, including those maintenance makes later
-SELECT count(*) FILTER (WHERE a.attgenerated = 's') = count(*) AS all_generated, count(*) > 0 AS some
-  FROM chainwatch.partition_state s JOIN pg_attribute a ON a.attrelid = format('chainwatch.%I', s.partition_name)::regclass
- WHERE s.table_name = 'anomalies' AND a.attname = 'document';
+SELECT count(t.oid) = count(*) AS all_have_the_trigger, count(*) > 0 AS some
+  FROM chainwatch.partition_state s
+  LEFT JOIN pg_trigger t ON t.tgrelid = format('chainwatch.%I', s.partition_name)::regclass AND t.tgname = 'anomalies_document'
+ WHERE s.table_name = 'anomalies';
 SELECT chainwatch._create_partition('anomalies', '2100-01-01', '2100-01-02') AS made \gset
-SELECT attgenerated FROM pg_attribute WHERE attrelid = format('chainwatch.%I', :'made')::regclass AND attname = 'document';
+SELECT tgname FROM pg_trigger WHERE tgrelid = format('chainwatch.%I', :'made')::regclass;
 INSERT INTO chainwatch.anomalies (hash, value, gas, gas_price, score, severity, detected_at)
 VALUES ('0xlater', 5, 6, 7, 0.75, 'low', '2100-01-01 12:00+00') RETURNING document::jsonb ->> 'detected_at' AS detected_at;
 DELETE FROM chainwatch.anomalies WHERE hash = '0xlater';
 SELECT chainwatch._drop_partition(:'made', 'test');
 
--- the function: immutable (a generated column requires it), parallel safe, not strict (NULL members)
+-- the function: stable (enum_out reads the catalog), parallel safe, not strict (NULL members)
 SELECT provolatile, proparallel, proisstrict FROM pg_proc WHERE oid = 'chainwatch.anomaly_document'::regproc;

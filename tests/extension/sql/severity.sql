@@ -25,3 +25,21 @@ CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN EXECUTE q; RETURN 'no error'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$;
 SELECT pg_temp.err($$INSERT INTO chainwatch.severity_rules (severity) VALUES ('high')$$);
 SELECT pg_temp.err($$INSERT INTO chainwatch.severity_rules (severity, min_score) VALUES ('low', 0.5)$$);
+
+-- the shipped rules: nine, editable, disabled rather than deleted (a restore would bring a deleted one back)
+SELECT count(*) AS shipped FROM chainwatch.severity_rules WHERE shipped;
+SELECT pg_temp.err($$DELETE FROM chainwatch.severity_rules WHERE id = 7$$);
+SELECT pg_temp.err($$TRUNCATE chainwatch.severity_rules$$);
+SELECT pg_temp.err($$UPDATE chainwatch.severity_rules SET shipped = false WHERE id = 7$$);
+UPDATE chainwatch.severity_rules SET enabled = false WHERE id = 7;   -- value of 10,000 ETH or more
+SELECT chainwatch.severity(0.6, 50000000000000000000000, 20000000000) AS v50000_eth_rule_7_disabled;
+UPDATE chainwatch.severity_rules SET enabled = true WHERE id = 7;
+SELECT chainwatch.severity(0.6, 50000000000000000000000, 20000000000) AS v50000_eth_rule_7_enabled;
+-- the user's own rules delete as before
+INSERT INTO chainwatch.severity_rules (severity, min_value_eth) VALUES ('high', 5) RETURNING shipped, enabled;
+SELECT pg_temp.err($$DELETE FROM chainwatch.severity_rules WHERE NOT shipped$$);
+-- an insert of an existing id (what a pg_dump restore does) updates that rule
+INSERT INTO chainwatch.severity_rules (id, severity, min_value_eth, description, enabled, shipped)
+VALUES (1, 'high', 100, 'value of 100 ETH or more, raised', true, true);
+SELECT id, severity, description FROM chainwatch.severity_rules WHERE id = 1;
+SELECT count(*) AS rules FROM chainwatch.severity_rules;

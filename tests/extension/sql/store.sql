@@ -81,4 +81,7 @@ BEGIN;
 INSERT INTO chainwatch.partition_state (partition_name, table_name, lower_bound, upper_bound)
 VALUES ('transactions_gone', 'transactions', '2001-01-01', '2001-01-02');
 SELECT count(*) AS status_rows, bool_and(bytes >= 0) AS bytes_known FROM chainwatch.status();
+-- status() is VOLATILE, as pg_total_relation_size() which it calls (0.8.0 said STABLE)
+SELECT p.provolatile AS status_volatility, s.provolatile AS size_volatility
+  FROM pg_proc p, pg_proc s WHERE p.oid = 'chainwatch.status'::regproc AND s.oid = 'pg_total_relation_size'::regproc;
 ROLLBACK;

@@ -1,0 +1,194 @@
+-- extension/sql/functions/maintenance.sql — maintain(): partitions, bounds, automatic training; set_retention()
+--
+-- maintain() runs in phases, each table's step in a subtransaction of its own, so a lock timeout in one step
+-- skips only that step of that table until the next run:
+--   1. reconcile partition_state with the catalog, then create partitions ahead (ATTACH takes SHARE UPDATE
+--      EXCLUSIVE on the parent: it never waits for ingest and ingest never waits for it);
+--   2. drop expired and entirely excess partitions, under ACCESS EXCLUSIVE on each parent, in table order;
+--   3. enforce the row bounds, after all DDL, under the bookkeeping locks;
+--   4. train a first model (or retrain) when due, only in a run that dropped, evicted and reconciled nothing:
+--      it would otherwise hold ACCESS EXCLUSIVE on a table, or rows writers update, for as long as training
+--      takes;
+--   5. record the run in retention_stats (a failure here loses counters, never rows or partitions).
+-- One owner schedules it: the background worker (extension/src/worker.c) where chainwatch is preloaded, or
+-- pg_cron, or the ingestor's maintenance thread where neither runs (docs/operations.md). A second caller
+-- returns at once (an advisory lock), so an extra scheduler costs nothing but a wasted call.
+
+CREATE FUNCTION @extschema@._load() RETURNS void
+LANGUAGE c VOLATILE PARALLEL SAFE AS 'MODULE_PATHNAME', 'chainwatch_load';
+
+COMMENT ON FUNCTION @extschema@._load() IS 'Internal: loads the library so the chainwatch.* settings are defined in this session.';
+
+CREATE FUNCTION @extschema@._setting(name text, fallback text) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$ SELECT coalesce(nullif(pg_catalog.current_setting('chainwatch.' || name, true), ''), fallback) $$;
+
+COMMENT ON FUNCTION @extschema@._setting(text, text) IS 'Internal: a chainwatch.* setting with a fallback.';
+
+CREATE FUNCTION @extschema@._auto_train() RETURNS int
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+    active record;
+    retrain_s int := @extschema@._setting('retrain_interval', '0')::int;
+    id int;
+BEGIN
+    IF NOT @extschema@._setting('auto_train', 'on')::boolean THEN
+        RETURN NULL;
+    END IF;
+    SELECT m.* INTO active FROM @extschema@.models m WHERE m.is_active;
+    IF FOUND AND (retrain_s <= 0 OR active.created_at > now() - make_interval(secs => retrain_s)) THEN
+        RETURN NULL;
+    END IF;
+    SELECT coalesce(sum(s.row_count), 0) INTO n FROM @extschema@.partition_state s WHERE s.table_name = 'transactions';
+    IF n < @extschema@._setting('auto_train_min_rows', '10000')::bigint THEN
+        RETURN NULL;
+    END IF;
+    IF active IS NULL THEN
+        id := @extschema@.train_model('auto ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                      'SELECT value, gas, gas_price FROM @extschema@.transactions');
+    ELSE
+        id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                      format('SELECT value, gas, gas_price FROM @extschema@.transactions WHERE detected_at > now() - interval %L',
+                                             make_interval(secs => retrain_s)));
+    END IF;
+    PERFORM @extschema@.activate_model(id, 'auto_train');
+    RAISE LOG 'chainwatch: trained and activated model % from % transactions', id, n;
+    RETURN id;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@._auto_train() IS
+    'Internal: trains and activates a first model once transactions holds chainwatch.auto_train_min_rows rows (and retrains every chainwatch.retrain_interval seconds when set).';
+
+CREATE FUNCTION @extschema@.maintain()
+RETURNS TABLE (table_name text, partitions_created int, partitions_dropped int, rows_evicted bigint, error text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tables text[] := ARRAY['transactions', 'anomalies', 'dead_letters'];   -- the lock order
+    created int[] := '{0,0,0}';
+    dropped int[] := '{0,0,0}';
+    evicted bigint[] := '{0,0,0}';
+    reconciled int[] := '{0,0,0}';
+    errs text[] := '{NULL,NULL,NULL}';
+    ms float8[] := '{0,0,0}';
+    t0 timestamptz;
+    d record;
+    err text;
+    i int;
+BEGIN
+    PERFORM @extschema@._load();
+    -- one maintainer at a time; a second caller returns at once
+    IF NOT pg_try_advisory_xact_lock(hashtext('chainwatch.maintain')) THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('lock_timeout', @extschema@._setting('maintenance_lock_timeout', '200'), true);
+
+    -- 1. partition_state reconciled with the catalog (0.8.0), then partitions ahead, each table in a
+    -- subtransaction no later step can undo
+    FOR i IN 1 .. 3 LOOP
+        t0 := clock_timestamp();
+        BEGIN
+            reconciled[i] := @extschema@._reconcile_partitions(tables[i]);
+            created[i] := @extschema@._ensure_partitions(tables[i]);
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            errs[i] := 'creating partitions: ' || err;
+        END;
+        ms[i] := ms[i] + extract(epoch FROM clock_timestamp() - t0) * 1000;
+    END LOOP;
+
+    -- 2. drops, under ACCESS EXCLUSIVE on each parent, in table order
+    FOR i IN 1 .. 3 LOOP
+        t0 := clock_timestamp();
+        BEGIN
+            SELECT * INTO d FROM @extschema@._drop_partitions(tables[i]);
+            dropped[i] := d.dropped;
+            evicted[i] := d.evicted;
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            errs[i] := concat_ws('; ', errs[i], 'dropping partitions: ' || err);
+        END;
+        ms[i] := ms[i] + extract(epoch FROM clock_timestamp() - t0) * 1000;
+    END LOOP;
+
+    -- 3. row bounds (after set_retention lowered one), after all DDL, under the bookkeeping locks
+    FOR i IN 1 .. 3 LOOP
+        t0 := clock_timestamp();
+        BEGIN
+            evicted[i] := evicted[i] + @extschema@._enforce_bound(tables[i]);
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            errs[i] := concat_ws('; ', errs[i], 'enforcing the bound: ' || err);
+        END;
+        ms[i] := ms[i] + extract(epoch FROM clock_timestamp() - t0) * 1000;
+    END LOOP;
+
+    -- 4. a first model (or a retrain) when due, but never in a run that dropped partitions, evicted
+    -- rows or changed partition_state rows (0.8.0): it would hold ACCESS EXCLUSIVE on a table, the
+    -- retention_stats rows writers update when they evict, or partition_state rows writers count into,
+    -- for as long as training takes; the next run (chainwatch.maintenance_interval later) trains
+    -- instead. It comes before the record of the run, which locks those rows too.
+    IF (SELECT sum(x) FROM unnest(dropped) x) = 0 AND (SELECT sum(x) FROM unnest(evicted) x) = 0
+       AND (SELECT sum(x) FROM unnest(reconciled) x) = 0 THEN
+        BEGIN
+            PERFORM @extschema@._auto_train();
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            RAISE WARNING 'chainwatch: automatic training failed: %', err;
+        END;
+    END IF;
+
+    -- 5. the record of this run
+    FOR i IN 1 .. 3 LOOP
+        BEGIN
+            UPDATE @extschema@.retention_stats s
+               SET partitions_created = s.partitions_created + created[i],
+                   last_maintenance_at = now(),
+                   last_maintenance_ms = ms[i],
+                   last_maintenance_error = errs[i]
+             WHERE s.table_name = tables[i];
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            RAISE LOG 'chainwatch: could not record maintenance of %: lock timeout', tables[i];
+        END;
+        table_name := tables[i]; partitions_created := created[i]; partitions_dropped := dropped[i];
+        rows_evicted := evicted[i]; error := errs[i];
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.maintain() IS
+    'Reconciles partition_state with the catalog (partitions detached, dropped or attached by hand or by a restore), creates partitions ahead, drops expired and entirely excess ones, enforces row bounds, trains a first model when due (in a run that dropped, evicted and reconciled nothing); each step of each table in its own subtransaction, so a lock timeout while dropping never undoes the partitions created. Safe to call concurrently (a second caller returns at once) and under load (each lock waits at most chainwatch.maintenance_lock_timeout ms). Run every chainwatch.maintenance_interval by the background worker. SECURITY DEFINER: runs as the extension owner; EXECUTE is granted by sql/roles.sql.';
+
+CREATE FUNCTION @extschema@.set_retention(table_name text, ttl interval DEFAULT NULL, max_rows bigint DEFAULT NULL,
+                                          partition_width interval DEFAULT NULL, premake int DEFAULT NULL)
+RETURNS @extschema@.retention_policies
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result @extschema@.retention_policies;
+BEGIN
+    UPDATE @extschema@.retention_policies p
+       SET ttl = coalesce(set_retention.ttl, p.ttl),
+           max_rows = coalesce(set_retention.max_rows, p.max_rows),
+           partition_width = coalesce(set_retention.partition_width, p.partition_width),
+           premake = coalesce(set_retention.premake, p.premake),
+           updated_at = now()
+     WHERE p.table_name = set_retention.table_name
+    RETURNING p.* INTO result;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no retention policy for "%"', set_retention.table_name
+            USING ERRCODE = '42704', HINT = 'Managed tables: transactions, anomalies, dead_letters.';
+    END IF;
+    RETURN result;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.set_retention(text, interval, bigint, interval, int) IS
+    'Changes a managed table''s TTL, row bound, partition width or premake; the TTL view applies it at once, the next maintain() applies it physically.';

@@ -1,0 +1,186 @@
+-- extension/updates/chainwatch--0.8.0--0.9.0.sql — chainwatch 0.9.0: truthful volatility, anomaly documents
+-- written by a trigger, and pg_dump keeps every setting
+--
+-- From 0.9.0 the current schema is written in one place, extension/sql/ (tables, functions, views, triggers
+-- by kind), from which the build makes the install script chainwatch--0.9.0.sql; this script takes an 0.8.0
+-- installation to exactly that (tests/extension/sql/upgrade.sql compares the two catalogs).
+--
+-- * anomalies.document was a generated column whose expression, anomaly_document(), was declared IMMUTABLE
+--   while it read the catalog (enum_out). The column becomes a plain one (DROP EXPRESSION keeps every stored
+--   document, without a rewrite) filled by the trigger anomalies_document on insert and update, and
+--   anomaly_document() is declared STABLE (extension/src/document.c says how the column stays correct).
+-- * status() was STABLE and called pg_total_relation_size(), which is VOLATILE: now VOLATILE.
+-- * retention_policies was dumped WHERE false and severity_rules WHERE id > 9: a restore reverted TTLs (the
+--   next maintain() then dropped restored rows) and lost edits to the shipped rules. Both are now dumped
+--   whole, and BEFORE INSERT triggers turn the restore's insert of an existing key into an update
+--   (functions/config.sql). Shipped severity rules (shipped = true, ids 1-9) can be disabled (enabled =
+--   false) but no longer deleted, since a restore would bring a deleted one back; a shipped rule deleted
+--   before this update is put back disabled, so that it stays off after a restore too. severity() considers
+--   enabled rules only.
+
+-- anomalies.document: a plain column filled by a trigger
+
+ALTER TABLE @extschema@.anomalies ALTER COLUMN document DROP EXPRESSION;
+
+COMMENT ON COLUMN @extschema@.anomalies.document IS
+    'The row as the REST API returns it (compact JSON), set by the trigger anomalies_document when the row is written.';
+
+ALTER FUNCTION @extschema@.anomaly_document(bigint, text, text, text, numeric, numeric, numeric, bigint,
+                                          timestamptz, timestamptz, double precision,
+                                          @extschema@.severity_level, int, text, int, bigint) STABLE;
+
+COMMENT ON FUNCTION @extschema@.anomaly_document(bigint, text, text, text, numeric, numeric, numeric, bigint,
+                                                timestamptz, timestamptz, double precision,
+                                                @extschema@.severity_level, int, text, int, bigint) IS
+    'An anomaly as the REST API''s JSON object (amounts as exact strings, RFC 3339 UTC times, shortest scores): what the trigger anomalies_document stores in anomalies.document.';
+
+CREATE FUNCTION @extschema@._anomalies_document() RETURNS trigger
+AS 'MODULE_PATHNAME', 'chainwatch_anomalies_document'
+LANGUAGE C;
+
+COMMENT ON FUNCTION @extschema@._anomalies_document() IS
+    'Internal trigger: sets anomalies.document to anomaly_document() of the row being inserted or updated, whatever the writer gave.';
+
+CREATE TRIGGER anomalies_document
+    BEFORE INSERT OR UPDATE ON @extschema@.anomalies
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._anomalies_document();
+
+-- status(): VOLATILE, as what it calls
+
+ALTER FUNCTION @extschema@.status() VOLATILE;
+
+-- severity rules: enabled, shipped; the shipped ones kept
+
+ALTER TABLE @extschema@.severity_rules
+    ADD COLUMN enabled boolean NOT NULL DEFAULT true,
+    ADD COLUMN shipped boolean NOT NULL DEFAULT false;
+
+COMMENT ON COLUMN @extschema@.severity_rules.enabled IS 'A disabled rule grades nothing; disable a shipped rule instead of deleting it.';
+
+COMMENT ON COLUMN @extschema@.severity_rules.shipped IS 'The rule came with the extension: it can be edited and disabled, not deleted.';
+
+UPDATE @extschema@.severity_rules SET shipped = true WHERE id BETWEEN 1 AND 9;
+-- a shipped rule deleted before 0.9.0 comes back disabled, with its original definition
+INSERT INTO @extschema@.severity_rules (id, severity, min_score, min_value_eth, min_gas_price_gwei, description, enabled, shipped)
+SELECT v.id, v.severity::@extschema@.severity_level, v.min_score, v.min_value_eth, v.min_gas_price_gwei, v.description, false, true
+  FROM (VALUES
+    (1, 'medium',   NULL::float8, 100::numeric, NULL::numeric, 'value of 100 ETH or more'),
+    (2, 'medium',   NULL, NULL,  500,   'gas price of 500 gwei or more'),
+    (3, 'medium',   0.70, 10,    NULL,  'strong outlier moving 10 ETH or more'),
+    (4, 'high',     NULL, 1000,  NULL,  'value of 1,000 ETH or more'),
+    (5, 'high',     NULL, NULL,  2000,  'gas price of 2,000 gwei or more'),
+    (6, 'high',     0.75, 100,   NULL,  'strong outlier moving 100 ETH or more'),
+    (7, 'critical', NULL, 10000, NULL,  'value of 10,000 ETH or more'),
+    (8, 'critical', NULL, NULL,  10000, 'gas price of 10,000 gwei or more'),
+    (9, 'critical', 0.80, 1000,  NULL,  'extreme outlier moving 1,000 ETH or more')) AS v(id, severity, min_score, min_value_eth, min_gas_price_gwei, description)
+ WHERE NOT EXISTS (SELECT 1 FROM @extschema@.severity_rules r WHERE r.id = v.id);
+
+CREATE OR REPLACE FUNCTION @extschema@.severity(score float8, value numeric, gas_price numeric)
+RETURNS @extschema@.severity_level
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT coalesce(max(r.severity), 'low'::@extschema@.severity_level)
+      FROM @extschema@.severity_rules r
+     WHERE r.enabled
+       AND (r.min_score IS NULL OR score >= r.min_score)
+       AND (r.min_value_eth IS NULL OR value >= r.min_value_eth * 1000000000000000000::numeric)
+       AND (r.min_gas_price_gwei IS NULL OR gas_price >= r.min_gas_price_gwei * 1000000000::numeric)
+$$;
+
+COMMENT ON FUNCTION @extschema@.severity(float8, numeric, numeric) IS
+    'Severity of a flagged transaction (score, value in wei, gas price in wei) from the enabled rules of chainwatch.severity_rules.';
+
+-- the configuration tables, dumped whole and restored over the shipped rows
+
+CREATE FUNCTION @extschema@._retention_policies_restore() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.retention_policies p
+       SET time_column = NEW.time_column, ttl = NEW.ttl, max_rows = NEW.max_rows,
+           partition_width = NEW.partition_width, premake = NEW.premake, updated_at = NEW.updated_at
+     WHERE p.table_name = NEW.table_name;
+    IF FOUND THEN
+        RETURN NULL;  -- the existing row now holds the inserted values
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@._retention_policies_restore() IS
+    'Internal trigger: an insert into retention_policies of a table that has a policy updates that policy (a pg_dump restore brings back the source''s settings).';
+
+CREATE FUNCTION @extschema@._severity_rules_restore() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.id IS NULL THEN
+        RETURN NEW;
+    END IF;
+    UPDATE @extschema@.severity_rules r
+       SET severity = NEW.severity, min_score = NEW.min_score, min_value_eth = NEW.min_value_eth,
+           min_gas_price_gwei = NEW.min_gas_price_gwei, description = NEW.description,
+           enabled = NEW.enabled, shipped = NEW.shipped
+     WHERE r.id = NEW.id;
+    IF FOUND THEN
+        RETURN NULL;  -- the existing row now holds the inserted values
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@._severity_rules_restore() IS
+    'Internal trigger: an insert into severity_rules of an existing id updates that rule (a pg_dump restore brings back edited and disabled shipped rules).';
+
+CREATE FUNCTION @extschema@._severity_rules_keep_shipped() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        IF EXISTS (SELECT 1 FROM @extschema@.severity_rules r WHERE r.shipped) THEN
+            RAISE EXCEPTION 'chainwatch.severity_rules holds shipped rules, which cannot be deleted'
+                USING ERRCODE = '55000',
+                      HINT = 'Delete your own rules with DELETE ... WHERE NOT shipped, and disable shipped ones with UPDATE chainwatch.severity_rules SET enabled = false.';
+        END IF;
+        RETURN NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        IF OLD.shipped THEN
+            RAISE EXCEPTION 'severity rule % came with the extension and cannot be deleted', OLD.id
+                USING ERRCODE = '55000',
+                      HINT = format('Disable it instead: UPDATE chainwatch.severity_rules SET enabled = false WHERE id = %s.', OLD.id);
+        END IF;
+        RETURN OLD;
+    END IF;
+    IF NEW.shipped IS DISTINCT FROM OLD.shipped THEN
+        RAISE EXCEPTION 'severity_rules.shipped cannot be changed'
+            USING ERRCODE = '55000', HINT = 'It says which rules came with the extension.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@._severity_rules_keep_shipped() IS
+    'Internal trigger: refuses to delete or truncate shipped severity rules (disable them instead) and to change severity_rules.shipped.';
+
+CREATE TRIGGER retention_policies_restore
+    BEFORE INSERT ON @extschema@.retention_policies
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._retention_policies_restore();
+
+CREATE TRIGGER severity_rules_restore
+    BEFORE INSERT ON @extschema@.severity_rules
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._severity_rules_restore();
+
+CREATE TRIGGER severity_rules_keep_shipped
+    BEFORE UPDATE OR DELETE ON @extschema@.severity_rules
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._severity_rules_keep_shipped();
+
+CREATE TRIGGER severity_rules_keep_shipped_truncate
+    BEFORE TRUNCATE ON @extschema@.severity_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._severity_rules_keep_shipped();
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.severity_rules', '');
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.retention_policies', '');
