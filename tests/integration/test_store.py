@@ -323,6 +323,14 @@ def _ingest(conn, first, n):
     conn.autocommit = True
 
 
+def _settings(cur):
+    """_settings: every retention policy and severity rule, as rows of text, for comparing two databases"""
+    cur.execute("SELECT p::text FROM chainwatch.retention_policies p ORDER BY p.table_name")
+    policies = [r[0] for r in cur.fetchall()]
+    cur.execute("SELECT r::text FROM chainwatch.severity_rules r ORDER BY r.id")
+    return policies, [r[0] for r in cur.fetchall()]
+
+
 def _store_summary(cur):
     """_store_summary: what a dump must carry over: rows per table, the anomaly count as the API reports it,
     and that partition_state records every attached partition with its exact row count."""
@@ -342,7 +350,10 @@ def test_pg_dump_restore_keeps_every_row(stack, request, start_version):
     """pg_dump of a store, restored into an empty database, keeps every transaction and anomaly, and the first
     maintain() there adopts the restored partitions (counted, and dropped by the TTL from then on). Up to 0.7.0
     the partitions CREATE EXTENSION made were extension members, which pg_dump leaves out with their rows: from
-    a store installed at 0.7.0 and updated, the rows written before the update survive too."""
+    a store installed at 0.7.0 and updated, the rows written before the update survive too. Every setting
+    survives as well: retention policies changed with set_retention(), a shipped severity rule edited and
+    another disabled, the user's own rule (up to 0.8.0 the policies and the shipped rules reverted to the
+    defaults)."""
     import subprocess
 
     tag = (start_version or "default").replace(".", "")
@@ -362,6 +373,14 @@ def test_pg_dump_restore_keeps_every_row(stack, request, start_version):
         _ingest(conn, 501, 250)
         before = _store_summary(cur)
         assert before == (750, 750, 750)
+        cur.execute("SELECT chainwatch.set_retention('anomalies', ttl => interval '2 hours', max_rows => 12345)")
+        cur.execute("SELECT chainwatch.set_retention('transactions', premake => 6)")
+        cur.execute("UPDATE chainwatch.severity_rules SET min_value_eth = 250, description = 'edited' WHERE id = 1")
+        cur.execute("UPDATE chainwatch.severity_rules SET enabled = false WHERE id = 5")
+        cur.execute("INSERT INTO chainwatch.severity_rules (severity, min_score, description) "
+                    "VALUES ('high', 0.9, 'own rule')")
+        settings = _settings(cur)
+        conn.commit()
         conn.close()
 
         env = dict(PGHOST=stack["PGHOST"], PGPORT=stack["PGPORT"], PGUSER=stack["PGUSER"], PATH="/usr/bin:/bin")
@@ -379,6 +398,8 @@ def test_pg_dump_restore_keeps_every_row(stack, request, start_version):
         cur.execute("SELECT count(*) FROM chainwatch.maintain() WHERE error IS NULL")
         assert cur.fetchone()[0] == 3
         assert _store_summary(cur) == before
+        restored = _settings(cur)
+        assert restored == settings, f"settings differ after the restore: {restored} != {settings}"
         cur.execute("SELECT count(*) FROM pg_inherits i LEFT JOIN chainwatch.partition_state s "
                     "ON s.partition_name = i.inhrelid::regclass::text OR 'chainwatch.' || s.partition_name = "
                     "i.inhrelid::regclass::text WHERE i.inhparent IN ('chainwatch.transactions'::regclass, "
@@ -390,3 +411,48 @@ def test_pg_dump_restore_keeps_every_row(stack, request, start_version):
         for db in (src, dst):
             admin.cursor().execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         admin.close()
+
+
+def test_train_model_memory_does_not_follow_the_source(stack):
+    """train_model() holds one row's values at a time: training on 1.5M stored float8[] rows keeps the backend's
+    private memory (RssAnon, sampled from /proc while it trains) within the reservoir and one fetch of rows.
+    Up to 0.8.0 every row's detoasted array (a stored short value is always copied) stayed allocated until the
+    scan ended: about 130 bytes a row, ~200 MB here."""
+    conn = pg_connect(stack)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("DROP TABLE IF EXISTS train_memory_src")
+    cur.execute("CREATE UNLOGGED TABLE train_memory_src AS SELECT ARRAY[i % 1000, i % 977, i % 13, (i * 7) % 101, "
+                "i % 3, i % 5, i % 7, i % 11]::float8[] AS x FROM generate_series(1, 1500000) i")
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+
+    def rss_anon_kb():
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+    base = rss_anon_kb()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_anon_kb())
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        cur.execute("SELECT chainwatch.train_model('memory', 'SELECT x FROM train_memory_src', n_trees => 10)")
+        model_id = cur.fetchone()[0]
+    finally:
+        done.set()
+        sampler.join()
+    cur.execute("SELECT training_rows FROM chainwatch.models WHERE id = %s", (model_id,))
+    assert cur.fetchone()[0] == 1500000
+    grown_mb = (peak[0] - base) / 1024
+    # the reservoir (100,000 rows of 8 doubles: 6.4 MB) and a fetch of 10,000 rows (~1.5 MB) at most, with room
+    assert grown_mb < 64, f"the training backend's private memory grew {grown_mb:.0f} MB for 1.5M source rows"
+    cur.execute("SELECT chainwatch.drop_model(%s)", (model_id,))
+    cur.execute("DROP TABLE train_memory_src")
+    conn.close()
