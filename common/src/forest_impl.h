@@ -1,5 +1,5 @@
-/* common/src/forest_impl.h — the forest's private layout, shared by forest.c and forest_packed.c
- * only */
+/* common/src/forest_impl.h — the forest's private layout and internal helpers, shared by the
+ * forest_*.c files only */
 #ifndef CW_FOREST_IMPL_H
 #define CW_FOREST_IMPL_H
 
@@ -11,6 +11,7 @@
 
 #define DENSE_MAX_DEPTH     10 /* deepest tree kept in the dense heap layout (sample_size <= 1024) */
 #define PACKED_MAX_FEATURES 8  /* widest model the packed-rank layout takes */
+#define FOREST_MAX_NAME_LEN 256 /* longest feature name kept */
 
 typedef struct sparse_node {
     double value;    /* split threshold, or the leaf's path-length contribution */
@@ -85,6 +86,21 @@ static inline size_t dense_padded_trees(const forest *f)
 {
     return ((size_t) f->n_trees + 7) & ~(size_t) 7;
 }
+
+/* forest_set_error fills err (if given) and returns NULL for convenient tail calls (forest.c). */
+void *forest_set_error(forest_error *err, forest_errcode code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* forest_free_names frees n strings and the array holding them (NULL is fine) (forest.c). */
+void forest_free_names(char **names, int n);
+
+/* forest_alloc allocates a forest with canonical arrays for n_nodes nodes; NULL on ENOMEM
+ * (forest_build.c). */
+forest *forest_alloc(int n_features, int n_trees, size_t n_nodes);
+
+/* forest_layout_build derives the scoring layouts from the canonical form; 0, or -1 with err set
+ * (forest_layout.c). */
+int forest_layout_build(forest *f, forest_error *err);
 
 /* forest_packed_build derives the packed-rank layout from the dense one when the model fits it
  * (dense, at most PACKED_MAX_FEATURES features, few enough distinct thresholds per feature) and

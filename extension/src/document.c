@@ -85,8 +85,7 @@ static void append_value(StringInfo b, int i, Datum d)
         break;
     case DOC_NUMERIC:
         appendStringInfoChar(b, '"');
-        appendStringInfoString(
-            b, DatumGetCString(DirectFunctionCall1(numeric_out, d)));
+        appendStringInfoString(b, DatumGetCString(DirectFunctionCall1(numeric_out, d)));
         appendStringInfoChar(b, '"');
         break;
     case DOC_TIME:
@@ -193,6 +192,6 @@ Datum chainwatch_anomalies_document(PG_FUNCTION_ARGS)
         values[i] = heap_getattr(tuple, attnum, desc, &nulls[i]);
     }
     document = PointerGetDatum(document_build(values, nulls));
-    return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 1, &target, &document,
-                                                     &document_null));
+    return PointerGetDatum(
+        heap_modify_tuple_by_cols(tuple, desc, 1, &target, &document, &document_null));
 }
