@@ -10,6 +10,8 @@ PACKAGES=(
     gcc make pkg-config clang clang-format libclang-rt-14-dev
     # PostgreSQL 15 and the extension build
     postgresql-15 postgresql-server-dev-15 postgresql-client-15 libipc-run-perl
+    # pg_cron, for the maintenance schedule an operator may prefer to the worker (tests/integration/test_store.py)
+    postgresql-15-cron
     # Kafka, Redis, HTTP, JSON, unit tests
     librdkafka-dev kcat libhiredis-dev redis-server redis-tools libcivetweb-dev libcjson-dev
     libcmocka-dev wrk

@@ -115,6 +115,16 @@ def record_pid(stack, name, pid):
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def pg_ctl(stack, *args, timeout=30):
+    """pg_ctl — run pg_ctl ARGS (stop, start, restart, with options) on the stack's cluster as the postgres user;
+    the log goes where tools/stack.sh sends it. Raises on failure with pg_ctl's stderr."""
+    data = Path(stack.dir, "pg", "data")
+    log = Path(stack.dir, "pg", "log", "postgresql.log")
+    bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/pg_ctl", "-D", str(data), "-l", str(log), "-w",
+                    "-t", str(timeout), *args], check=True, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
 def pg_connect(stack, dbname=None):
     """pg_connect — a psycopg2 connection (autocommit) to the stack's Postgres; dbname defaults to chainwatch."""
     import psycopg2  # imported here so test files that do not touch Postgres need not have it

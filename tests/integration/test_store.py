@@ -1,12 +1,13 @@
 """tests/integration/test_store.py — the store under a real server: the maintenance worker on schedule, and
 ingest + queries + maintenance running together with the bounds holding throughout."""
+import os
 import threading
 import time
 
 import psycopg2
 import pytest
 
-from conftest import pg_connect
+from conftest import pg_connect, pg_ctl
 
 
 def _fresh_extension(conn):
@@ -455,4 +456,40 @@ def test_train_model_memory_does_not_follow_the_source(stack):
     assert grown_mb < 64, f"the training backend's private memory grew {grown_mb:.0f} MB for 1.5M source rows"
     cur.execute("SELECT chainwatch.drop_model(%s)", (model_id,))
     cur.execute("DROP TABLE train_memory_src")
+    conn.close()
+
+
+def test_pg_cron_runs_maintenance_where_the_worker_does_not(private_stack):
+    """An operator who prefers pg_cron turns the maintenance worker off (chainwatch.database = '') and schedules
+    chainwatch.maintain() with cron.schedule(): no chainwatch maintenance worker runs, and an expired partition
+    is dropped by the cron job alone (pg_cron 1.4 schedules by the minute, so this waits up to ~75 s)."""
+    # after the include of tools/stack.sh's settings, so these win
+    with open(os.path.join(private_stack.dir, "pg", "data", "postgresql.conf"), "a") as conf:
+        conf.write("shared_preload_libraries = 'chainwatch,pg_cron'\nchainwatch.database = ''\n"
+                   "cron.database_name = 'chainwatch'\n")
+    pg_ctl(private_stack, "-m", "fast", "restart")
+    conn = pg_connect(private_stack)
+    conn.autocommit = True
+    cur = conn.cursor()
+    _fresh_extension(conn)
+    cur.execute("CREATE EXTENSION pg_cron")
+    cur.execute("SELECT cron.schedule('chainwatch-maintain', '* * * * *', 'SELECT count(*) FROM chainwatch.maintain()')")
+    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'chainwatch maintenance'")
+    assert cur.fetchone()[0] == 0, "chainwatch.database = '' must leave no maintenance worker"
+
+    cur.execute("SELECT chainwatch._create_partition('anomalies', now() - interval '3 hours', now() - interval '2 hours')")
+    part = cur.fetchone()[0]
+    deadline = time.time() + 150
+    while time.time() < deadline:
+        cur.execute("SELECT count(*) FROM pg_class WHERE relname = %s", (part,))
+        if cur.fetchone()[0] == 0:
+            break
+        time.sleep(1)
+    else:
+        cur.execute("SELECT status, return_message FROM cron.job_run_details ORDER BY runid DESC LIMIT 3")
+        pytest.fail(f"partition {part} still exists after 150 s of pg_cron; last runs: {cur.fetchall()}")
+    cur.execute("SELECT count(*) FROM cron.job_run_details WHERE status = 'succeeded'")
+    assert cur.fetchone()[0] >= 1
+    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'chainwatch maintenance'")
+    assert cur.fetchone()[0] == 0
     conn.close()
