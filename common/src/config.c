@@ -108,6 +108,11 @@ int cw_config_load(const cw_setting *table, size_t n, void *cfg, int argc, char 
             rc = 1;
             goto done;
         }
+        if (!strcmp(arg, "--help-markdown")) {
+            cw_config_markdown(stdout, table, n);
+            rc = 1;
+            goto done;
+        }
         if (strncmp(arg, "--", 2) != 0) {
             snprintf(err, errlen, "unexpected argument \"%s\" (see --help)", arg);
             goto done;
@@ -167,6 +172,48 @@ void cw_config_help(FILE *out, const char *usage, const cw_setting *table, size_
         if (s->type == CW_CFG_INT)
             fprintf(out, " [%ld..%ld]", s->min, s->max);
         fputc('\n', out);
+    }
+}
+
+/* md_cell writes text as one markdown table cell: '|' escaped, newlines as spaces */
+static void md_cell(FILE *out, const char *text)
+{
+    for (const char *c = text; *c; c++) {
+        if (*c == '|')
+            fputs("\\|", out);
+        else
+            fputc(*c == '\n' ? ' ' : *c, out);
+    }
+}
+
+void cw_config_markdown(FILE *out, const cw_setting *table, size_t n)
+{
+    fprintf(out, "| Variable | Flag | Type | Default | Range | Description |\n");
+    fprintf(out, "|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < n; i++) {
+        char flag[128];
+        const cw_setting *s = &table[i];
+        flag_name(s->env, flag, sizeof(flag));
+        fprintf(out, "| `%s` | `--%s` | %s | ", s->env, flag,
+                s->type == CW_CFG_BOOL  ? "boolean"
+                : s->type == CW_CFG_INT ? "integer"
+                                        : "string");
+        if (s->flags & CW_CFG_REQUIRED)
+            fputs("required", out);
+        else if (s->flags & CW_CFG_SECRET)
+            fputs("(secret)", out);
+        else if (s->def && *s->def) {
+            fputc('`', out);
+            md_cell(out, s->def);
+            fputc('`', out);
+        } else
+            fputs(s->def ? "empty" : "unset", out);
+        fputs(" | ", out);
+        if (s->type == CW_CFG_INT)
+            fprintf(out, "%ld..%ld", s->min, s->max);
+        fputs(" | ", out);
+        md_cell(out, s->help);
+        fputs(" |\n", out);
     }
 }
 

@@ -32,11 +32,15 @@ typedef struct cw_setting {
 
 /*
  * cw_config_load fills cfg from defaults, the environment and argv. Returns 0, 1 when --help
- * was printed to stdout (the caller exits 0), or -1 with err naming the setting at fault.
+ * (or --help-markdown) was printed to stdout (the caller exits 0), or -1 with err naming the
+ * setting at fault.
  */
 int cw_config_load(const cw_setting *table, size_t n, void *cfg, int argc, char **argv,
                    const char *usage, char *err, size_t errlen);
 void cw_config_help(FILE *out, const char *usage, const cw_setting *table, size_t n);
+/* cw_config_markdown prints the settings as a markdown table (--help-markdown:
+ * docs/configuration.md is generated from it by tools/configuration_doc.py) */
+void cw_config_markdown(FILE *out, const cw_setting *table, size_t n);
 void cw_config_free(const cw_setting *table, size_t n, void *cfg);
 /* cw_config_parse_int parses a whole decimal integer in [min, max]; -1 if invalid */
 int cw_config_parse_int(const char *s, long min, long max, long *out);
