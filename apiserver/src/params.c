@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "base64.h"
+#include "hexdigit.h"
 
 #define PARAMS_US_MIN ((-62167219200LL - 86400) * 1000000LL)          /* 0000-01-01 - 1 day */
 #define PARAMS_US_MAX ((253402300799LL + 86400) * 1000000LL + 999999) /* 9999-12-31 + 1 day */
@@ -28,17 +29,6 @@ static void set_err(param_error *err, const char *param, const char *msg)
     snprintf(err->message, sizeof(err->message), "%s", msg);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* decode URL-decodes s[0..n) into out (len bytes); false if it does not fit */
 static bool decode(const char *s, size_t n, char *out, size_t len)
 {
@@ -47,8 +37,10 @@ static bool decode(const char *s, size_t n, char *out, size_t len)
         char c = s[i];
         if (c == '+')
             c = ' ';
-        else if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (char) (hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        else if (c == '%' && i + 2 < n && cw_hexdigit((unsigned char) s[i + 1]) >= 0 &&
+                 cw_hexdigit((unsigned char) s[i + 2]) >= 0) {
+            c = (char) (cw_hexdigit((unsigned char) s[i + 1]) * 16 +
+                        cw_hexdigit((unsigned char) s[i + 2]));
             i += 2;
         }
         if (o + 1 >= len)
@@ -89,7 +81,7 @@ bool params_hex_id(const char *s, int digits, char *out)
     out[0] = '0';
     out[1] = 'x';
     for (int i = 0; i < digits; i++) {
-        if (hexval(s[i + 2]) < 0)
+        if (cw_hexdigit((unsigned char) s[i + 2]) < 0)
             return false;
         out[i + 2] = (char) tolower((unsigned char) s[i + 2]);
     }
@@ -269,8 +261,9 @@ int params_decode_path(const char *raw, char *out, size_t len)
     size_t o = 0;
     for (const char *s = raw; *s; s++) {
         char c = *s;
-        if (c == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
-            c = (char) (hexval(s[1]) * 16 + hexval(s[2]));
+        if (c == '%' && cw_hexdigit((unsigned char) s[1]) >= 0 &&
+            cw_hexdigit((unsigned char) s[2]) >= 0) {
+            c = (char) (cw_hexdigit((unsigned char) s[1]) * 16 + cw_hexdigit((unsigned char) s[2]));
             s += 2;
             if (c == '\0')
                 return -2;

@@ -20,6 +20,7 @@
  * the scanner treats bytes >= 0x80 as string content.
  */
 #include "jscan.h"
+#include "hexdigit.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -47,13 +48,8 @@ static int hex4(const unsigned char *p)
 {
     int v = 0;
     for (int i = 0; i < 4; i++) {
-        unsigned char c = p[i];
-        int d;
-        if (is_digit(c))
-            d = c - '0';
-        else if ((unsigned) ((c | 0x20) - 'a') < 6u)
-            d = (c | 0x20) - 'a' + 10;
-        else
+        int d = cw_hexdigit(p[i]);
+        if (d < 0)
             return -1;
         v = (v << 4) | d;
     }

@@ -1,5 +1,6 @@
 /* common/src/wei.c — 256-bit decimal/hex amount parsing without loss; pure, no allocation */
 #include "wei.h"
+#include "hexdigit.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,17 +26,6 @@ const char *cw_wei_status_text(cw_wei_status st)
     return "unknown";
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* hex_to_dec converts up to 64 hex digits to decimal by repeated division of 32-bit limbs. */
 static void hex_to_dec(const char *h, size_t n, char dec[CW_WEI_DEC_MAX])
 {
@@ -44,7 +34,7 @@ static void hex_to_dec(const char *h, size_t n, char dec[CW_WEI_DEC_MAX])
     size_t nd = 0;
 
     for (size_t i = 0; i < n; i++) {
-        int v = hexval(h[i]);
+        int v = cw_hexdigit((unsigned char) h[i]);
         /* shift left by 4 and add v */
         uint32_t carry = (uint32_t) v;
         for (int k = 0; k < 8; k++) {
@@ -99,7 +89,7 @@ cw_wei_status cw_wei_parse(const char *s, size_t n, char dec[CW_WEI_DEC_MAX], do
         if (n == 0)
             return CW_WEI_EMPTY;
         for (size_t i = 0; i < n; i++)
-            if (hexval(s[i]) < 0)
+            if (cw_hexdigit((unsigned char) s[i]) < 0)
                 return CW_WEI_INVALID;
         while (n > 1 && s[0] == '0') {
             s++;
