@@ -17,6 +17,10 @@
 --   false) but no longer deleted, since a restore would bring a deleted one back; a shipped rule deleted
 --   before this update is put back disabled, so that it stays off after a restore too. severity() considers
 --   enabled rules only.
+-- * _ensure_partitions() no longer creates a partition wholly in the past: after a TTL change that widened the
+--   partition width, the aligned slot holding now() began before the partition already holding now(), so every
+--   maintain() created that hole and dropped it again as an empty past partition (ACCESS EXCLUSIVE on the table
+--   each run), and automatic training, which waits for a run that dropped nothing, never came.
 
 -- anomalies.document: a plain column filled by a trigger
 
@@ -184,3 +188,58 @@ CREATE TRIGGER severity_rules_keep_shipped_truncate
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.severity_rules', '');
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.retention_policies', '');
+
+-- _ensure_partitions: holes wholly in the past are skipped
+CREATE OR REPLACE FUNCTION @extschema@._ensure_partitions(tbl text) RETURNS int
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pol record;
+    width interval := @extschema@.partition_width(tbl);
+    wsec float8 := extract(epoch FROM @extschema@.partition_width(tbl));
+    horizon timestamptz;
+    cursor_ts timestamptz;
+    upper_ts timestamptz;
+    covered_to timestamptz;
+    err text;
+    created int := 0;
+BEGIN
+    SELECT * INTO pol FROM @extschema@.retention_policies p WHERE p.table_name = tbl;
+    horizon := now() + pol.premake * width;
+    cursor_ts := to_timestamp(floor(extract(epoch FROM now()) / wsec) * wsec);
+    WHILE cursor_ts < horizon LOOP
+        -- a recorded partition holding cursor_ts: skip to its end
+        SELECT max(s.upper_bound) INTO covered_to FROM @extschema@.partition_state s
+         WHERE s.table_name = tbl AND s.lower_bound <= cursor_ts AND s.upper_bound > cursor_ts;
+        IF covered_to IS NOT NULL THEN
+            cursor_ts := covered_to;
+            CONTINUE;
+        END IF;
+        -- a hole: up to the next aligned boundary, or to the next recorded partition if that is sooner
+        upper_ts := to_timestamp((floor(extract(epoch FROM cursor_ts) / wsec) + 1) * wsec);
+        IF upper_ts <= cursor_ts THEN
+            upper_ts := cursor_ts + width;  -- a width that is no whole number of microseconds in float8
+        END IF;
+        SELECT least(upper_ts, min(s.lower_bound)) INTO upper_ts FROM @extschema@.partition_state s
+         WHERE s.table_name = tbl AND s.lower_bound > cursor_ts;
+        -- a hole wholly in the past (the aligned slot of a wider width starts before the partition
+        -- holding now()): no row can go there, and _drop_partitions would drop it again as empty,
+        -- so every run would create and drop it, and never train (0.9.0)
+        IF upper_ts <= now() THEN
+            cursor_ts := upper_ts;
+            CONTINUE;
+        END IF;
+        BEGIN
+            PERFORM @extschema@._create_partition(tbl, cursor_ts, upper_ts);
+            created := created + 1;
+        EXCEPTION WHEN invalid_object_definition THEN
+            -- the slot overlaps a partition maintain() does not manage (_reconcile_partitions warned)
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            RAISE WARNING 'chainwatch: no partition created for %.% [%, %): %', '@extschema@', tbl, cursor_ts, upper_ts, err;
+        END;
+        cursor_ts := upper_ts;
+    END LOOP;
+    RETURN created;
+END
+$$;

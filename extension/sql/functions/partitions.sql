@@ -92,6 +92,13 @@ BEGIN
         END IF;
         SELECT least(upper_ts, min(s.lower_bound)) INTO upper_ts FROM @extschema@.partition_state s
          WHERE s.table_name = tbl AND s.lower_bound > cursor_ts;
+        -- a hole wholly in the past (the aligned slot of a wider width starts before the partition
+        -- holding now()): no row can go there, and _drop_partitions would drop it again as empty,
+        -- so every run would create and drop it, and never train (0.9.0)
+        IF upper_ts <= now() THEN
+            cursor_ts := upper_ts;
+            CONTINUE;
+        END IF;
         BEGIN
             PERFORM @extschema@._create_partition(tbl, cursor_ts, upper_ts);
             created := created + 1;
