@@ -11,3 +11,4 @@ bash bench/score/run.sh
 bash bench/ingest/run.sh sql
 bash bench/ingest/run.sh e2e
 bash bench/api/run.sh
+bash bench/detect/run.sh
