@@ -13,7 +13,6 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import re
 import shutil
 import signal
@@ -24,11 +23,13 @@ import tempfile
 import time
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(TOP / "bench"))
+from benchlib import machine, write_section  # noqa: E402  (bench/benchlib.py)
+
 BIN = pathlib.Path(os.environ.get("CHAINWATCH_BIN") or TOP / "build" / "bin")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 DOC = TOP / "docs" / "benchmarks.md"
-START, END = "<!-- bench-api:start -->", "<!-- bench-api:end -->"
 
 
 def say(msg):
@@ -249,18 +250,11 @@ def ratio_text(r, rows):
 
 
 def write_doc(rows, page_bytes, pg_version, load_s):
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """write_doc: the bench-api section of docs/benchmarks.md"""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
-    lines = [START, "## REST API throughput: chainwatch-api vs a bare civetweb handler (bench-api)", "",
-             f"Run {now} on {os.cpu_count()} × {cpu} (load average {load:.1f} at the end); PostgreSQL {pg_version}; "
+    lines = ["## REST API throughput: chainwatch-api vs a bare civetweb handler (bench-api)", "",
+             f"Run {now} on {machine()} (load average {load:.1f} at the end); PostgreSQL {pg_version}; "
              f"wrk with {CONNS} connections and 2 threads on the same machine, {SECONDS} s per row after a 2 s warm-up. "
              "Reproduce with `make bench-api`.", "",
              "Store: 100,000 transactions and 10,000 anomalies committed through `chainwatch.commit_batch()` "
@@ -284,14 +278,8 @@ def write_doc(rows, page_bytes, pg_version, load_s):
               "stretch to hundreds of milliseconds waiting for a core, which is the list's p99; with 4 the queue "
               "forms in the API's first-come-first-served pool instead. Predictions need less Postgres time per "
               "request, and 8 connections serve more of them. Size `DB_POOL_SIZE` to the database's cores (see "
-              "docs/api.md).", END]
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    section = "\n".join(lines)
-    if START in text and END in text:
-        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
+              "docs/api.md)."]
+    write_section(str(DOC), "bench-api", lines)
     say(f"wrote the bench-api section of {DOC}")
 
 

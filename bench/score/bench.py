@@ -17,8 +17,6 @@ Scoring figures are the best of --repeat runs (warm caches); training is timed o
 import argparse
 import datetime
 import os
-import platform
-import re
 import subprocess
 import sys
 import time
@@ -27,13 +25,10 @@ from pathlib import Path
 import numpy as np
 import psycopg2
 
-TOP = Path(__file__).resolve().parents[2]
-START, END = "<!-- bench-score:start -->", "<!-- bench-score:end -->"
-INTRO = """# Benchmarks
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import machine, write_section  # noqa: E402  (bench/benchlib.py)
 
-Every benchmark here compares chainwatch with a baseline measured in the same run on the same machine and data.
-Each section is written by its own script (see `bench/`); rerun it to refresh the figures.
-"""
+TOP = Path(__file__).resolve().parents[2]
 
 
 def make_rows(n, seed):
@@ -91,29 +86,6 @@ def timed(cur, sql, params=None, repeat=3):
     return best, row
 
 
-def machine():
-    """machine — (nproc, CPU model) for the report."""
-    model = platform.processor() or "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        m = re.search(r"^Model name:\s*(.+)$", out, re.M)
-        if m:
-            model = m.group(1).strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return os.cpu_count(), model
-
-
-def write_section(path, text):
-    """write_section — replace (or append) the bench-score section of docs/benchmarks.md."""
-    doc = path.read_text() if path.exists() else INTRO
-    section = f"{START}\n{text.rstrip()}\n{END}"
-    if START in doc and END in doc:
-        doc = doc[:doc.index(START)] + section + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc)
 
 
 def main():
@@ -204,12 +176,11 @@ def main():
     rps = lambda secs: n / secs  # noqa: E731
     c_rps, c_single = c["score_batch_rows_per_second"], c["score_single_rows_per_second"]
     sql_rps, vec_rps, sk_rps = rps(sql_score), rps(sql_vec), rps(sk_score)
-    nproc, cpu = machine()
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "## Scoring speed: chainwatch vs scikit-learn (bench-score)",
         "",
-        f"Run {when} on {nproc} × {cpu} (`nproc` = {nproc}); {pg_version}; scikit-learn {sklearn.__version__}, "
+        f"Run {when} on {machine()}; {pg_version}; scikit-learn {sklearn.__version__}, "
         f"numpy {np.__version__}. Reproduce with `bench/score/run.sh`.",
         "",
         f"Data: {n:,} synthetic wei-like transactions (value: lognormal around 0.1 ETH, 30% zero, 0.1% whales; "
@@ -248,7 +219,7 @@ def main():
     print(text)
     print(f"\nratios: SQL score/sklearn {sql_rps / sk_rps:.2f}, SQL score_vector/sklearn {vec_rps / sk_rps:.2f}, "
           f"C batch/sklearn {c_rps / sk_rps:.2f}")
-    write_section(Path(args.out), text)
+    write_section(args.out, "bench-score", text)
     say(f"wrote the bench-score section of {args.out}")
 
 
