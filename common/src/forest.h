@@ -92,6 +92,12 @@ double forest_score(const forest *f, const double *row);
  * forest_score because several rows walk each tree together. */
 void forest_score_batch(const forest *f, const double *rows, size_t n, double *out);
 
+/* forest_explain fills credit[0..n_features) with the mean bits of isolation (log2 of the training
+ * samples a split cut away) each feature gave the raw row over the forest's trees, and returns
+ * their sum: the explanation of its score (forest_explain.c). NAN when a value is not finite or,
+ * with the log1p transform, <= -1. Thread-safe. */
+double forest_explain(const forest *f, const double *row, double *credit);
+
 static inline bool forest_is_anomaly_score(const forest *f, double score)
 {
     return score > forest_threshold(f);

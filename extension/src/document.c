@@ -23,6 +23,13 @@
  * column out, an UPDATE recomputes it, and nobody can store another text. A document does not
  * follow later catalog changes (renaming a severity label would leave old documents with the old
  * label): the extension owns severity_level and never renames its labels.
+ *
+ * Explanations. The last member, explanation, is the anomalies.explanation column: why the row was
+ * flagged (explain.c). A writer may give it (a model over features the row does not hold, whose
+ * scorer knows them); when it gives none and the row names its model, the trigger computes it from
+ * the row's value, gas and gas price under that model, if the model's features are those three.
+ * The trigger never fails a row over its explanation: a model that is gone or does not load leaves
+ * the column NULL.
  */
 #include "chainwatch.h"
 
@@ -47,7 +54,8 @@ typedef enum doc_kind {
     DOC_NUMERIC,
     DOC_TIME,
     DOC_FLOAT8,
-    DOC_ENUM
+    DOC_ENUM,
+    DOC_JSONB
 } doc_kind;
 
 /* the arguments of anomaly_document(), in the order of the table's columns */
@@ -60,8 +68,10 @@ static const struct {
     {"gas_price", DOC_NUMERIC}, {"block_number", DOC_INT8}, {"tx_time", DOC_TIME},
     {"detected_at", DOC_TIME},  {"score", DOC_FLOAT8},      {"severity", DOC_ENUM},
     {"model_id", DOC_INT4},     {"kafka_topic", DOC_TEXT},  {"kafka_partition", DOC_INT4},
-    {"kafka_offset", DOC_INT8},
+    {"kafka_offset", DOC_INT8}, {"explanation", DOC_JSONB},
 };
+/* where the trigger finds the fields it explains a row from */
+enum { DOC_VALUE = 4, DOC_GAS = 5, DOC_GAS_PRICE = 6, DOC_MODEL_ID = 12, DOC_EXPLANATION = 16 };
 #define DOC_NFIELDS ((int) lengthof(doc_fields))
 
 /* append_value appends d, the value of field i, as JSON */
@@ -110,7 +120,36 @@ static void append_value(StringInfo b, int i, Datum d)
     case DOC_ENUM:
         escape_json(b, DatumGetCString(DirectFunctionCall1(enum_out, d)));
         break;
+    case DOC_JSONB: {
+        Jsonb *jb = DatumGetJsonbP(d);
+        (void) JsonbToCString(b, &jb->root, VARSIZE(jb));
+        break;
     }
+    }
+}
+
+/*
+ * explain_row returns the explanation of an anomaly row under its model (explain.c), or NULL when
+ * there is none to give: the model is gone or does not load, or its features are not the row's
+ * (value, gas, gas_price) — a model of another width or of other named features, whose writer
+ * passes the explanation itself. It never raises, so a batch never fails over an explanation.
+ */
+static Jsonb *explain_row(const Datum *values, const bool *nulls)
+{
+    static const char *const raw[3] = {"value", "gas", "gas_price"};
+    CachedModel *m = ModelCacheTryGet(DatumGetInt32(values[DOC_MODEL_ID]));
+    double x[3];
+
+    if (!m || forest_n_features(m->forest) != 3)
+        return NULL;
+    for (int i = 0; i < 3; i++) {
+        const char *name = forest_feature_name(m->forest, i);
+        if (name && strcmp(name, raw[i]) != 0)
+            return NULL;
+        if (nulls[DOC_VALUE + i] || !FeatureFromNumericQuiet(values[DOC_VALUE + i], &x[i]))
+            return NULL;
+    }
+    return ExplanationBuild(m, x);
 }
 
 /* document_build returns the JSON object of one anomaly from its fields' values */
@@ -135,8 +174,8 @@ PG_FUNCTION_INFO_V1(chainwatch_anomaly_document);
 /*
  * chainwatch_anomaly_document(id, hash, from_address, to_address, value, gas, gas_price,
  * block_number, tx_time, detected_at, score, severity, model_id, kafka_topic, kafka_partition,
- * kafka_offset) RETURNS text: the anomaly's JSON object (see the top of this file), as the
- * trigger stores it. Not STRICT: a NULL argument is a null member.
+ * kafka_offset, explanation) RETURNS text: the anomaly's JSON object (see the top of this file), as
+ * the trigger stores it. Not STRICT: a NULL argument is a null member.
  */
 Datum chainwatch_anomaly_document(PG_FUNCTION_ARGS)
 {
@@ -168,8 +207,6 @@ Datum chainwatch_anomalies_document(PG_FUNCTION_ARGS)
     Datum values[DOC_NFIELDS];
     bool nulls[DOC_NFIELDS];
     int target;
-    Datum document;
-    bool document_null = false;
 
     if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trig->tg_event) ||
         !TRIGGER_FIRED_FOR_ROW(trig->tg_event) || TRIGGER_FIRED_BY_DELETE(trig->tg_event))
@@ -191,7 +228,19 @@ Datum chainwatch_anomalies_document(PG_FUNCTION_ARGS)
                                    RelationGetRelationName(trig->tg_relation), doc_fields[i].key)));
         values[i] = heap_getattr(tuple, attnum, desc, &nulls[i]);
     }
-    document = PointerGetDatum(document_build(values, nulls));
-    return PointerGetDatum(
-        heap_modify_tuple_by_cols(tuple, desc, 1, &target, &document, &document_null));
+    /* the explanation first (when the writer gave none), since the document includes it */
+    if (nulls[DOC_EXPLANATION] && !nulls[DOC_MODEL_ID]) {
+        Jsonb *why = explain_row(values, nulls);
+        if (why) {
+            values[DOC_EXPLANATION] = JsonbPGetDatum(why);
+            nulls[DOC_EXPLANATION] = false;
+        }
+    }
+    {
+        int cols[2] = {target, SPI_fnumber(desc, doc_fields[DOC_EXPLANATION].key)};
+        Datum datums[2] = {PointerGetDatum(document_build(values, nulls)), values[DOC_EXPLANATION]};
+        bool isnull[2] = {false, nulls[DOC_EXPLANATION]};
+
+        return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 2, cols, datums, isnull));
+    }
 }

@@ -101,6 +101,20 @@ double FeatureFromNumeric(Datum num, const char *what)
     return d;
 }
 
+/* FeatureFromNumericQuiet is FeatureFromNumeric that returns false where that one raises */
+bool FeatureFromNumericQuiet(Datum num, double *out)
+{
+    Numeric n;
+
+    if (wei_to_double_fast(num, out))
+        return true;
+    n = DatumGetNumeric(num);
+    if (numeric_is_nan(n) || numeric_is_inf(n))
+        return false;
+    *out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, num));
+    return isfinite(*out) && *out >= 0;
+}
+
 PG_FUNCTION_INFO_V1(chainwatch_wei_float8);
 /* chainwatch_wei_float8(amount numeric): the float8 a wei amount becomes as a feature (tests) */
 Datum chainwatch_wei_float8(PG_FUNCTION_ARGS)

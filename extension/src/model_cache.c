@@ -26,6 +26,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -51,8 +52,10 @@ static void ModelCacheReset(void)
         HASH_SEQ_STATUS seq;
         CachedModel *m;
         hash_seq_init(&seq, model_hash);
-        while ((m = hash_seq_search(&seq)) != NULL)
+        while ((m = hash_seq_search(&seq)) != NULL) {
             forest_free(m->forest);
+            free(m->feature_median);
+        }
         hash_destroy(model_hash);
         model_hash = NULL;
     }
@@ -126,11 +129,12 @@ static CachedModel *ModelCacheRemember(CachedModel *m, int32 model_id)
 }
 
 /*
- * ModelCacheGet returns the cached model, loading and deserializing it on a miss. Unknown ids
- * raise undefined_object; a stored model that fails its checksum or validation raises
- * data_corrupted.
+ * model_load returns the cached model, loading and deserializing it on a miss, with the medians
+ * of its training summary. An unknown id raises undefined_object, and a stored model that fails
+ * its checksum or validation raises data_corrupted; with quiet, both return NULL instead (for the
+ * anomalies trigger, which must never fail a batch over its explanation).
  */
-CachedModel *ModelCacheGet(int32 model_id)
+static CachedModel *model_load(int32 model_id, bool quiet)
 {
     CachedModel *m;
     bool found;
@@ -139,6 +143,7 @@ CachedModel *ModelCacheGet(int32 model_id)
     StringInfoData sql;
     Datum arg = Int32GetDatum(model_id);
     Oid argtype = INT4OID;
+    double *median = NULL;
 
     if (last_model && model_id == last_model_id && last_model_inval == inval_count)
         return last_model;
@@ -149,26 +154,55 @@ CachedModel *ModelCacheGet(int32 model_id)
         return ModelCacheRemember(m, model_id);
 
     initStringInfo(&sql);
-    appendStringInfo(&sql, "SELECT forest FROM %s WHERE id = $1", ModelsTableName());
+    appendStringInfo(&sql,
+                     "SELECT forest, ARRAY(SELECT pg_catalog.jsonb_array_elements_text("
+                     "CASE pg_catalog.jsonb_typeof(training_summary->'feature_median') "
+                     "WHEN 'array' THEN training_summary->'feature_median' END)::float8) "
+                     "FROM %s WHERE id = $1",
+                     ModelsTableName());
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     if (SPI_execute_with_args(sql.data, 1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
         elog(ERROR, "could not read chainwatch.models");
-    if (SPI_processed == 0)
+    if (SPI_processed == 0) {
+        SPI_finish();
+        if (quiet)
+            return NULL;
         ereport(ERROR,
                 (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model %d does not exist", model_id),
                  errhint("SELECT id, name FROM chainwatch.models lists the models.")));
+    }
     {
         bool isnull;
         Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
         bytea *b = isnull ? NULL : DatumGetByteaPP(d);
-        if (!b)
+        if (!b) {
+            SPI_finish();
+            if (quiet)
+                return NULL;
             ereport(ERROR,
                     (errcode(ERRCODE_DATA_CORRUPTED), errmsg("model %d has no forest", model_id)));
+        }
         f = forest_deserialize((const uint8_t *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), &err);
+        d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+        if (f && !isnull) {
+            ArrayType *arr = DatumGetArrayTypeP(d);
+            int n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+            if (n == forest_n_features(f) && !ARR_HASNULL(arr)) {
+                median = malloc(sizeof(double) * n);
+                if (!median) {
+                    forest_free(f);
+                    SPI_finish();
+                    ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+                }
+                memcpy(median, ARR_DATA_PTR(arr), sizeof(double) * n);
+            }
+        }
     }
     SPI_finish();
     if (!f) {
+        if (quiet)
+            return NULL;
         if (err.code == FOREST_ERR_NOMEM || err.code == FOREST_ERR_VERSION)
             ForestErrorReport(&err, psprintf("loading model %d", model_id));
         ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
@@ -178,7 +212,24 @@ CachedModel *ModelCacheGet(int32 model_id)
 
     m = hash_search(ModelHash(), &model_id, HASH_ENTER, &found);
     m->forest = f;
+    m->feature_median = median;
     return ModelCacheRemember(m, model_id);
+}
+
+/*
+ * ModelCacheGet returns the cached model, loading and deserializing it on a miss. Unknown ids
+ * raise undefined_object; a stored model that fails its checksum or validation raises
+ * data_corrupted.
+ */
+CachedModel *ModelCacheGet(int32 model_id)
+{
+    return model_load(model_id, false);
+}
+
+/* ModelCacheTryGet is ModelCacheGet, but NULL for a model that does not exist or does not load */
+CachedModel *ModelCacheTryGet(int32 model_id)
+{
+    return model_load(model_id, true);
 }
 
 /* ModelCacheGetActive returns the active model, or raises object_not_in_prerequisite_state. */

@@ -16,7 +16,7 @@
  */
 int32 ModelInsert(const char *name, forest *f, const char *source, double contamination,
                   bool has_contamination, int64 seed, bool has_seed, int64 training_rows,
-                  const forest_score_summary *summary)
+                  const forest_score_summary *summary, const double *feature_median)
 {
     size_t size = forest_serialized_size(f);
     bytea *blob = palloc(VARHDRSZ + size);
@@ -55,11 +55,22 @@ int32 ModelInsert(const char *name, forest *f, const char *source, double contam
     values[10] = Int64GetDatum(training_rows);
     nulls[10] = training_rows >= 0 ? ' ' : 'n';
     if (summary) {
-        char *json = psprintf("{\"n\": %zu, \"min\": %.17g, \"max\": %.17g, \"mean\": %.17g, "
-                              "\"p50\": %.17g, \"p90\": %.17g, \"p99\": %.17g}",
-                              summary->n, summary->min, summary->max, summary->mean, summary->p50,
-                              summary->p90, summary->p99);
-        values[11] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+        StringInfoData json;
+        initStringInfo(&json);
+        appendStringInfo(&json,
+                         "{\"n\": %zu, \"min\": %.17g, \"max\": %.17g, \"mean\": %.17g, "
+                         "\"p50\": %.17g, \"p90\": %.17g, \"p99\": %.17g",
+                         summary->n, summary->min, summary->max, summary->mean, summary->p50,
+                         summary->p90, summary->p99);
+        /* the typical value of each raw feature, which explanations print beside the row's */
+        if (feature_median) {
+            appendStringInfoString(&json, ", \"feature_median\": [");
+            for (int i = 0; i < nf; i++)
+                appendStringInfo(&json, "%s%.17g", i ? ", " : "", feature_median[i]);
+            appendStringInfoChar(&json, ']');
+        }
+        appendStringInfoChar(&json, '}');
+        values[11] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
     } else
         nulls[11] = 'n';
     values[12] = PointerGetDatum(blob);
@@ -104,7 +115,7 @@ Datum chainwatch_import_model(PG_FUNCTION_ARGS)
         ForestErrorReport(&err, "invalid model");
     PG_TRY();
     {
-        id = ModelInsert(name, f, "imported", 0, false, 0, false, -1, NULL);
+        id = ModelInsert(name, f, "imported", 0, false, 0, false, -1, NULL, NULL);
     }
     PG_FINALLY();
     {

@@ -76,6 +76,24 @@ static bool is_number_type(Oid t)
            t == FLOAT8OID;
 }
 
+/*
+ * feature_medians returns (palloc'd) each column's median over the reservoir's n rows of width
+ * columns, the raw values as given: the typical value an explanation prints beside a row's.
+ */
+static double *feature_medians(const double *rows, size_t n, int width)
+{
+    double *median = palloc(sizeof(double) * width);
+    double *column = palloc(sizeof(double) * n);
+
+    for (int j = 0; j < width; j++) {
+        for (size_t i = 0; i < n; i++)
+            column[i] = rows[i * width + j];
+        median[j] = forest_quantile(column, n, 0.5);
+    }
+    pfree(column);
+    return median;
+}
+
 PG_FUNCTION_INFO_V1(chainwatch_train_model);
 /*
  * chainwatch_train_model(name text, source_query text, n_trees int, sample_size int,
@@ -105,6 +123,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
     forest *volatile f = NULL; /* assigned in PG_TRY, freed in PG_FINALLY after a longjmp */
     forest_error err = {0};
     forest_score_summary summary;
+    double *median;
     int32 model_id = 0;
 
     if (strlen(name) == 0)
@@ -276,7 +295,9 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
             if (forest_set_feature_names(f, names) != 0)
                 ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
         }
-        model_id = ModelInsert(name, f, "trained", contamination, true, seed, true, seen, &summary);
+        median = feature_medians(reservoir, (size_t) kept, width);
+        model_id = ModelInsert(name, f, "trained", contamination, true, seed, true, seen, &summary,
+                               median);
     }
     PG_FINALLY();
     {

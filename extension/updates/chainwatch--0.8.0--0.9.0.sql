@@ -17,6 +17,10 @@
 --   false) but no longer deleted, since a restore would bring a deleted one back; a shipped rule deleted
 --   before this update is put back disabled, so that it stays off after a restore too. severity() considers
 --   enabled rules only.
+-- * Explanations: anomalies.explanation (jsonb), set by the anomalies_document trigger from the row's model
+--   when the writer gives none, and the last member of the document (anomaly_document() takes it as a 17th
+--   argument); explain() and explain_vector() give the same for any transaction; trained models keep each
+--   feature's median in training_summary.feature_median, the typical value an explanation shows.
 -- * _ensure_partitions() no longer creates a partition wholly in the past: after a TTL change that widened the
 --   partition width, the aligned slot holding now() began before the partition already holding now(), so every
 --   maintain() created that hole and dropped it again as an empty past partition (ACCESS EXCLUSIVE on the table
@@ -243,3 +247,49 @@ BEGIN
     RETURN created;
 END
 $$;
+
+-- explanations: a column, the document's last member, explain() and explain_vector()
+ALTER TABLE @extschema@.anomalies ADD COLUMN explanation jsonb;
+
+COMMENT ON COLUMN @extschema@.anomalies.explanation IS
+    'Why the row was flagged: each feature of its model with its share of the isolation, its value and the typical value (docs/detection.md); set by the trigger anomalies_document when the writer gives none.';
+
+DROP FUNCTION @extschema@.anomaly_document(bigint, text, text, text, numeric, numeric, numeric, bigint, timestamptz,
+                                           timestamptz, double precision, @extschema@.severity_level, int, text, int,
+                                           bigint);
+
+CREATE FUNCTION @extschema@.anomaly_document(
+    id bigint, hash text, from_address text, to_address text, value numeric, gas numeric, gas_price numeric,
+    block_number bigint, tx_time timestamptz, detected_at timestamptz, score double precision,
+    severity @extschema@.severity_level, model_id int, kafka_topic text, kafka_partition int, kafka_offset bigint,
+    explanation jsonb DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'chainwatch_anomaly_document'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.anomaly_document(bigint, text, text, text, numeric, numeric, numeric, bigint,
+                                                timestamptz, timestamptz, double precision,
+                                                @extschema@.severity_level, int, text, int, bigint, jsonb) IS
+    'An anomaly as the REST API''s JSON object (amounts as exact strings, RFC 3339 UTC times, shortest scores): what the trigger anomalies_document stores in anomalies.document.';
+
+CREATE OR REPLACE VIEW @extschema@.recent_anomalies AS
+SELECT a.id, a.hash, a.from_address, a.to_address, a.value, a.gas, a.gas_price, a.block_number,
+       a.tx_time, a.detected_at, a.score, a.severity, a.model_id, a.kafka_topic, a.kafka_partition, a.kafka_offset,
+       a.document, a.explanation
+  FROM @extschema@.anomalies a
+ WHERE a.detected_at > now() - (SELECT p.ttl FROM @extschema@.retention_policies p WHERE p.table_name = 'anomalies');
+
+CREATE FUNCTION @extschema@.explain(value numeric, gas numeric, gas_price numeric, model_id int DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'chainwatch_explain';
+
+COMMENT ON FUNCTION @extschema@.explain(numeric, numeric, numeric, int) IS
+    'Why score(value, gas, gas_price, model_id) is what it is: each feature''s isolation credit, share, value and typical value, most isolating first. NULL model_id: the active model. NULL feature: NULL.';
+
+CREATE FUNCTION @extschema@.explain_vector(features float8[], model_id int DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'chainwatch_explain_vector';
+
+COMMENT ON FUNCTION @extschema@.explain_vector(float8[], int) IS
+    'explain() for a feature vector of the model''s width. NULL model_id: the active model.';

@@ -434,6 +434,26 @@ def test_anomaly_by_hash(reader):
     assert_error(reader.get("/api/v1/anomalies/0x1234"), 400, "invalid_parameter", "hash")
 
 
+def test_anomaly_explains_itself(reader, env):
+    """every anomaly stored with its model says why (docs/detection.md): each feature of the model once, the most
+    isolating first, with its share, the transaction's value and the typical one; the same as SQL's explain()"""
+    a = reader.get("/api/v1/anomalies/" + tx_hash("a59")).json()
+    why = a["explanation"]
+    assert sorted(w["feature"] for w in why) == ["gas", "gas_price", "value"], why
+    by_name = {w["feature"]: w for w in why}
+    for name in ("value", "gas", "gas_price"):  # the transaction's own values, as doubles
+        assert by_name[name]["value"] == float(a[name]), (name, why)
+    assert by_name["value"]["typical"] < 10**18 < by_name["value"]["value"], why  # the training values stay below
+    assert abs(sum(w["share"] for w in why) - 1) < 0.01 and all(w["bits"] >= 0 for w in why), why
+    assert [w["bits"] for w in why] == sorted((w["bits"] for w in why), reverse=True)
+    stack = env[0]
+    (explained,) = sql(stack, "SELECT chainwatch.explain(value, gas, gas_price, model_id) FROM chainwatch.anomalies"
+                              f" WHERE hash = '{tx_hash('a59')}'")[0]
+    assert explained == why
+    listed = [r for r in reader.get("/api/v1/anomalies?limit=1000").json()["data"] if r["hash"] == tx_hash("a59")]
+    assert listed and listed[0]["explanation"] == why
+
+
 def test_transaction_by_hash(reader, env):
     r = reader.get("/api/v1/transactions/" + tx_hash("t5"))
     assert r.status_code == 200, r.text

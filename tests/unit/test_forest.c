@@ -1194,6 +1194,62 @@ static void test_batch_equals_single_wide(void **state)
     free(rows);
 }
 
+/* ---- explanations ------------------------------------------------------------------------------
+ */
+
+/* on the hand-built trees every credit is known: each cut gives its feature log2(n_node / n_child)
+ */
+static void test_explain_hand_built(void **state)
+{
+    (void) state;
+    forest_error err = {0};
+    forest *f = hand_forest(false, &err);
+    assert_non_null(f);
+    double credit[2];
+
+    /* A: x0 cuts 8 -> 5, x1 cuts 5 -> 1; B: x1 cuts 8 -> 6 */
+    double total = forest_explain(f, (double[]){0.7, 1.0}, credit);
+    check_close(credit[0], log2(8.0 / 5.0) / 2, 1e-15);
+    check_close(credit[1], (log2(5.0) + log2(8.0 / 6.0)) / 2, 1e-15);
+    check_close(total, (log2(8.0) + log2(8.0 / 6.0)) / 2,
+                1e-15); /* log2(n_root / n_leaf), averaged */
+    /* A: x0 cuts 8 -> 3 (a leaf); B: x1 cuts 8 -> 6 */
+    forest_explain(f, (double[]){0.2, 0.0}, credit);
+    check_close(credit[0], log2(8.0 / 3.0) / 2, 1e-15);
+    check_close(credit[1], log2(8.0 / 6.0) / 2, 1e-15);
+    /* a value the model cannot take explains nothing */
+    assert_true(isnan(forest_explain(f, (double[]){NAN, 0.0}, credit)));
+    assert_true(isnan(forest_explain(f, (double[]){0.0, INFINITY}, credit)));
+    forest_free(f);
+}
+
+/* a row that stands out on one feature only gets most of its credit there, and more bits in all
+ * than an ordinary row */
+static void test_explain_isolating_feature(void **state)
+{
+    (void) state;
+    const int nf = 3;
+    double *rows = make_rows(4000, nf, 11);
+    forest *f = train_or_fail(rows, 4000, nf, 100, 256, 0.01, 5);
+    double credit[3], normal[3];
+    for (int odd = 0; odd < nf; odd++) {
+        double x[3] = {0.1, -0.2, 0.05};
+        x[odd] = 4.0; /* ordinary rows lie within +-2, every 50th near 10 */
+        double total = forest_explain(f, x, credit);
+        double sum = 0.0;
+        for (int j = 0; j < nf; j++) {
+            sum += credit[j];
+            if (j != odd)
+                assert_true(credit[odd] > 2.0 * credit[j]);
+        }
+        check_close(total, sum, 1e-12);
+        assert_true(credit[odd] > 0.5 * total);
+        assert_true(total > forest_explain(f, (double[]){0.1, -0.2, 0.05}, normal));
+    }
+    free(rows);
+    forest_free(f);
+}
+
 /* ---- quantiles
  * ----------------------------------------------------------------------------------- */
 
@@ -1255,6 +1311,8 @@ int main(void)
         cmocka_unit_test(test_packed_signed_zero_and_duplicates),
         cmocka_unit_test(test_packed_extreme_thresholds),
         cmocka_unit_test(test_quantile_matches_numpy),
+        cmocka_unit_test(test_explain_hand_built),
+        cmocka_unit_test(test_explain_isolating_feature),
     };
     return cmocka_run_group_tests_name("forest", tests, NULL, NULL);
 }

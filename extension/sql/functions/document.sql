@@ -9,13 +9,14 @@
 CREATE FUNCTION @extschema@.anomaly_document(
     id bigint, hash text, from_address text, to_address text, value numeric, gas numeric, gas_price numeric,
     block_number bigint, tx_time timestamptz, detected_at timestamptz, score double precision,
-    severity @extschema@.severity_level, model_id int, kafka_topic text, kafka_partition int, kafka_offset bigint)
+    severity @extschema@.severity_level, model_id int, kafka_topic text, kafka_partition int, kafka_offset bigint,
+    explanation jsonb DEFAULT NULL)
 RETURNS text
 AS 'MODULE_PATHNAME', 'chainwatch_anomaly_document'
 LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.anomaly_document(bigint, text, text, text, numeric, numeric, numeric, bigint,
                                                 timestamptz, timestamptz, double precision,
-                                                @extschema@.severity_level, int, text, int, bigint) IS
+                                                @extschema@.severity_level, int, text, int, bigint, jsonb) IS
     'An anomaly as the REST API''s JSON object (amounts as exact strings, RFC 3339 UTC times, shortest scores): what the trigger anomalies_document stores in anomalies.document.';
 
 CREATE FUNCTION @extschema@._anomalies_document() RETURNS trigger

@@ -142,13 +142,17 @@ CREATE TABLE @extschema@.anomalies (
     kafka_topic     text,
     kafka_partition int,
     kafka_offset    bigint,
-    document        text
+    document        text,
+    explanation     jsonb
 ) PARTITION BY RANGE (detected_at);
 
 ALTER SEQUENCE @extschema@.anomalies_id_seq OWNED BY @extschema@.anomalies.id;
 
 COMMENT ON TABLE @extschema@.anomalies IS
     'Detected anomalies, bounded in age (ttl) and rows (max_rows) by chainwatch.retention_policies. Query chainwatch.recent_anomalies to see exactly the rows within the TTL.';
+
+COMMENT ON COLUMN @extschema@.anomalies.explanation IS
+    'Why the row was flagged: each feature of its model with its share of the isolation, its value and the typical value (docs/detection.md); set by the trigger anomalies_document when the writer gives none.';
 
 COMMENT ON COLUMN @extschema@.anomalies.document IS
     'The row as the REST API returns it (compact JSON), set by the trigger anomalies_document when the row is written.';

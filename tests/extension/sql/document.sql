@@ -21,7 +21,8 @@ SELECT a.id, a.document::jsonb = jsonb_build_object(
            'tx_time', CASE WHEN isfinite(a.tx_time) THEN to_char(a.tx_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
            'detected_at', to_char(a.detected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
            'score', CASE WHEN a.score <> 'NaN' THEN a.score END, 'severity', a.severity, 'model_id', a.model_id,
-           'kafka_topic', a.kafka_topic, 'kafka_partition', a.kafka_partition, 'kafka_offset', a.kafka_offset) AS same
+           'kafka_topic', a.kafka_topic, 'kafka_partition', a.kafka_partition, 'kafka_offset', a.kafka_offset,
+           'explanation', a.explanation) AS same
   FROM chainwatch.anomalies a WHERE a.id <= 4 ORDER BY a.id;
 -- the TTL view carries it
 SELECT count(*) AS in_view FROM chainwatch.recent_anomalies WHERE id <= 4 AND document IS NOT NULL;
@@ -38,7 +39,7 @@ UPDATE chainwatch.anomalies SET document = 'forged' WHERE hash = '0x1' RETURNING
 -- and it is what anomaly_document() says about the row
 SELECT count(*) FILTER (WHERE a.document = chainwatch.anomaly_document(a.id, a.hash, a.from_address, a.to_address,
            a.value, a.gas, a.gas_price, a.block_number, a.tx_time, a.detected_at, a.score, a.severity, a.model_id,
-           a.kafka_topic, a.kafka_partition, a.kafka_offset)) AS same, count(*) AS rows
+           a.kafka_topic, a.kafka_partition, a.kafka_offset, a.explanation)) AS same, count(*) AS rows
   FROM chainwatch.anomalies a WHERE a.hash = '0x1';
 ROLLBACK;
 
