@@ -54,7 +54,10 @@ static void result_json(cw_strbuf *b, const cw_tx *tx, PGresult *r, int i)
         cw_strbuf_printf(b, "\"%s\"", PQgetvalue(r, i, 4));
     cw_strbuf_puts(b, ",\"threshold\":");
     json_number(b, PQgetvalue(r, i, 1));
-    cw_strbuf_printf(b, ",\"model_id\":%s}", PQgetvalue(r, i, 0));
+    cw_strbuf_printf(b, ",\"model_id\":%s,\"explanation\":", PQgetvalue(r, i, 0));
+    /* jsonb's own text: valid JSON, as explain() built it */
+    cw_strbuf_puts(b, PQgetisnull(r, i, 5) ? "null" : PQgetvalue(r, i, 5));
+    cw_strbuf_putc(b, '}');
 }
 
 /* decode_body decodes the request body; returns 0 or the status of the error already sent */

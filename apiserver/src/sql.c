@@ -132,11 +132,13 @@ const sql_def sql_statements[SQL_STMT_COUNT] = {
                               " WHERE t.hash = $1::text ORDER BY t.detected_at DESC LIMIT 1"},
 
     /* score one transaction with the active model; no row: no active model.
-     * Columns: model id, threshold, score, is_anomaly, severity (NULL unless anomalous) */
+     * Columns: model id, threshold, score, is_anomaly, severity (NULL unless anomalous),
+     * explanation (jsonb text, docs/detection.md) */
     [SQL_PREDICT] = {"cw_predict", 3,
                      "SELECT m.id, m.threshold, s.score, s.score > m.threshold,"
                      " CASE WHEN s.score > m.threshold"
-                     "      THEN chainwatch.severity(s.score, $1::numeric, $3::numeric)::text END"
+                     "      THEN chainwatch.severity(s.score, $1::numeric, $3::numeric)::text END,"
+                     " chainwatch.explain($1::numeric, $2::numeric, $3::numeric, m.id)::text"
                      " FROM chainwatch.models m,"
                      " LATERAL (SELECT chainwatch.score($1::numeric, $2::numeric, $3::numeric,"
                      "                                  m.id) AS score OFFSET 0) s"
@@ -147,11 +149,12 @@ const sql_def sql_statements[SQL_STMT_COUNT] = {
         {"cw_predict_batch", 3,
          "SELECT m.id, m.threshold, s.score, s.score > m.threshold,"
          " CASE WHEN s.score > m.threshold"
-         "      THEN chainwatch.severity(s.score, s.value, s.gas_price)::text END"
+         "      THEN chainwatch.severity(s.score, s.value, s.gas_price)::text END,"
+         " chainwatch.explain(s.value, s.gas, s.gas_price, m.id)::text"
          " FROM chainwatch.models m,"
          " ROWS FROM (chainwatch.score_batch($1::numeric[], $2::numeric[], $3::numeric[], m.id),"
-         "            unnest($1::numeric[]), unnest($3::numeric[]))"
-         "   WITH ORDINALITY AS s(score, value, gas_price, ord)"
+         "            unnest($1::numeric[]), unnest($2::numeric[]), unnest($3::numeric[]))"
+         "   WITH ORDINALITY AS s(score, value, gas, gas_price, ord)"
          " WHERE m.is_active ORDER BY s.ord"},
 
     /* $1 window in seconds */

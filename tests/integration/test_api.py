@@ -500,10 +500,12 @@ def test_predict_matches_sql_and_caches(env, reader):
     r = reader.post("/api/v1/predict", tx)
     assert r.status_code == 200, r.text
     p = r.json()
-    assert set(p) == {"hash", "score", "is_anomaly", "severity", "threshold", "model_id"}
-    score, threshold = sql(stack, "SELECT chainwatch.score(%s, %s, %s), chainwatch.model_threshold()",
-                           (tx["value"], tx["gas"], tx["gasPrice"]))[0]
+    assert set(p) == {"hash", "score", "is_anomaly", "severity", "threshold", "model_id", "explanation"}
+    score, threshold, why = sql(stack, "SELECT chainwatch.score(%s, %s, %s), chainwatch.model_threshold(),"
+                                       " chainwatch.explain(%s, %s, %s)",
+                                (tx["value"], tx["gas"], tx["gasPrice"]) * 2)[0]
     assert p["score"] == score and p["threshold"] == threshold and p["model_id"] == env[3]
+    assert p["explanation"] == why and why[0]["feature"] in ("value", "gas", "gas_price")
     assert p["is_anomaly"] == (score > threshold)
     assert (p["severity"] is None) == (not p["is_anomaly"])
     again = reader.post("/api/v1/predict", tx)
@@ -549,7 +551,7 @@ def test_predict_batch(env, reader):
     for t, x in zip(txs[:5], out["results"][:5]):
         single = reader.post("/api/v1/predict", t).json()
         assert single["score"] == x["score"] and single["is_anomaly"] == x["is_anomaly"]
-        assert single["severity"] == x["severity"]
+        assert single["severity"] == x["severity"] and single["explanation"] == x["explanation"]
     assert_error(reader.post("/api/v1/predict/batch", [etherscan_tx(f"c{i}") for i in range(1001)]), 400,
                  "invalid_body", "1000")
     assert_error(reader.post("/api/v1/predict/batch", []), 400)
