@@ -30,10 +30,11 @@
 
 #include "log.h"
 #include "monoclock.h"
+#include "pgconn.h"
 #include "slotq.h"
 
 #define DB_RETRY_MS          500
-#define DB_CONNECT_TIMEOUT_S "3"
+#define DB_CONNECT_TIMEOUT_S 3
 
 struct db_pool {
     slotq *free; /* the slots nobody holds */
@@ -189,22 +190,20 @@ static int prepare_all(db_conn *c, db_error *e)
 /* connect_slot (re)opens c's connection; 0, or -1 with e filled and the retry time set */
 static int connect_slot(db_pool *p, db_conn *c, db_error *e)
 {
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
-    const char *vals[] = {p->conninfo, "chainwatch-api", DB_CONNECT_TIMEOUT_S, p->options, NULL};
+    const cw_pg_params params = {.url = p->conninfo,
+                                 .application_name = "chainwatch-api",
+                                 .options = p->options,
+                                 .connect_timeout_s = DB_CONNECT_TIMEOUT_S};
+    char why[sizeof(e->message)];
 
     if (c->pg) {
         PQfinish(c->pg);
         c->pg = NULL;
     }
     c->prepared = false;
-    c->pg = PQconnectdbParams(keys, vals, 1);
-    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        set_error(e, DB_UNAVAILABLE, "08006", "cannot connect to PostgreSQL: %s",
-                  c->pg ? PQerrorMessage(c->pg) : "out of memory");
-        if (c->pg) {
-            PQfinish(c->pg);
-            c->pg = NULL;
-        }
+    c->pg = cw_pg_connect(&params, why, sizeof(why));
+    if (!c->pg) {
+        set_error(e, DB_UNAVAILABLE, "08006", "cannot connect to PostgreSQL: %s", why);
         c->retry_at_ns = cw_mono_ns() + DB_RETRY_MS * 1000000LL;
         return -1;
     }

@@ -45,9 +45,11 @@
 
 #include "log.h"
 #include "monoclock.h"
+#include "pgconn.h"
 
-#define RETRY_MS 500
-#define FAILED   (-1) /* value published by a failed query (generations are never negative) */
+#define RETRY_MS                     500
+#define GENERATION_CONNECT_TIMEOUT_S 3
+#define FAILED                       (-1) /* value published by a failed query (generations are never negative) */
 
 enum { IDLE, SENT, RECEIVING };
 
@@ -93,10 +95,12 @@ static int ensure_connected(generation *g)
         return -1;
     if (g->pg)
         PQfinish(g->pg);
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {g->conninfo, "chainwatch-api-generation", "3", NULL};
-    g->pg = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(g->pg) == CONNECTION_OK) {
+    const cw_pg_params params = {.url = g->conninfo,
+                                 .application_name = "chainwatch-api-generation",
+                                 .connect_timeout_s = GENERATION_CONNECT_TIMEOUT_S};
+    char why[256];
+    g->pg = cw_pg_connect(&params, why, sizeof(why));
+    if (g->pg) {
         PGresult *p = PQprepare(g->pg, "cw_generation",
                                 "SELECT anomaly_generation FROM chainwatch.ingest_state", 0, NULL);
         bool ok = PQresultStatus(p) == PGRES_COMMAND_OK;

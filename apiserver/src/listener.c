@@ -31,8 +31,10 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "pgconn.h"
 
-#define REFRESH_S 5
+#define REFRESH_S                  5
+#define LISTENER_CONNECT_TIMEOUT_S 3
 
 struct listener {
     pthread_t thread;
@@ -154,17 +156,14 @@ static void handle(listener *l, const PGnotify *n)
  * first line: names host, port and user, never the password) in why on failure */
 static PGconn *connect_and_listen(listener *l, char *why, size_t why_len)
 {
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {l->conninfo, "chainwatch-api-listener", "3", NULL};
-    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    const cw_pg_params params = {.url = l->conninfo,
+                                 .application_name = "chainwatch-api-listener",
+                                 .connect_timeout_s = LISTENER_CONNECT_TIMEOUT_S};
+    PGconn *pg = cw_pg_connect(&params, why, why_len);
     PGresult *r;
 
-    if (PQstatus(pg) != CONNECTION_OK) {
-        const char *msg = pg ? PQerrorMessage(pg) : "out of memory";
-        snprintf(why, why_len, "%.*s", (int) strcspn(msg, "\n"), msg);
-        PQfinish(pg);
+    if (!pg)
         return NULL;
-    }
     r = PQexec(pg, "LISTEN chainwatch_anomalies; LISTEN chainwatch_model; LISTEN chainwatch_models;"
                    " LISTEN chainwatch_api_keys");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
