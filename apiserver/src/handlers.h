@@ -30,7 +30,7 @@ bool api_extension_version_ok(const char *have);
 int health_full(api_request *req);
 int health_live(api_request *req);
 int health_ready(api_request *req);
-/* api_metrics.c */
+/* metrics_page.c */
 int metrics_get(api_request *req);
 /* openapi.c */
 int openapi_get(api_request *req);
