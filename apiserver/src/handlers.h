@@ -22,9 +22,6 @@ int models_train(api_request *req);
 int models_activate(api_request *req);
 int models_rollback(api_request *req);
 /* health.c */
-/* the oldest chainwatch extension version whose objects the statements in sql.c read
- * (anomalies.document came with 0.7.0) */
-#define API_MIN_EXTENSION "0.7.0"
 /* api_extension_version_ok: true when the dotted version have is API_MIN_EXTENSION or later */
 bool api_extension_version_ok(const char *have);
 int health_full(api_request *req);

@@ -268,6 +268,32 @@ def test_health_endpoints(env, anon):
     assert h["checks"]["ingest"]["lag_seconds"] >= 0
 
 
+def test_too_old_extension_is_named_with_the_minimum_version(env):
+    """An API on a database whose extension predates the minimum (0.6.0) answers 503 and logs why, naming the
+    minimum version the statements need (handlers/db messages once said 0.3.0)."""
+    stack = env[0]
+    sql(stack, "DROP DATABASE IF EXISTS cw_old_ext")
+    sql(stack, "CREATE DATABASE cw_old_ext")
+    old = pg_connect(stack, dbname="cw_old_ext")
+    try:
+        with old.cursor() as cur:
+            cur.execute("SET client_min_messages = warning; CREATE EXTENSION chainwatch VERSION '0.6.0'")
+    finally:
+        old.close()
+    url = stack["DATABASE_URL"].rsplit("/", 1)[0] + "/cw_old_ext"
+    api = ApiProcess(stack, stack.dir, DATABASE_URL=url)
+    try:
+        for _ in range(2):
+            r = requests.get(api.url + "/api/v1/anomalies", headers={"X-API-Key": "cw_unknown"}, timeout=30)
+            assert_error(r, 503, "extension_missing")
+    finally:
+        api.stop()
+        sql(stack, "DROP DATABASE IF EXISTS cw_old_ext")
+    log = api.log_path.read_text()
+    assert "extension check failed (SQLSTATE 42703)" in log, log  # undefined column: anomalies.document
+    assert "0.7.0" in log and "0.3.0" not in log, log
+
+
 def test_every_response_has_x_cache(anon, reader):
     for r in (anon.get("/health"), anon.get("/metrics"), anon.get("/nope"), anon.get("/api/v1/anomalies"),
               reader.get("/api/v1/stats"), reader.get("/api/v1/anomalies?limit=0")):
