@@ -481,6 +481,58 @@ def test_cache_miss_then_hit(reader):
     assert reader.get("/api/v1/stats").headers["X-Cache"] == "BYPASS"
 
 
+def test_recompute_lock_is_released_only_by_its_holder(env):
+    """A request whose recompute lock expired while it computed, and was then taken by another client, must
+    not delete that client's lock when it finishes (compare-and-delete on its own token, not a plain DEL)."""
+    import redis
+    stack = env[0]
+    rds = redis.Redis(host=stack["REDIS_HOST"], port=int(stack["REDIS_PORT"]), socket_timeout=10)
+    # one pooled connection, prepared by a first request, so the list query below is the one that waits
+    api = ApiProcess(stack, stack.dir, DB_POOL_SIZE=1)
+    reader = Client(api.url, env[1]["reader"])
+    q = "/api/v1/anomalies?limit=17&severity=high"
+    result = {}
+    lock = None
+    try:
+        assert reader.get("/api/v1/stats").status_code == 200
+        blocker = pg_connect(stack)
+        blocker.autocommit = False
+        try:
+            with blocker.cursor() as cur:
+                # the list query waits behind this lock while its request holds the recompute lock
+                cur.execute("LOCK TABLE chainwatch.anomalies IN ACCESS EXCLUSIVE MODE")
+            t = threading.Thread(target=lambda: result.setdefault("r", reader.get(q)))
+            t.start()
+            for _ in range(400):
+                keys = rds.keys("lock:cw:*")
+                if keys:
+                    lock = keys[0]
+                    break
+                time.sleep(0.025)
+            assert lock, "the request never took a recompute lock"
+            first_token = rds.get(lock)
+            assert re.fullmatch(rb"[0-9a-f]{32}", first_token or b""), first_token  # a random token of its own
+            # its lock expires, and another client takes the key
+            rds.pexpire(lock, 1)
+            for _ in range(400):
+                if rds.set(lock, b"another-holder", nx=True, px=60000):
+                    break
+                time.sleep(0.005)
+            else:
+                raise AssertionError("the lock did not expire")
+        finally:
+            blocker.rollback()
+            blocker.close()
+        t.join(60)
+        assert not t.is_alive()
+        assert result["r"].status_code == 200, result["r"].text
+        assert rds.get(lock) == b"another-holder", f"the first holder ({first_token!r}) deleted another's lock"
+    finally:
+        if lock:
+            rds.delete(lock)
+        api.stop()
+
+
 def test_new_anomaly_appears_immediately(env, reader):
     """The generation in list keys: a list cached before a commit is never served after it."""
     ingest, model = env[2], env[3]
