@@ -140,7 +140,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!(app.auth = auth_create(app.listener)) ||
-        !(app.generation = generation_create(cfg.database_url)) ||
+        !(app.generation = generation_create(cfg.database_url, cfg.request_timeout_ms / 2)) ||
         !(app.ratelimit =
               ratelimit_create((double) cfg.rate_limit_rps, (double) cfg.rate_limit_burst))) {
         log_error("start-up failed: out of memory");

@@ -533,6 +533,47 @@ def test_recompute_lock_is_released_only_by_its_holder(env):
         api.stop()
 
 
+def test_generation_read_is_bounded_by_a_statement_timeout(env):
+    """While the generation query cannot run (ingest_state locked), list requests still answer: the shared
+    generation read gives up at its statement timeout and they bypass the cache instead of hanging."""
+    stack = env[0]
+    # one pooled connection, prepared by the first request (preparing the API's statements on a new one
+    # would wait for the lock too)
+    api = ApiProcess(stack, stack.dir, REQUEST_TIMEOUT_MS=2000, DB_POOL_SIZE=1)
+    reader = Client(api.url, env[1]["reader"])
+    try:
+        assert reader.get("/api/v1/anomalies?limit=2").status_code == 200  # both connections are up
+        blocker = pg_connect(stack)
+        blocker.autocommit = False
+        try:
+            with blocker.cursor() as cur:
+                cur.execute("LOCK TABLE chainwatch.ingest_state IN ACCESS EXCLUSIVE MODE")
+            results = {}
+
+            def get(i):
+                try:
+                    results[i] = reader.s.get(api.url + f"/api/v1/anomalies?limit={3 + i}", timeout=30)
+                except requests.RequestException as e:
+                    results[i] = e
+
+            threads = [threading.Thread(target=get, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        finally:
+            blocker.rollback()
+            blocker.close()
+        for i, r in sorted(results.items()):
+            assert isinstance(r, requests.Response), f"request {i} did not answer while the lock was held: {r}"
+            assert r.status_code == 200 and r.headers["X-Cache"] == "BYPASS", (i, r.status_code, r.text)
+        assert len(results) == 4
+        # and once the table is free again the generation is read and lists are cached
+        assert reader.get("/api/v1/anomalies?limit=3").headers["X-Cache"] in ("MISS", "HIT")
+    finally:
+        api.stop()
+
+
 def test_new_anomaly_appears_immediately(env, reader):
     """The generation in list keys: a list cached before a commit is never served after it."""
     ingest, model = env[2], env[3]
