@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "params.h"
-#include "routes.h"
+#include "router.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int n_params = 0;
         bool known = false;
         for (int m = 0; m < 2; m++)
-            (void) routes_match(fuzz_routes, (int) (sizeof(fuzz_routes) / sizeof(fuzz_routes[0])),
+            (void) router_match(fuzz_routes, (int) (sizeof(fuzz_routes) / sizeof(fuzz_routes[0])),
                                 m ? "POST" : "GET", s, params, &n_params, &known, allow,
                                 (int) sizeof(allow));
         break;

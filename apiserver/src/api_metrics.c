@@ -1,9 +1,10 @@
-/* apiserver/src/api_metrics.c — Prometheus metrics of chainwatch-api and the GET /metrics handler
+/* apiserver/src/api_metrics.c — request counters and latency histograms of chainwatch-api
  *
- * Label values are bounded by construction: route is a pattern from the route table (or
- * "unmatched"), method one of a fixed list (or "OTHER"), status one of the codes the API sends (or
- * "other"). Counters are C11 atomics in fixed arrays, so observing never locks or allocates.
- * No secret (API key, password, URL) ever appears on the page.
+ * Label values are bounded by construction: route is an index below the route count given at
+ * creation (named by the caller's label function, the route table's patterns) or "unmatched",
+ * method one of a fixed list (or "OTHER"), status one of the codes the API sends (or "other").
+ * Counters are C11 atomics in fixed arrays, so observing never locks or allocates. This module
+ * knows nothing of the HTTP layer or the route table: httpx.c observes, metrics_page.c renders.
  */
 #include "api_metrics.h"
 
@@ -12,15 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
-#include "db.h"
-#include "handlers.h"
-#include "listener.h"
 #include "metrics.h"
-#include "ratelimit.h"
-#include "routes.h"
 
-#define MAX_ROUTES 32
 static const char *const METHODS[] = {"GET",   "POST", "PUT",     "DELETE",
                                       "PATCH", "HEAD", "OPTIONS", "OTHER"};
 #define N_METHODS 8
@@ -29,19 +23,21 @@ static const int STATUSES[] = {200, 201, 204, 400, 401, 403, 404, 405, 408,
 #define N_STATUSES 18 /* the last one (0) is "other" */
 
 struct api_metrics {
-    _Atomic unsigned long long requests[MAX_ROUTES + 1][N_METHODS][N_STATUSES];
-    cw_histogram latency[MAX_ROUTES + 1];
+    int n_routes; /* slot n_routes is "unmatched" */
+    _Atomic unsigned long long requests[API_METRICS_MAX_ROUTES + 1][N_METHODS][N_STATUSES];
+    cw_histogram latency[API_METRICS_MAX_ROUTES + 1];
     _Atomic unsigned long long total;
 };
 
-api_metrics *api_metrics_create(void)
+api_metrics *api_metrics_create(int n_routes)
 {
-    api_metrics *m = calloc(1, sizeof(*m));
-    if (!m || api_routes_count > MAX_ROUTES) {
-        free(m);
+    if (n_routes < 0 || n_routes > API_METRICS_MAX_ROUTES)
         return NULL;
-    }
-    for (int i = 0; i <= MAX_ROUTES; i++)
+    api_metrics *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->n_routes = n_routes;
+    for (int i = 0; i <= API_METRICS_MAX_ROUTES; i++)
         cw_histogram_init(&m->latency[i], cw_latency_buckets, cw_latency_buckets_n);
     return m;
 }
@@ -69,7 +65,7 @@ static int status_index(int status)
 
 void api_metrics_observe(api_metrics *m, int route, const char *method, int status, double seconds)
 {
-    int r = route < 0 ? api_routes_count : route;
+    int r = route < 0 || route >= m->n_routes ? m->n_routes : route;
     atomic_fetch_add_explicit(&m->requests[r][method_index(method)][status_index(status)], 1,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&m->total, 1, memory_order_relaxed);
@@ -81,21 +77,13 @@ unsigned long long api_metrics_requests(api_metrics *m)
     return atomic_load(&m->total);
 }
 
-static const char *route_label(int r)
+void api_metrics_render(api_metrics *m, cw_strbuf *b, api_metrics_route_label label)
 {
-    return r < api_routes_count ? api_routes[r].pattern : "unmatched";
-}
-
-int metrics_get(api_request *req)
-{
-    api_app *app = req->app;
-    api_metrics *m = app->metrics;
-    cw_strbuf b = CW_STRBUF_INIT;
     char labels[192];
 
-    cw_metric_header(&b, "chainwatch_http_requests_total", "counter",
+    cw_metric_header(b, "chainwatch_http_requests_total", "counter",
                      "HTTP requests by method, route (pattern, never the raw path) and status.");
-    for (int r = 0; r <= api_routes_count; r++)
+    for (int r = 0; r <= m->n_routes; r++)
         for (int me = 0; me < N_METHODS; me++)
             for (int s = 0; s < N_STATUSES; s++) {
                 unsigned long long v = atomic_load(&m->requests[r][me][s]);
@@ -107,41 +95,15 @@ int metrics_get(api_request *req)
                 else
                     snprintf(status, sizeof(status), "other");
                 snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\",status=\"%s\"",
-                         METHODS[me], route_label(r), status);
-                cw_metric_sample(&b, "chainwatch_http_requests_total", labels, (double) v);
+                         METHODS[me], r < m->n_routes ? label(r) : "unmatched", status);
+                cw_metric_sample(b, "chainwatch_http_requests_total", labels, (double) v);
             }
-    cw_metric_header(&b, "chainwatch_http_request_duration_seconds", "histogram",
+    cw_metric_header(b, "chainwatch_http_request_duration_seconds", "histogram",
                      "Time from routing to the response being written, by route.");
-    for (int r = 0; r <= api_routes_count; r++) {
+    for (int r = 0; r <= m->n_routes; r++) {
         if (!atomic_load(&m->latency[r].count))
             continue;
-        snprintf(labels, sizeof(labels), "route=\"%s\"", route_label(r));
-        cw_histogram_render(&b, "chainwatch_http_request_duration_seconds", labels, &m->latency[r]);
+        snprintf(labels, sizeof(labels), "route=\"%s\"", r < m->n_routes ? label(r) : "unmatched");
+        cw_histogram_render(b, "chainwatch_http_request_duration_seconds", labels, &m->latency[r]);
     }
-    cache_render_metrics(app->cache, &b);
-    cw_metric_header(&b, "chainwatch_db_pool_in_use", "gauge",
-                     "PostgreSQL pool connections handed out right now.");
-    cw_metric_sample(&b, "chainwatch_db_pool_in_use", NULL, db_pool_in_use(app->db));
-    cw_metric_header(&b, "chainwatch_db_pool_size", "gauge",
-                     "PostgreSQL pool size (DB_POOL_SIZE).");
-    cw_metric_sample(&b, "chainwatch_db_pool_size", NULL, db_pool_size(app->db));
-    cw_metric_header(&b, "chainwatch_rate_limited_total", "counter",
-                     "Requests refused with 429 by the per-client token bucket.");
-    cw_metric_sample(&b, "chainwatch_rate_limited_total", NULL,
-                     (double) ratelimit_refused(app->ratelimit));
-    listener_state ls;
-    listener_get(app->listener, &ls);
-    cw_metric_header(&b, "chainwatch_api_listener_up", "gauge",
-                     "1 while the LISTEN connection (cache generations) is up.");
-    cw_metric_sample(&b, "chainwatch_api_listener_up", NULL, ls.valid ? 1 : 0);
-    cw_metric_header(&b, "chainwatch_api_anomaly_generation", "gauge",
-                     "Anomaly generation last notified by the ingest path.");
-    cw_metric_sample(&b, "chainwatch_api_anomaly_generation", NULL, (double) ls.anomaly_generation);
-    if (b.oom) {
-        cw_strbuf_free(&b);
-        return api_error(req, 500, "internal", "out of memory");
-    }
-    int st = api_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
-    cw_strbuf_free(&b);
-    return st;
 }

@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 #include "db.h"
-#include "routes.h"
+#include "router.h"
 #include "sha256.h"
 
 struct mg_connection;

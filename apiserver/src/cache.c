@@ -16,10 +16,13 @@
  * BREAKER_COOLDOWN_MS: lookups return BYPASS without touching Redis. After the cool-down exactly
  * one request probes (half-open); its success closes the circuit, its failure reopens it.
  *
- * Stampede protection. On a miss the request tries SET lock:KEY NX PX LOCK_MS. The winner
- * recomputes and stores; the others poll the key for up to LOCK_WAIT_MS and are served the
- * winner's value, or recompute themselves if it does not come (the lock only bounds the herd, it
- * is never needed for correctness). cache_put and cache_abandon release the lock.
+ * Stampede protection. On a miss the request tries SET lock:KEY TOKEN NX PX LOCK_MS, TOKEN being
+ * 128 random bits of its own. The winner recomputes and stores; the others poll the key for up
+ * to LOCK_WAIT_MS and are served the winner's value, or recompute themselves if it does not come
+ * (the lock only bounds the herd, it is never needed for correctness). cache_put and
+ * cache_abandon release the lock by compare-and-delete (UNLOCK_SCRIPT, atomic in Redis): a
+ * winner slower than LOCK_MS finds its lock expired and maybe taken by another request (of this
+ * or another replica), and a plain DEL would drop that one's lock and let the herd in.
  *
  * TTL jitter: a value lives ttl - random(0 .. ttl/10), so entries written together do not
  * expire together; jitter only shortens, so the per-class TTL and any cap remain upper bounds.
@@ -43,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include <hiredis/hiredis.h>
@@ -54,7 +58,7 @@
 #define REDIS_TIMEOUT_MS    100
 #define BREAKER_FAILURES    3
 #define BREAKER_COOLDOWN_MS 2000
-#define LOCK_MS             3000
+#define LOCK_MS             3000 /* the recompute lock's lifetime */
 #define LOCK_WAIT_MS        100
 #define LOCK_POLL_MS        5
 #define KEY_PREFIX          "cw:"
@@ -67,6 +71,9 @@ enum { OP_GET, OP_SET, OP_LOCK, OP_UNLOCK, OP_PING, OP_CONNECT, OPS };
 static const char *const OP_NAMES[OPS] = {"get", "set", "lock", "unlock", "ping", "connect"};
 static const char *const CLASS_NAMES[CACHE_CLASSES] = {"prediction", "query", "model"};
 static const char *const RESULT_NAMES[3] = {"hit", "miss", "bypass"};
+/* deletes KEYS[1] only while it still holds ARGV[1]; replies 1 (deleted) or 0 */
+static const char UNLOCK_SCRIPT[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 /* a value handed to callers: shared (refcounted) between the local tier and readers, so a local
  * hit costs no copy; callers see only data and give it back with cache_release */
@@ -437,6 +444,22 @@ static void local_put(cache *c, const char *key, blob *v, long long deadline_ms)
 
 /* ---- cache-aside ------------------------------------------------------------------------- */
 
+/* new_token writes 32 random hex digits (128 bits from getrandom) and a NUL; 0, or -1 when the
+ * kernel gave no randomness */
+static int new_token(char token[33])
+{
+    static const char HEX[] = "0123456789abcdef";
+    unsigned char raw[16];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t) sizeof(raw))
+        return -1;
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        token[2 * i] = HEX[raw[i] >> 4];
+        token[2 * i + 1] = HEX[raw[i] & 15];
+    }
+    token[32] = '\0';
+    return 0;
+}
+
 /* get_value: 1 found and not past its deadline (value copied, also kept locally), 0 absent,
  * -1 Redis unavailable */
 static int get_value(cache *c, const char *key, char **value, size_t *len)
@@ -493,16 +516,22 @@ cache_result cache_get(cache *c, cache_class cls, const char *key, char **value,
         return res;
     }
     /* absent: take the recompute lock, or wait for whoever has it */
-    snprintf(lock, sizeof(lock), "lock:%s", full);
-    const char *argv[6] = {"SET", lock, "1", "NX", "PX", "3000"};
-    size_t lens[6] = {3, strlen(lock), 1, 2, 2, 4};
-    redisReply *r = command(c, OP_LOCK, 6, argv, lens);
     fill->active = true;
     fill->cls = cls;
     memcpy(fill->key, full, sizeof(full));
+    if (new_token(fill->token) != 0) {
+        cache_count(c, cls, CACHE_MISS); /* no token, no lock: recompute unprotected */
+        return CACHE_MISS;
+    }
+    char px[24];
+    snprintf(lock, sizeof(lock), "lock:%s", full);
+    snprintf(px, sizeof(px), "%d", LOCK_MS);
+    const char *argv[6] = {"SET", lock, fill->token, "NX", "PX", px};
+    size_t lens[6] = {3, strlen(lock), strlen(fill->token), 2, 2, strlen(px)};
+    redisReply *r = command(c, OP_LOCK, 6, argv, lens);
     if (r && r->type == REDIS_REPLY_STATUS) {
-        fill->locked = true;
-    } else if (r) {
+        fill->locked = true; /* "OK"; a lock held by another is a nil reply */
+    } else if (r && r->type == REDIS_REPLY_NIL) {
         for (int waited = 0; waited < LOCK_WAIT_MS; waited += LOCK_POLL_MS) {
             nanosleep(&(struct timespec){0, LOCK_POLL_MS * 1000000L}, NULL);
             found = get_value(c, full, value, len);
@@ -522,15 +551,23 @@ cache_result cache_get(cache *c, cache_class cls, const char *key, char **value,
     return CACHE_MISS;
 }
 
+/*
+ * unlock releases fill's recompute lock if it still holds this request's token (UNLOCK_SCRIPT);
+ * a lock that expired, and perhaps was taken by another request, is left alone. Failures are
+ * counted (and logged by command()); the lock then expires by itself within LOCK_MS.
+ */
 static void unlock(cache *c, cache_fill *fill)
 {
     char lock[sizeof(fill->key) + 8];
     snprintf(lock, sizeof(lock), "lock:%s", fill->key);
-    const char *argv[2] = {"DEL", lock};
-    size_t lens[2] = {3, strlen(lock)};
-    redisReply *r = command(c, OP_UNLOCK, 2, argv, lens);
-    if (r)
+    const char *argv[5] = {"EVAL", UNLOCK_SCRIPT, "1", lock, fill->token};
+    size_t lens[5] = {4, sizeof(UNLOCK_SCRIPT) - 1, 1, strlen(lock), strlen(fill->token)};
+    redisReply *r = command(c, OP_UNLOCK, 5, argv, lens);
+    if (r) {
+        if (r->type != REDIS_REPLY_INTEGER)
+            log_warn("cache: unexpected reply type %d to the unlock script", r->type);
         freeReplyObject(r);
+    }
     fill->locked = false;
 }
 
@@ -560,8 +597,10 @@ void cache_put(cache *c, cache_fill *fill, const char *value, size_t len, long l
             const char *argv[5] = {"SET", fill->key, stored, "PX", px};
             size_t lens[5] = {3, strlen(fill->key), (size_t) hlen + len, 2, strlen(px)};
             redisReply *r = command(c, OP_SET, 5, argv, lens);
-            if (r) {
+            bool stored_ok = r && r->type == REDIS_REPLY_STATUS; /* "OK" */
+            if (r)
                 freeReplyObject(r);
+            if (stored_ok) {
                 blob *b = blob_new(value, len);
                 if (b) {
                     local_put(c, fill->key, b, deadline);
@@ -597,8 +636,9 @@ int cache_ping(cache *c, double *latency_ms)
     *latency_ms = (double) (cw_mono_ns() - t0) / 1e6;
     if (!r)
         return -1;
+    bool pong = r->type == REDIS_REPLY_STATUS && !strcmp(r->str, "PONG");
     freeReplyObject(r);
-    return 0;
+    return pong ? 0 : -1;
 }
 
 bool cache_up(cache *c)

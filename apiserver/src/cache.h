@@ -24,6 +24,7 @@ typedef struct cache_fill {
     bool locked; /* this request holds the recompute lock for key */
     cache_class cls;
     char key[192];
+    char token[33]; /* the lock's value: random, so only this request's release deletes it */
 } cache_fill;
 
 typedef struct cache cache;

@@ -17,7 +17,7 @@
  *
  * Every statement of sql.c is prepared right after connecting (one round trip each, once per
  * connection lifetime); preparing fails when the chainwatch extension is missing or older than
- * API_MIN_EXTENSION (handlers.h), which is reported as DB_NO_EXTENSION and retried like a failed
+ * API_MIN_EXTENSION (sql.h), which is reported as DB_NO_EXTENSION and retried like a failed
  * connect.
  */
 #include "db.h"
@@ -30,10 +30,11 @@
 
 #include "log.h"
 #include "monoclock.h"
+#include "pgconn.h"
 #include "slotq.h"
 
 #define DB_RETRY_MS          500
-#define DB_CONNECT_TIMEOUT_S "3"
+#define DB_CONNECT_TIMEOUT_S 3
 
 struct db_pool {
     slotq *free; /* the slots nobody holds */
@@ -59,31 +60,6 @@ static void set_error(db_error *e, db_status st, const char *sqlstate, const cha
     size_t n = strlen(e->message);
     while (n > 0 && (e->message[n - 1] == '\n' || e->message[n - 1] == ' '))
         e->message[--n] = '\0';
-}
-
-const char *db_status_name(db_status s)
-{
-    switch (s) {
-    case DB_OK:
-        return "ok";
-    case DB_UNAVAILABLE:
-        return "database_unavailable";
-    case DB_BUSY:
-        return "database_busy";
-    case DB_NO_EXTENSION:
-        return "extension_missing";
-    case DB_TIMEOUT:
-        return "timeout";
-    case DB_NOT_FOUND:
-        return "not_found";
-    case DB_CONFLICT:
-        return "conflict";
-    case DB_INVALID:
-        return "invalid_value";
-    case DB_FAILED:
-        return "database_error";
-    }
-    return "database_error";
 }
 
 db_pool *db_pool_create(const char *conninfo, int size, long statement_timeout_ms, char *err,
@@ -170,12 +146,16 @@ static int prepare_all(db_conn *c, db_error *e)
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             classify(c->pg, r, e);
             if (e->status != DB_UNAVAILABLE) {
-                /* the statements reference chainwatch 0.7.0 objects: anything but a lost
-                 * connection means the extension is missing or too old */
-                char msg[sizeof(e->message)];
+                /* the statements reference API_MIN_EXTENSION objects: anything but a lost
+                 * connection means the extension is missing or too old (copies: set_error
+                 * writes e->sqlstate and e->message) */
+                char msg[sizeof(e->message)], state[sizeof(e->sqlstate)];
                 snprintf(msg, sizeof(msg), "%s", e->message);
-                set_error(e, DB_NO_EXTENSION, e->sqlstate,
-                          "the chainwatch extension (0.3.0) is not usable: %s", msg);
+                snprintf(state, sizeof(state), "%s", e->sqlstate);
+                set_error(e, DB_NO_EXTENSION, state,
+                          "the chainwatch extension is missing or older than " API_MIN_EXTENSION
+                          ": %s",
+                          msg);
             }
             PQclear(r);
             return -1;
@@ -189,22 +169,20 @@ static int prepare_all(db_conn *c, db_error *e)
 /* connect_slot (re)opens c's connection; 0, or -1 with e filled and the retry time set */
 static int connect_slot(db_pool *p, db_conn *c, db_error *e)
 {
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
-    const char *vals[] = {p->conninfo, "chainwatch-api", DB_CONNECT_TIMEOUT_S, p->options, NULL};
+    const cw_pg_params params = {.url = p->conninfo,
+                                 .application_name = "chainwatch-api",
+                                 .options = p->options,
+                                 .connect_timeout_s = DB_CONNECT_TIMEOUT_S};
+    char why[sizeof(e->message)];
 
     if (c->pg) {
         PQfinish(c->pg);
         c->pg = NULL;
     }
     c->prepared = false;
-    c->pg = PQconnectdbParams(keys, vals, 1);
-    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        set_error(e, DB_UNAVAILABLE, "08006", "cannot connect to PostgreSQL: %s",
-                  c->pg ? PQerrorMessage(c->pg) : "out of memory");
-        if (c->pg) {
-            PQfinish(c->pg);
-            c->pg = NULL;
-        }
+    c->pg = cw_pg_connect(&params, why, sizeof(why));
+    if (!c->pg) {
+        set_error(e, DB_UNAVAILABLE, "08006", "cannot connect to PostgreSQL: %s", why);
         c->retry_at_ns = cw_mono_ns() + DB_RETRY_MS * 1000000LL;
         return -1;
     }
@@ -218,7 +196,8 @@ static int ensure_ready(db_pool *p, db_conn *c, bool need_prepared, db_error *e)
         return 0;
     if (cw_mono_ns() < c->retry_at_ns) {
         if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
-            set_error(e, DB_NO_EXTENSION, "", "the chainwatch extension (0.3.0) is not installed");
+            set_error(e, DB_NO_EXTENSION, "",
+                      "the chainwatch extension is missing or older than " API_MIN_EXTENSION);
         else
             set_error(e, DB_UNAVAILABLE, "08006", "PostgreSQL is unreachable (retrying)");
         return -1;

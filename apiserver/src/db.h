@@ -13,7 +13,7 @@ typedef enum db_status {
     DB_OK = 0,
     DB_UNAVAILABLE,  /* cannot connect, or the connection broke: 503 */
     DB_BUSY,         /* no pooled connection freed up within the request timeout: 503 */
-    DB_NO_EXTENSION, /* connected, but the chainwatch extension (0.3.0) is not installed: 503 */
+    DB_NO_EXTENSION, /* connected, but no chainwatch extension at API_MIN_EXTENSION or later: 503 */
     DB_TIMEOUT,      /* statement_timeout (57014): 504 */
     DB_NOT_FOUND,    /* 42704 (unknown model) */
     DB_CONFLICT,     /* 55000 (no active model, nothing to roll back), 23505 */
@@ -68,8 +68,5 @@ PGresult *db_query(db_pool *p, db_conn *c, const char *sql, db_error *e);
 /* connections currently handed out, and the pool size (metrics) */
 int db_pool_in_use(const db_pool *p);
 int db_pool_size(const db_pool *p);
-
-/* db_status_name: a short name ("unavailable", ...) for logs and error codes */
-const char *db_status_name(db_status s);
 
 #endif /* API_DB_H */

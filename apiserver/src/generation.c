@@ -1,5 +1,5 @@
-/* apiserver/src/generation.c — request-time anomaly generation: one dedicated connection, shared
- * queries
+/* apiserver/src/generation.c — request-time anomaly generation: one dedicated connection, one
+ * query at a time shared by every request waiting for it (single flight)
  *
  * Why not only LISTEN. chainwatch.commit_batch() bumps anomaly_generation and NOTIFYs at commit,
  * and listener.c follows those notifications, but a notification reaches this process a little
@@ -8,65 +8,82 @@
  * "never staler than the newest committed anomaly" hold without exception, list requests key the
  * cache by a generation read *after the request arrived*.
  *
- * Cost control: requests do not each run a query. Tickets are numbered as they arrive; one query at
- * a time runs on a dedicated connection and, when it started, covered every ticket issued before
- * it. A request whose ticket a finished query covers takes that query's value; otherwise it waits
- * for (or starts) the next query. So at any load at most one tiny indexed read is in flight, and
- * each request waits at most two round trips.
+ * Cost control: requests do not each run a query. Queries are numbered as they start and run one
+ * at a time. A request arriving when n queries have started needs query n+1 or later (query n, if
+ * running, may have read the generation before the request arrived). If no query is running, it
+ * starts one itself and reads it; otherwise it waits on the condition variable for a query numbered
+ * at least n+1 to finish, starting one itself if the running one finishes first without covering
+ * it. So at any load at most one tiny indexed read is in flight and each request waits for at most
+ * two of them. Everything is under one mutex, except the query itself: the thread that set
+ * `running` owns the connection until it clears it.
  *
- * Waiting is lock-free. The state is a handful of atomics and the waiters sleep on a futex word
- * that every finished query bumps. (A mutex and condition variable cost each request about four
- * context switches under load: a broadcast wakes every waiter, and all of them then queue on the
- * mutex; with the futex a waiter sleeps once and is woken once or twice.) The connection moves
- * through three phases: IDLE, SENT (a query is on the wire, nobody is reading its answer) and
- * RECEIVING (one request's thread is reading it). Whoever reads an answer publishes it and, if
- * tickets arrived meanwhile, sends the next query at once, before it wakes anyone: under load the
- * queries run back to back and no request waits for another thread to be scheduled just to start
- * one. One of the woken waiters then takes over the reading. Memory order is the default
- * (sequentially consistent) everywhere: the reader publishes the value, then the covered ticket,
- * then the new phase, then bumps the futex word, so a waiter that loaded the word before the bump
- * either sees the new covered ticket or is woken by the bump.
+ * Bounded: the connection has a statement timeout (the caller's wait), so a locked or slow
+ * ingest_state costs the requests their wait, after which they bypass the cache; it never leaves a
+ * request thread stuck behind the query.
  *
- * Why any later value is good enough: queries run one at a time, so a value published after a
- * query covered ticket t comes from a query that started after that one, hence after t arrived.
+ * Why any later value is good enough: queries run one at a time, so the value of the last finished
+ * query, numbered at least n+1, comes from a query that started after the request arrived.
  */
 #include "generation.h"
 
-#include <linux/futex.h>
-#include <stdatomic.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
 #include "log.h"
 #include "monoclock.h"
+#include "pgconn.h"
 
-#define RETRY_MS 500
-#define FAILED   (-1) /* value published by a failed query (generations are never negative) */
-
-enum { IDLE, SENT, RECEIVING };
+#define RETRY_MS                     500
+#define GENERATION_CONNECT_TIMEOUT_S 3
+#define FAILED                       (-1) /* a failed query's value (generations are never negative) */
 
 struct generation {
     char *conninfo;
-    PGconn *pg;               /* owned by the current querier */
-    long long retry_at_ns;    /* likewise */
-    _Atomic uint64_t issued;  /* tickets handed out */
-    _Atomic uint64_t covered; /* every ticket <= covered has a value no older than its arrival */
-    _Atomic int64_t value;    /* the last query's generation, or FAILED */
-    _Atomic int phase;        /* IDLE, SENT or RECEIVING */
-    uint64_t sent_covers;     /* the tickets the query on the wire covers (written before SENT) */
-    _Atomic uint32_t done;    /* futex word: bumped after every query */
+    char options[64]; /* -c statement_timeout=... */
+
+    pthread_mutex_t mu;
+    pthread_cond_t done; /* broadcast when a query finishes (CLOCK_MONOTONIC) */
+    bool running;        /* a query is in flight; its thread owns pg and retry_at_ns */
+    uint64_t started;    /* queries started so far (the running one included) */
+    uint64_t finished;   /* the number of the last finished query (0: none yet) */
+    int64_t value;       /* its generation, or FAILED */
+
+    PGconn *pg;
+    long long retry_at_ns;
 };
 
-generation *generation_create(const char *conninfo)
+generation *generation_create(const char *conninfo, long statement_timeout_ms)
 {
     generation *g = calloc(1, sizeof(*g));
-    if (!g || !(g->conninfo = strdup(conninfo))) {
+    if (!g)
+        return NULL;
+    if (!(g->conninfo = strdup(conninfo))) {
+        free(g);
+        return NULL;
+    }
+    snprintf(g->options, sizeof(g->options), "-c statement_timeout=%ld", statement_timeout_ms);
+    pthread_condattr_t ca;
+    bool cond_ok = false;
+    if (pthread_condattr_init(&ca) == 0) {
+        cond_ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+                  pthread_cond_init(&g->done, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+    }
+    if (!cond_ok) {
+        free(g->conninfo);
+        free(g);
+        return NULL;
+    }
+    if (pthread_mutex_init(&g->mu, NULL) != 0) {
+        pthread_cond_destroy(&g->done);
+        free(g->conninfo);
         free(g);
         return NULL;
     }
@@ -79,12 +96,27 @@ void generation_destroy(generation *g)
         return;
     if (g->pg)
         PQfinish(g->pg);
+    pthread_cond_destroy(&g->done);
+    pthread_mutex_destroy(&g->mu);
     free(g->conninfo);
     free(g);
 }
 
-/* ensure_connected opens the dedicated connection (with back-off after a failure); 0 when it is
- * usable */
+/* lock and unlock: a default mutex fails only when misused */
+static void lock(generation *g)
+{
+    if (pthread_mutex_lock(&g->mu) != 0)
+        abort();
+}
+
+static void unlock(generation *g)
+{
+    if (pthread_mutex_unlock(&g->mu) != 0)
+        abort();
+}
+
+/* ensure_connected opens the dedicated connection and prepares the query (with back-off after a
+ * failure); 0 when it is usable. Called by the running thread only. */
 static int ensure_connected(generation *g)
 {
     if (g->pg && PQstatus(g->pg) == CONNECTION_OK)
@@ -93,10 +125,13 @@ static int ensure_connected(generation *g)
         return -1;
     if (g->pg)
         PQfinish(g->pg);
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {g->conninfo, "chainwatch-api-generation", "3", NULL};
-    g->pg = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(g->pg) == CONNECTION_OK) {
+    const cw_pg_params params = {.url = g->conninfo,
+                                 .application_name = "chainwatch-api-generation",
+                                 .options = g->options,
+                                 .connect_timeout_s = GENERATION_CONNECT_TIMEOUT_S};
+    char why[256];
+    g->pg = cw_pg_connect(&params, why, sizeof(why));
+    if (g->pg) {
         PGresult *p = PQprepare(g->pg, "cw_generation",
                                 "SELECT anomaly_generation FROM chainwatch.ingest_state", 0, NULL);
         bool ok = PQresultStatus(p) == PGRES_COMMAND_OK;
@@ -110,108 +145,64 @@ static int ensure_connected(generation *g)
     return -1;
 }
 
-/* send_query puts a query covering every ticket issued so far on the wire; called by the thread
- * that owns the connection (phase RECEIVING). 0, or -1 when it could not be sent. */
-static int send_query(generation *g)
+/*
+ * run_query reads the generation on the dedicated connection; the value, or FAILED. Called by the
+ * running thread only, without the mutex. A statement timeout leaves the connection as it is (the
+ * next query may find the table free); any other failure closes it: it broke (reconnect at once),
+ * or e.g. the extension was dropped and the statement must be prepared again (after RETRY_MS).
+ */
+static int64_t run_query(generation *g)
 {
-    g->sent_covers = atomic_load(&g->issued);
     if (ensure_connected(g) != 0)
-        return -1;
-    if (!PQsendQueryPrepared(g->pg, "cw_generation", 0, NULL, NULL, NULL, 0)) {
-        g->retry_at_ns = 0; /* reconnect at the next query */
-        PQfinish(g->pg);
-        g->pg = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-/* receive_query reads the answer to the query on the wire */
-static int receive_query(generation *g, int64_t *out)
-{
-    int rc = -1;
-    bool broken = false;
-    PGresult *r;
-    while ((r = PQgetResult(g->pg)) != NULL) {
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-            *out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-            rc = 0;
-        } else {
-            broken = true;
-        }
+        return FAILED;
+    PGresult *r = PQexecPrepared(g->pg, "cw_generation", 0, NULL, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
+        int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);
+        return v;
     }
-    if (rc != 0 || broken) {
-        /* the connection broke, or e.g. the extension was dropped and the prepared statement
-         * must be made again: start over with a new connection */
-        g->retry_at_ns = PQstatus(g->pg) != CONNECTION_OK ? 0 : cw_mono_ns() + RETRY_MS * 1000000LL;
-        PQfinish(g->pg);
-        g->pg = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-/* publish hands every waiter whose ticket <= covers the value (or FAILED), sends the next query at
- * once if tickets arrived meanwhile, and wakes the waiters; called by the connection's owner */
-static void publish(generation *g, uint64_t covers, int64_t value)
-{
-    atomic_store(&g->value, value);
-    atomic_store(&g->covered, covers);
-    if (atomic_load(&g->issued) > covers && g->pg && send_query(g) == 0)
-        atomic_store(&g->phase, SENT);
-    else
-        atomic_store(&g->phase, IDLE);
-    atomic_fetch_add(&g->done, 1);
-    syscall(SYS_futex, (uint32_t *) &g->done, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
-}
-
-/* complete reads the answer to the query on the wire and publishes it */
-static void complete(generation *g)
-{
-    int64_t v = 0;
-    uint64_t covers = g->sent_covers;
-    publish(g, covers, receive_query(g, &v) == 0 ? v : FAILED);
-}
-
-/* futex_wait sleeps while *word == seen, at most until deadline_ns (CLOCK_MONOTONIC) */
-static void futex_wait(_Atomic uint32_t *word, uint32_t seen, long long deadline_ns)
-{
-    long long left = deadline_ns - cw_mono_ns();
-    if (left <= 0)
-        return;
-    struct timespec ts = {left / 1000000000LL, left % 1000000000LL};
-    syscall(SYS_futex, (uint32_t *) word, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool timed_out = state && !strcmp(state, "57014");
+    PQclear(r);
+    if (timed_out && PQstatus(g->pg) == CONNECTION_OK)
+        return FAILED;
+    g->retry_at_ns = PQstatus(g->pg) != CONNECTION_OK ? 0 : cw_mono_ns() + RETRY_MS * 1000000LL;
+    PQfinish(g->pg);
+    g->pg = NULL;
+    return FAILED;
 }
 
 int generation_fresh(generation *g, long wait_ms, int64_t *gen)
 {
     long long deadline = cw_mono_ns() + wait_ms * 1000000LL;
-    uint64_t ticket = atomic_fetch_add(&g->issued, 1) + 1;
+    struct timespec until = {deadline / 1000000000LL, deadline % 1000000000LL};
+    int rc = 0;
 
-    for (;;) {
-        uint32_t seen = atomic_load(&g->done);
-        if (atomic_load(&g->covered) >= ticket)
-            break;
-        int phase = IDLE;
-        if (atomic_compare_exchange_strong(&g->phase, &phase, RECEIVING)) {
-            /* nothing on the wire: send a query covering this ticket, then read it */
-            if (send_query(g) != 0)
-                publish(g, g->sent_covers, FAILED);
-            else
-                complete(g);
+    lock(g);
+    uint64_t need = g->started + 1; /* the first query to start after this call began */
+    while (g->finished < need && rc == 0) {
+        if (!g->running) {
+            uint64_t mine = ++g->started;
+            g->running = true;
+            unlock(g);
+            int64_t v = run_query(g);
+            lock(g);
+            g->running = false;
+            g->finished = mine;
+            g->value = v;
+            if (pthread_cond_broadcast(&g->done) != 0)
+                abort();
             continue;
         }
-        if (phase == SENT && atomic_compare_exchange_strong(&g->phase, &phase, RECEIVING)) {
-            complete(g); /* a query is on the wire and nobody reads it: read it */
-            continue;
-        }
-        if (cw_mono_ns() >= deadline)
-            return -1;
-        futex_wait(&g->done, seen, deadline);
+        int w = pthread_cond_timedwait(&g->done, &g->mu, &until);
+        if (w == ETIMEDOUT && g->finished < need)
+            rc = -1;
+        else if (w != 0 && w != ETIMEDOUT)
+            abort();
     }
-    int64_t v = atomic_load(&g->value);
-    if (v == FAILED)
+    int64_t v = g->value;
+    unlock(g);
+    if (rc != 0 || v == FAILED)
         return -1;
     *gen = v;
     return 0;

@@ -22,15 +22,12 @@ int models_train(api_request *req);
 int models_activate(api_request *req);
 int models_rollback(api_request *req);
 /* health.c */
-/* the oldest chainwatch extension version whose objects the statements in sql.c read
- * (anomalies.document came with 0.7.0) */
-#define API_MIN_EXTENSION "0.7.0"
 /* api_extension_version_ok: true when the dotted version have is API_MIN_EXTENSION or later */
 bool api_extension_version_ok(const char *have);
 int health_full(api_request *req);
 int health_live(api_request *req);
 int health_ready(api_request *req);
-/* api_metrics.c */
+/* metrics_page.c */
 int metrics_get(api_request *req);
 /* openapi.c */
 int openapi_get(api_request *req);

@@ -45,6 +45,7 @@
 #include "monoclock.h"
 #include "params.h"
 #include "ratelimit.h"
+#include "routes.h"
 
 #define BODY_READ_PIECE 16384 /* bytes per mg_read of a request body */
 #define LINGER_MS       1000 /* after a 413 on a chunked body: how long to read and discard the rest */
@@ -475,7 +476,7 @@ static int dispatch(struct mg_connection *conn, api_app *app)
         return status;
     }
 
-    route = routes_match(api_routes, api_routes_count, method, path, req.params, &req.n_params,
+    route = router_match(api_routes, api_routes_count, method, path, req.params, &req.n_params,
                          &path_known, allow, sizeof(allow));
     if (route < 0) {
         if (path_known && !strcmp(method, "OPTIONS")) {

@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 #include "app.h"
-#include "routes.h"
+#include "router.h"
 #include "sql.h"
 
 struct mg_connection;

@@ -16,7 +16,11 @@
  * values are also re-read every REFRESH_S seconds as a safety net (an extension dropped and
  * recreated sends no notification).
  *
- * Readers take the state without locks: a seqlock (even sequence = stable) over atomics.
+ * Readers take the state without locks: a seqlock (even sequence = stable) over atomics. A seqlock
+ * allows one writer at a time, and there are several (this thread, and request threads recording
+ * an activation or a registry change they committed): writers take write_lock around the
+ * sequence bumps, so two of them never overlap and leave the sequence even mid-write, where a
+ * reader would accept a mix of both. Readers never take it.
  */
 #include "listener.h"
 
@@ -31,14 +35,18 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "pgconn.h"
 
-#define REFRESH_S 5
+#define REFRESH_S                  5
+#define LISTENER_CONNECT_TIMEOUT_S 3
 
 struct listener {
     pthread_t thread;
     char *conninfo;
     atomic_bool stop;
     atomic_bool connected;
+    pthread_mutex_t
+        write_lock; /* one writer of the fields below at a time; readers never take it */
     _Atomic uint64_t seq;
     _Atomic uint32_t ext_oid;
     _Atomic int64_t anomaly_gen;
@@ -47,14 +55,20 @@ struct listener {
     _Atomic uint64_t auth_epoch;
 };
 
+/* begin_write takes the writer lock and makes the sequence odd: readers retry until end_write */
 static void begin_write(listener *l)
 {
+    if (pthread_mutex_lock(&l->write_lock) != 0)
+        abort(); /* a default mutex fails only when misused */
     atomic_fetch_add(&l->seq, 1);
 }
 
+/* end_write makes the sequence even again and releases the writer lock */
 static void end_write(listener *l)
 {
     atomic_fetch_add(&l->seq, 1);
+    if (pthread_mutex_unlock(&l->write_lock) != 0)
+        abort();
 }
 
 void listener_get(listener *l, listener_state *out)
@@ -71,6 +85,24 @@ void listener_get(listener *l, listener_state *out)
     } while (s1 != s2 || (s1 & 1));
     if (out->ext_oid == 0)
         out->valid = false;
+}
+
+void listener_publish(listener *l, const listener_state *s)
+{
+    begin_write(l);
+    atomic_store(&l->ext_oid, s->ext_oid);
+    atomic_store(&l->anomaly_gen, s->anomaly_generation);
+    atomic_store(&l->registry_gen, s->registry_generation);
+    atomic_store(&l->active_model, s->active_model);
+    end_write(l);
+}
+
+/* set_connected records whether the LISTEN connection is up, as one write */
+static void set_connected(listener *l, bool up)
+{
+    begin_write(l);
+    atomic_store(&l->connected, up);
+    end_write(l);
 }
 
 void listener_set_active_model(listener *l, int32_t model_id)
@@ -114,15 +146,18 @@ static int read_state(listener *l, PGconn *pg)
         else
             log_warn("listener: cannot read the generations: %s", PQerrorMessage(pg));
         PQclear(r);
+        begin_write(l);
         atomic_store(&l->ext_oid, 0);
+        end_write(l);
         return -1;
     }
-    begin_write(l);
-    atomic_store(&l->ext_oid, (uint32_t) strtoul(PQgetvalue(r, 0, 0), NULL, 10));
-    atomic_store(&l->anomaly_gen, strtoll(PQgetvalue(r, 0, 1), NULL, 10));
-    atomic_store(&l->registry_gen, strtoll(PQgetvalue(r, 0, 2), NULL, 10));
-    atomic_store(&l->active_model, (int32_t) strtol(PQgetvalue(r, 0, 3), NULL, 10));
-    end_write(l);
+    const listener_state s = {
+        .ext_oid = (uint32_t) strtoul(PQgetvalue(r, 0, 0), NULL, 10),
+        .anomaly_generation = strtoll(PQgetvalue(r, 0, 1), NULL, 10),
+        .registry_generation = strtoll(PQgetvalue(r, 0, 2), NULL, 10),
+        .active_model = (int32_t) strtol(PQgetvalue(r, 0, 3), NULL, 10),
+    };
+    listener_publish(l, &s);
     PQclear(r);
     return 0;
 }
@@ -154,17 +189,14 @@ static void handle(listener *l, const PGnotify *n)
  * first line: names host, port and user, never the password) in why on failure */
 static PGconn *connect_and_listen(listener *l, char *why, size_t why_len)
 {
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {l->conninfo, "chainwatch-api-listener", "3", NULL};
-    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    const cw_pg_params params = {.url = l->conninfo,
+                                 .application_name = "chainwatch-api-listener",
+                                 .connect_timeout_s = LISTENER_CONNECT_TIMEOUT_S};
+    PGconn *pg = cw_pg_connect(&params, why, why_len);
     PGresult *r;
 
-    if (PQstatus(pg) != CONNECTION_OK) {
-        const char *msg = pg ? PQerrorMessage(pg) : "out of memory";
-        snprintf(why, why_len, "%.*s", (int) strcspn(msg, "\n"), msg);
-        PQfinish(pg);
+    if (!pg)
         return NULL;
-    }
     r = PQexec(pg, "LISTEN chainwatch_anomalies; LISTEN chainwatch_model; LISTEN chainwatch_models;"
                    " LISTEN chainwatch_api_keys");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -203,16 +235,14 @@ static void *listener_main(void *arg)
             if (read_state(l, pg) == 0)
                 log_info("listener: connected; anomaly generation %lld",
                          (long long) atomic_load(&l->anomaly_gen));
-            atomic_store(&l->connected, true);
+            set_connected(l, true);
             last_refresh = time(NULL);
         }
         struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
         int rc = poll(&pfd, 1, 100);
         if (rc > 0 && PQconsumeInput(pg) == 0) {
             log_warn("listener: connection lost: %s", PQerrorMessage(pg));
-            begin_write(l);
-            atomic_store(&l->connected, false);
-            end_write(l);
+            set_connected(l, false);
             atomic_fetch_add(&l->auth_epoch, 1);
             PQfinish(pg);
             pg = NULL;
@@ -226,7 +256,7 @@ static void *listener_main(void *arg)
         if (time(NULL) - last_refresh >= REFRESH_S) {
             last_refresh = time(NULL);
             if (read_state(l, pg) != 0 && PQstatus(pg) == CONNECTION_BAD) {
-                atomic_store(&l->connected, false);
+                set_connected(l, false);
                 PQfinish(pg);
                 pg = NULL;
             }
@@ -245,8 +275,15 @@ listener *listener_start(const char *conninfo, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    if (pthread_mutex_init(&l->write_lock, NULL) != 0) {
+        snprintf(err, errlen, "cannot create the listener's lock");
+        free(l->conninfo);
+        free(l);
+        return NULL;
+    }
     if (pthread_create(&l->thread, NULL, listener_main, l) != 0) {
         snprintf(err, errlen, "cannot start the listener thread");
+        pthread_mutex_destroy(&l->write_lock);
         free(l->conninfo);
         free(l);
         return NULL;
@@ -260,6 +297,7 @@ void listener_stop(listener *l)
         return;
     atomic_store(&l->stop, true);
     pthread_join(l->thread, NULL);
+    pthread_mutex_destroy(&l->write_lock);
     free(l->conninfo);
     free(l);
 }

@@ -22,8 +22,11 @@ typedef struct listener_state {
 listener *listener_start(const char *conninfo, char *err, size_t errlen);
 void listener_stop(listener *l);
 
-/* listener_get copies the current state (lock-free reads of atomics; seqlock-consistent) */
+/* listener_get copies the current state: lock-free, never a mix of two writes (seqlock) */
 void listener_get(listener *l, listener_state *out);
+/* listener_publish replaces ext_oid and the three values at once (s->valid is ignored: the
+ * connection's state is the listener's own); any thread */
+void listener_publish(listener *l, const listener_state *s);
 /* listener_set_active_model records an activation this process just committed */
 void listener_set_active_model(listener *l, int32_t model_id);
 /* listener_raise_registry records a registry generation this process just committed */

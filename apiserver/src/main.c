@@ -32,6 +32,7 @@
 #include "listener.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "routes.h"
 #include "settings.h"
 
 #define SHUTDOWN_GRACE_S 30
@@ -126,8 +127,9 @@ int main(int argc, char **argv)
     mg_init_library(0);
     app.cfg = &cfg;
     rc = 1;
-    if (!(app.metrics = api_metrics_create())) {
-        log_error("cannot allocate the metrics");
+    if (!(app.metrics = api_metrics_create(api_routes_count))) {
+        log_error("cannot allocate the metrics (%d routes, at most %d)", api_routes_count,
+                  API_METRICS_MAX_ROUTES);
         goto out;
     }
     if (!(app.listener = listener_start(cfg.database_url, err, sizeof(err))) ||
@@ -138,7 +140,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!(app.auth = auth_create(app.listener)) ||
-        !(app.generation = generation_create(cfg.database_url)) ||
+        !(app.generation = generation_create(cfg.database_url, cfg.request_timeout_ms / 2)) ||
         !(app.ratelimit =
               ratelimit_create((double) cfg.rate_limit_rps, (double) cfg.rate_limit_burst))) {
         log_error("start-up failed: out of memory");

@@ -5,6 +5,10 @@
 
 #include <stdbool.h>
 
+/* API_MIN_EXTENSION: the oldest chainwatch extension version whose objects these statements read
+ * (anomalies.document came with 0.7.0); every message about the extension's version names it */
+#define API_MIN_EXTENSION "0.7.0"
+
 typedef enum sql_stmt {
     SQL_AUTH,
     SQL_ANOMALY_LIST,

@@ -268,6 +268,32 @@ def test_health_endpoints(env, anon):
     assert h["checks"]["ingest"]["lag_seconds"] >= 0
 
 
+def test_too_old_extension_is_named_with_the_minimum_version(env):
+    """An API on a database whose extension predates the minimum (0.6.0) answers 503 and logs why, naming the
+    minimum version the statements need (handlers/db messages once said 0.3.0)."""
+    stack = env[0]
+    sql(stack, "DROP DATABASE IF EXISTS cw_old_ext")
+    sql(stack, "CREATE DATABASE cw_old_ext")
+    old = pg_connect(stack, dbname="cw_old_ext")
+    try:
+        with old.cursor() as cur:
+            cur.execute("SET client_min_messages = warning; CREATE EXTENSION chainwatch VERSION '0.6.0'")
+    finally:
+        old.close()
+    url = stack["DATABASE_URL"].rsplit("/", 1)[0] + "/cw_old_ext"
+    api = ApiProcess(stack, stack.dir, DATABASE_URL=url)
+    try:
+        for _ in range(2):
+            r = requests.get(api.url + "/api/v1/anomalies", headers={"X-API-Key": "cw_unknown"}, timeout=30)
+            assert_error(r, 503, "extension_missing")
+    finally:
+        api.stop()
+        sql(stack, "DROP DATABASE IF EXISTS cw_old_ext")
+    log = api.log_path.read_text()
+    assert "extension check failed (SQLSTATE 42703)" in log, log  # undefined column: anomalies.document
+    assert "0.7.0" in log and "0.3.0" not in log, log
+
+
 def test_every_response_has_x_cache(anon, reader):
     for r in (anon.get("/health"), anon.get("/metrics"), anon.get("/nope"), anon.get("/api/v1/anomalies"),
               reader.get("/api/v1/stats"), reader.get("/api/v1/anomalies?limit=0")):
@@ -473,6 +499,99 @@ def test_cache_miss_then_hit(reader):
     assert second.headers["X-Cache"] == "HIT"
     assert first.json() == second.json()
     assert reader.get("/api/v1/stats").headers["X-Cache"] == "BYPASS"
+
+
+def test_recompute_lock_is_released_only_by_its_holder(env):
+    """A request whose recompute lock expired while it computed, and was then taken by another client, must
+    not delete that client's lock when it finishes (compare-and-delete on its own token, not a plain DEL)."""
+    import redis
+    stack = env[0]
+    rds = redis.Redis(host=stack["REDIS_HOST"], port=int(stack["REDIS_PORT"]), socket_timeout=10)
+    # one pooled connection, prepared by a first request, so the list query below is the one that waits
+    api = ApiProcess(stack, stack.dir, DB_POOL_SIZE=1)
+    reader = Client(api.url, env[1]["reader"])
+    q = "/api/v1/anomalies?limit=17&severity=high"
+    result = {}
+    lock = None
+    try:
+        assert reader.get("/api/v1/stats").status_code == 200
+        blocker = pg_connect(stack)
+        blocker.autocommit = False
+        try:
+            with blocker.cursor() as cur:
+                # the list query waits behind this lock while its request holds the recompute lock
+                cur.execute("LOCK TABLE chainwatch.anomalies IN ACCESS EXCLUSIVE MODE")
+            t = threading.Thread(target=lambda: result.setdefault("r", reader.get(q)))
+            t.start()
+            for _ in range(400):
+                keys = rds.keys("lock:cw:*")
+                if keys:
+                    lock = keys[0]
+                    break
+                time.sleep(0.025)
+            assert lock, "the request never took a recompute lock"
+            first_token = rds.get(lock)
+            assert re.fullmatch(rb"[0-9a-f]{32}", first_token or b""), first_token  # a random token of its own
+            # its lock expires, and another client takes the key
+            rds.pexpire(lock, 1)
+            for _ in range(400):
+                if rds.set(lock, b"another-holder", nx=True, px=60000):
+                    break
+                time.sleep(0.005)
+            else:
+                raise AssertionError("the lock did not expire")
+        finally:
+            blocker.rollback()
+            blocker.close()
+        t.join(60)
+        assert not t.is_alive()
+        assert result["r"].status_code == 200, result["r"].text
+        assert rds.get(lock) == b"another-holder", f"the first holder ({first_token!r}) deleted another's lock"
+    finally:
+        if lock:
+            rds.delete(lock)
+        api.stop()
+
+
+def test_generation_read_is_bounded_by_a_statement_timeout(env):
+    """While the generation query cannot run (ingest_state locked), list requests still answer: the shared
+    generation read gives up at its statement timeout and they bypass the cache instead of hanging."""
+    stack = env[0]
+    # one pooled connection, prepared by the first request (preparing the API's statements on a new one
+    # would wait for the lock too)
+    api = ApiProcess(stack, stack.dir, REQUEST_TIMEOUT_MS=2000, DB_POOL_SIZE=1)
+    reader = Client(api.url, env[1]["reader"])
+    try:
+        assert reader.get("/api/v1/anomalies?limit=2").status_code == 200  # both connections are up
+        blocker = pg_connect(stack)
+        blocker.autocommit = False
+        try:
+            with blocker.cursor() as cur:
+                cur.execute("LOCK TABLE chainwatch.ingest_state IN ACCESS EXCLUSIVE MODE")
+            results = {}
+
+            def get(i):
+                try:
+                    results[i] = reader.s.get(api.url + f"/api/v1/anomalies?limit={3 + i}", timeout=30)
+                except requests.RequestException as e:
+                    results[i] = e
+
+            threads = [threading.Thread(target=get, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        finally:
+            blocker.rollback()
+            blocker.close()
+        for i, r in sorted(results.items()):
+            assert isinstance(r, requests.Response), f"request {i} did not answer while the lock was held: {r}"
+            assert r.status_code == 200 and r.headers["X-Cache"] == "BYPASS", (i, r.status_code, r.text)
+        assert len(results) == 4
+        # and once the table is free again the generation is read and lists are cached
+        assert reader.get("/api/v1/anomalies?limit=3").headers["X-Cache"] in ("MISS", "HIT")
+    finally:
+        api.stop()
 
 
 def test_new_anomaly_appears_immediately(env, reader):

@@ -11,6 +11,8 @@ step tsan-build make tsan
 rm -rf "$LOGS/tsan"
 mkdir -p "$LOGS/tsan"
 export TSAN_OPTIONS="log_path=$LOGS/tsan/report suppressions=$TOP/tests/tsan/suppressions.txt second_deadlock_stack=1 history_size=4"
+# the API listener's seqlock with two writers and two readers (tests/unit/test_api_listener.c)
+cmocka_suite api-unit-listener-tsan build/tsan/tests/test_api_listener
 CHAINWATCH_BIN=$TOP/build/tsan/bin CHAINWATCH_TEST_SCALE=0.2 pytest_suite ingestor-tsan \
     tests/integration/test_ingestor.py -k 'exactly_once or two_ingestors or postgres_restart or poison or sigterm_mid or metrics'
 CHAINWATCH_BIN=$TOP/build/tsan/bin pytest_suite api-tsan \

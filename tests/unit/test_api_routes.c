@@ -1,5 +1,5 @@
 /* tests/unit/test_api_routes.c — cmocka: the route table and matcher of chainwatch-api
- * (apiserver/src/routes.c) */
+ * (apiserver/src/routes.c, apiserver/src/router.c) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,7 +17,7 @@ static char params[ROUTE_MAX_PARAMS][ROUTE_PARAM_MAX];
 static const char *match(const char *method, const char *path, bool *known, char *allow)
 {
     int n;
-    int i = routes_match(api_routes, api_routes_count, method, path, params, &n, known, allow, 64);
+    int i = router_match(api_routes, api_routes_count, method, path, params, &n, known, allow, 64);
     return i < 0 ? NULL : api_routes[i].pattern;
 }
 
