@@ -12,7 +12,8 @@
 --                        the severity rules and its group's offsets; call commit_batch() and maintain().
 --                        It may not read or change stored rows, models or keys.
 --   chainwatch_api       read the store, the registry and the bookkeeping tables; score and predict;
---                        train (INSERT into models), activate and roll back models; manage API keys only
+--                        train and import models (through the functions only), activate and roll back
+--                        models; manage API keys only
 --                        through create_api_key(), revoke_api_key() and authenticate_api_key() — it cannot
 --                        read key hashes, delete anomalies or ingest.
 --   chainwatch_monitor   dashboards: read-only, everything but the API keys (e.g. Grafana on status()).
@@ -75,8 +76,8 @@ GRANT SELECT ON chainwatch.transactions, chainwatch.anomalies, chainwatch.recent
                 chainwatch.registry_state, chainwatch.retention_policies, chainwatch.retention_stats,
                 chainwatch.partition_state
    TO chainwatch_api;
-GRANT INSERT ON chainwatch.models TO chainwatch_api;
-GRANT USAGE ON SEQUENCE chainwatch.models_id_seq TO chainwatch_api;
+-- no INSERT on models: models enter only through train_model() and import_model(), which validate them and
+-- insert as the extension's owner (a direct INSERT could forge created_by, source or a forest that never loads)
 GRANT EXECUTE ON FUNCTION chainwatch.activate_model(int, text), chainwatch.rollback_model(),
                           chainwatch.create_api_key(text, text, timestamptz), chainwatch.revoke_api_key(text),
                           chainwatch.revoke_api_key(int), chainwatch.authenticate_api_key(text),

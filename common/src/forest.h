@@ -18,6 +18,7 @@
 #define FOREST_MAX_FEATURES   1024
 #define FOREST_MAX_TREES      10000
 #define FOREST_MAX_SAMPLES    (1 << 24)
+#define FOREST_MAX_NODES      (1 << 21) /* all trees together: 2,000 trees of 512 samples */
 
 typedef enum forest_transform {
     FOREST_TRANSFORM_IDENTITY = 0,

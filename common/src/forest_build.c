@@ -58,20 +58,32 @@ forest *forest_from_trees(int n_features, int max_samples, forest_transform tran
     if (max_samples < 1 || max_samples > FOREST_MAX_SAMPLES)
         return forest_set_error(err, FOREST_ERR_MALFORMED, "max_samples must be between 1 and %d",
                                 FOREST_MAX_SAMPLES);
-    if (!isfinite(threshold))
-        return forest_set_error(err, FOREST_ERR_MALFORMED, "threshold must be a finite number");
+    /* scores lie in (0, 1]: a threshold outside flags everything or nothing (-1e308 was accepted)
+     */
+    if (!isfinite(threshold) || threshold <= 0.0 || threshold > 1.0)
+        return forest_set_error(err, FOREST_ERR_MALFORMED,
+                                "threshold must be in (0, 1], the range of scores (got %.17g)",
+                                threshold);
     if (transform != FOREST_TRANSFORM_IDENTITY && transform != FOREST_TRANSFORM_LOG1P)
         return forest_set_error(err, FOREST_ERR_MALFORMED, "unknown transform");
     for (int t = 0; t < n_trees; t++) {
         size_t n = trees[t].n_nodes;
-        if (n < 1 || n > (size_t) 2 * FOREST_MAX_SAMPLES)
-            return forest_set_error(err, FOREST_ERR_MALFORMED, "tree %d has %zu nodes", t, n);
+        /* a tree grown from max_samples samples, each leaf holding one or more, has at most
+         * 2 * max_samples - 1 nodes: more is not an Isolation Forest, and only costs memory in
+         * every process that loads it (a one-tree model of 1M nodes was accepted) */
+        if (n < 1 || n > (size_t) 2 * (size_t) max_samples - 1)
+            return forest_set_error(
+                err, FOREST_ERR_MALFORMED,
+                "tree %d has %zu nodes; a tree of max_samples %d has at most %d", t, n, max_samples,
+                2 * max_samples - 1);
         total += n;
         if (n > widest)
             widest = n;
     }
-    if (total > (size_t) INT32_MAX)
-        return forest_set_error(err, FOREST_ERR_MALFORMED, "model too large");
+    if (total > FOREST_MAX_NODES)
+        return forest_set_error(err, FOREST_ERR_MALFORMED,
+                                "model has %zu nodes; at most %d are accepted", total,
+                                FOREST_MAX_NODES);
 
     f = forest_alloc(n_features, n_trees, total);
     order = malloc(sizeof(int64_t) * widest);

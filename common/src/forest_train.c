@@ -177,6 +177,11 @@ forest *forest_train(const double *rows, size_t n_rows, const forest_params *p,
 
     psi = n_rows < (size_t) p->sample_size ? (uint32_t) n_rows : (uint32_t) p->sample_size;
     cap = (size_t) p->n_trees * (2 * (size_t) psi - 1);
+    if (cap > FOREST_MAX_NODES) /* a model no process would load (forest_from_trees) */
+        return forest_set_error(err, FOREST_ERR_INVALID_ARG,
+                                "n_trees %d of %u samples each can make %zu nodes; at most %d are "
+                                "accepted",
+                                p->n_trees, psi, cap, FOREST_MAX_NODES);
 
     xt = malloc(sizeof(double) * n_rows * p->n_features);
     idx = malloc(sizeof(uint32_t) * n_rows);

@@ -1,18 +1,41 @@
 /* extension/src/model_io.c — storing models (ModelInsert) and the JSON import/export functions */
 #include "chainwatch.h"
 
+#include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+/* rel_owner is the owner of relation rel */
+static Oid rel_owner(Oid rel)
+{
+    HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
+    Oid owner;
+
+    if (!HeapTupleIsValid(tup))
+        elog(ERROR, "cache lookup failed for relation %u", rel);
+    owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+    ReleaseSysCache(tup);
+    return owner;
+}
 
 /*
  * ModelInsert serializes f and inserts it into chainwatch.models with its parameters; returns
  * the new id. Parameters of f itself (features, trees, sample size, threshold, transform)
  * come from the forest so they can never disagree with the stored bytes.
+ *
+ * Models enter only this way (issue 24): no daemon role holds INSERT on chainwatch.models, so a
+ * row cannot be forged (another created_by or source, a forest that does not load). The INSERT
+ * runs as the table's owner, the way REFRESH MATERIALIZED VIEW runs as the view's, in a restricted
+ * security context; everything before it (the training query, the JSON) ran as the caller, whose
+ * name is recorded in created_by. An error inside restores the caller's identity at abort.
  */
 int32 ModelInsert(const char *name, forest *f, const char *source, double contamination,
                   bool has_contamination, int64 seed, bool has_seed, int64 training_rows,
@@ -22,10 +45,12 @@ int32 ModelInsert(const char *name, forest *f, const char *source, double contam
     bytea *blob = palloc(VARHDRSZ + size);
     Oid rel = ModelCacheModelsRelid();
     StringInfoData sql;
-    Datum values[13];
-    char nulls[13];
-    Oid types[13] = {TEXTOID,   TEXTOID,   INT4OID, TEXTARRAYOID, TEXTOID,  INT4OID, INT4OID,
-                     FLOAT8OID, FLOAT8OID, INT8OID, INT8OID,      JSONBOID, BYTEAOID};
+    Datum values[14];
+    char nulls[14];
+    Oid types[14] = {TEXTOID,   TEXTOID,   INT4OID, TEXTARRAYOID, TEXTOID,  INT4OID,  INT4OID,
+                     FLOAT8OID, FLOAT8OID, INT8OID, INT8OID,      JSONBOID, BYTEAOID, TEXTOID};
+    Oid caller;
+    int sec_context;
     int nf = forest_n_features(f);
     bool isnull;
     int32 id;
@@ -74,23 +99,28 @@ int32 ModelInsert(const char *name, forest *f, const char *source, double contam
     } else
         nulls[11] = 'n';
     values[12] = PointerGetDatum(blob);
+    GetUserIdAndSecContext(&caller, &sec_context);
+    values[13] = CStringGetTextDatum(GetUserNameFromId(caller, false));
 
     initStringInfo(&sql);
     appendStringInfo(
         &sql,
         "INSERT INTO %s (name, source, n_features, feature_names, transform, n_trees, "
         "sample_size, contamination, threshold, seed, training_rows, "
-        "training_summary, format_version, checksum, forest) "
+        "training_summary, format_version, checksum, forest, created_by) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, %d, "
-        "%u::bigint, $13) RETURNING id",
+        "%u::bigint, $13, $14) RETURNING id",
         quote_qualified_identifier(get_namespace_name(get_rel_namespace(rel)), get_rel_name(rel)),
         FOREST_FORMAT_VERSION,
         (unsigned) forest_serialized_checksum((const uint8_t *) VARDATA(blob), size));
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    if (SPI_execute_with_args(sql.data, 13, types, values, nulls, false, 1) !=
+    SetUserIdAndSecContext(rel_owner(rel), sec_context | SECURITY_LOCAL_USERID_CHANGE |
+                                               SECURITY_RESTRICTED_OPERATION);
+    if (SPI_execute_with_args(sql.data, 14, types, values, nulls, false, 1) !=
         SPI_OK_INSERT_RETURNING)
         elog(ERROR, "could not insert into chainwatch.models");
+    SetUserIdAndSecContext(caller, sec_context);
     id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
     SPI_finish();
     return id;

@@ -21,6 +21,11 @@
 --   when the writer gives none, and the last member of the document (anomaly_document() takes it as a 17th
 --   argument); explain() and explain_vector() give the same for any transaction; trained models keep each
 --   feature's median in training_summary.feature_median, the typical value an explanation shows.
+-- * Models are validated where they enter and where they become active (issue 24): forest_from_trees() refuses a
+--   threshold outside (0, 1], a tree of more than 2 * max_samples - 1 nodes and more than FOREST_MAX_NODES in
+--   all; ModelInsert() inserts as the table's owner, so sql/roles.sql no longer grants INSERT on models to any
+--   role; activate_model() loads what it activates (XX001 for a forest that does not load) and echoes an
+--   unknown reason truncated; severity() refuses non-finite input (22023).
 -- * _ensure_partitions() no longer creates a partition wholly in the past: after a TTL change that widened the
 --   partition width, the aligned slot holding now() began before the partition already holding now(), so every
 --   maintain() created that hole and dropped it again as an empty past partition (ACCESS EXCLUSIVE on the table
@@ -85,14 +90,27 @@ SELECT v.id, v.severity::@extschema@.severity_level, v.min_score, v.min_value_et
 
 CREATE OR REPLACE FUNCTION @extschema@.severity(score float8, value numeric, gas_price numeric)
 RETURNS @extschema@.severity_level
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(max(r.severity), 'low'::@extschema@.severity_level)
-      FROM @extschema@.severity_rules r
-     WHERE r.enabled
-       AND (r.min_score IS NULL OR score >= r.min_score)
-       AND (r.min_value_eth IS NULL OR value >= r.min_value_eth * 1000000000000000000::numeric)
-       AND (r.min_gas_price_gwei IS NULL OR gas_price >= r.min_gas_price_gwei * 1000000000::numeric)
+BEGIN
+    -- non-finite input is refused: NaN compared as the largest value, so severity(2, 'NaN', 'Infinity')
+    -- was critical and severity('NaN', 1, 1) low (0.9.0)
+    IF score = 'NaN'::float8 OR score IN ('Infinity'::float8, '-Infinity'::float8) THEN
+        RAISE EXCEPTION 'severity: score must be a finite number, not %', score USING ERRCODE = '22023';
+    END IF;
+    IF value = 'NaN'::numeric OR gas_price = 'NaN'::numeric OR value IN ('Infinity'::numeric, '-Infinity'::numeric)
+       OR gas_price IN ('Infinity'::numeric, '-Infinity'::numeric) OR value < 0 OR gas_price < 0 THEN
+        RAISE EXCEPTION 'severity: value and gas_price must be finite, non-negative amounts in wei'
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN (SELECT coalesce(max(r.severity), 'low'::@extschema@.severity_level)
+              FROM @extschema@.severity_rules r
+             WHERE r.enabled
+               AND (r.min_score IS NULL OR score >= r.min_score)
+               AND (r.min_value_eth IS NULL OR value >= r.min_value_eth * 1000000000000000000::numeric)
+               AND (r.min_gas_price_gwei IS NULL OR gas_price >= r.min_gas_price_gwei * 1000000000::numeric));
+END
 $$;
 
 COMMENT ON FUNCTION @extschema@.severity(float8, numeric, numeric) IS
@@ -293,3 +311,42 @@ AS 'MODULE_PATHNAME', 'chainwatch_explain_vector';
 
 COMMENT ON FUNCTION @extschema@.explain_vector(float8[], int) IS
     'explain() for a feature vector of the model''s width. NULL model_id: the active model.';
+
+-- activate_model: validates what it activates, truncates the echoed reason
+CREATE OR REPLACE FUNCTION @extschema@.activate_model(model_id int, reason text DEFAULT 'activate')
+RETURNS int
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_id int;
+BEGIN
+    IF reason NOT IN ('activate', 'rollback', 'auto_train') THEN
+        -- the caller's text is echoed truncated: a 10 MB reason made a 10 MB error and log line (0.9.0)
+        RAISE EXCEPTION 'unknown activation reason "%"',
+                        CASE WHEN length(reason) > 64 THEN left(reason, 64) || '…' ELSE reason END
+            USING ERRCODE = '22023', HINT = 'The reasons are activate, rollback and auto_train.';
+    END IF;
+    -- one activation at a time; readers and scorers are not blocked
+    LOCK TABLE @extschema@.models IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM 1 FROM @extschema@.models m WHERE m.id = activate_model.model_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model % does not exist', activate_model.model_id
+            USING ERRCODE = '42704',
+                  HINT = 'SELECT id, name FROM chainwatch.models lists the models.';
+    END IF;
+    SELECT m.id INTO current_id FROM @extschema@.models m WHERE m.is_active;
+    IF current_id = activate_model.model_id THEN
+        RETURN current_id;
+    END IF;
+    -- what becomes active must load: model_threshold() deserializes and validates the forest through the
+    -- model cache, raising XX001 (data_corrupted) for one that does not (0.9.0)
+    PERFORM @extschema@.model_threshold(activate_model.model_id);
+    UPDATE @extschema@.models m SET is_active = false WHERE m.is_active;
+    UPDATE @extschema@.models m SET is_active = true WHERE m.id = activate_model.model_id;
+    INSERT INTO @extschema@.model_activations (model_id, previous_model_id, reason)
+    VALUES (activate_model.model_id, current_id, reason);
+    PERFORM pg_notify('chainwatch_model', activate_model.model_id::text);
+    RETURN activate_model.model_id;
+END
+$$;

@@ -124,6 +124,10 @@ API_FORBIDDEN = [
     "SELECT chainwatch.drop_model(1)",
     "UPDATE chainwatch.models SET is_active = false",
     "DELETE FROM chainwatch.models",
+    # a forged model (issue 24): only train_model() and import_model() may add one
+    "INSERT INTO chainwatch.models (name, source, n_features, transform, n_trees, sample_size, threshold,"
+    " format_version, checksum, forest, created_by) VALUES ('forged', 'trained', 3, 'log1p', 1, 1, 0.5, 1, 0,"
+    " '\\x00', 'someone-else')",
     "UPDATE chainwatch.kafka_offsets SET next_offset = 0",
     "UPDATE chainwatch.severity_rules SET min_score = 0",
     "SELECT chainwatch.set_retention('anomalies', max_rows => 1)",

@@ -1194,6 +1194,47 @@ static void test_batch_equals_single_wide(void **state)
     free(rows);
 }
 
+/* models are bounded: a threshold outside the scores' (0, 1], a tree larger than its sample allows,
+ * and training that would make more nodes than any process loads are all refused */
+static void test_model_bounds(void **state)
+{
+    (void) state;
+    forest_tree_arrays trees[2] = {
+        {5, A_left, A_right, A_feat, A_thr, A_ns},
+        {3, B_left, B_right, B_feat, B_thr, B_ns},
+    };
+    forest_error err = {0};
+    const double bad[] = {-1e308, 0.0, 1.5, NAN};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        assert_null(
+            forest_from_trees(2, 8, FOREST_TRANSFORM_IDENTITY, false, bad[i], trees, 2, &err));
+        assert_int_equal(err.code, FOREST_ERR_MALFORMED);
+        assert_non_null(strstr(err.message, "threshold"));
+    }
+    /* tree A has 5 nodes: with max_samples 2 a tree has at most 3 */
+    memset(&err, 0, sizeof(err));
+    assert_null(forest_from_trees(2, 2, FOREST_TRANSFORM_IDENTITY, false, 0.6, trees, 2, &err));
+    assert_int_equal(err.code, FOREST_ERR_MALFORMED);
+    assert_non_null(strstr(err.message, "at most 3"));
+    forest *ok = forest_from_trees(2, 3, FOREST_TRANSFORM_IDENTITY, false, 1.0, trees, 2, &err);
+    assert_non_null(ok); /* 2 * 3 - 1 = 5 nodes: allowed, and a threshold of 1 too */
+    forest_free(ok);
+
+    double *rows = make_rows(300, 2, 4);
+    forest_params p = {.n_features = 2,
+                       .n_trees = 5000,
+                       .sample_size = 256,
+                       .contamination = 0.1,
+                       .seed = 1,
+                       .transform = FOREST_TRANSFORM_IDENTITY};
+    memset(&err, 0, sizeof(err));
+    assert_null(forest_train(rows, 300, &p, NULL, &err));
+    assert_int_equal(err.code, FOREST_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.message, "nodes"));
+    free(rows);
+}
+
 /* ---- explanations ------------------------------------------------------------------------------
  */
 
@@ -1311,6 +1352,7 @@ int main(void)
         cmocka_unit_test(test_packed_signed_zero_and_duplicates),
         cmocka_unit_test(test_packed_extreme_thresholds),
         cmocka_unit_test(test_quantile_matches_numpy),
+        cmocka_unit_test(test_model_bounds),
         cmocka_unit_test(test_explain_hand_built),
         cmocka_unit_test(test_explain_isolating_feature),
     };

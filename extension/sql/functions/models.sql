@@ -50,7 +50,10 @@ DECLARE
     current_id int;
 BEGIN
     IF reason NOT IN ('activate', 'rollback', 'auto_train') THEN
-        RAISE EXCEPTION 'unknown activation reason "%"', reason USING ERRCODE = '22023';
+        -- the caller's text is echoed truncated: a 10 MB reason made a 10 MB error and log line (0.9.0)
+        RAISE EXCEPTION 'unknown activation reason "%"',
+                        CASE WHEN length(reason) > 64 THEN left(reason, 64) || '…' ELSE reason END
+            USING ERRCODE = '22023', HINT = 'The reasons are activate, rollback and auto_train.';
     END IF;
     -- one activation at a time; readers and scorers are not blocked
     LOCK TABLE @extschema@.models IN SHARE ROW EXCLUSIVE MODE;
@@ -64,6 +67,9 @@ BEGIN
     IF current_id = activate_model.model_id THEN
         RETURN current_id;
     END IF;
+    -- what becomes active must load: model_threshold() deserializes and validates the forest through the
+    -- model cache, raising XX001 (data_corrupted) for one that does not (0.9.0)
+    PERFORM @extschema@.model_threshold(activate_model.model_id);
     UPDATE @extschema@.models m SET is_active = false WHERE m.is_active;
     UPDATE @extschema@.models m SET is_active = true WHERE m.id = activate_model.model_id;
     INSERT INTO @extschema@.model_activations (model_id, previous_model_id, reason)
