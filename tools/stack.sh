@@ -617,8 +617,6 @@ offsets.topic.num.partitions=10
 transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$isr
 transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=$rf
-share.coordinator.state.topic.min.isr=$isr
 # a group's first member is assigned at once (the broker's default waits 3 s for more members)
 group.initial.rebalance.delay.ms=0
 # a killed node is fenced and its leaderships moved within ~3 s (defaults: 9 s session, 2 s heartbeat)
