@@ -1,4 +1,4 @@
-/* common/src/txdecode.c — decoding transaction JSON in the three accepted formats; pure, no I/O */
+/* common/src/txdecode.c — decoding transaction JSON in the four accepted formats; pure, no I/O */
 
 /*
  * The four formats differ only in how a field is spelled and written, so one decoder reads
