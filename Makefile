@@ -14,7 +14,7 @@ C_COMPONENTS := common tools/kafka-mock tools/txgen apiserver ingestor
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common extension tools ingestor apiserver tests bench -name '*.[ch]')
 
 .PHONY: all deps build extension install install-extension check demo bench bench-api bench-score \
-        bench-ingest bench-ingest-sql fuzz valgrind chaos soak tsan format format-check lint clean \
+        bench-ingest bench-ingest-sql bench-connect fuzz valgrind chaos soak tsan format format-check lint clean \
         $(C_COMPONENTS)
 
 all: build extension
@@ -87,6 +87,10 @@ bench-ingest-sql: all install-extension
 # bench-ingest: 1M txgen messages through chainwatch-ingestor --drain vs COPY ceilings
 bench-ingest: all install-extension
 	@bash bench/ingest/run.sh e2e
+
+# bench-connect: the same transactions through Kafka Connect standalone and a JDBC sink, beside the ingestor
+bench-connect: all install-extension
+	@bash bench/ingest/run.sh connect
 
 # bench-api: wrk against chainwatch-api on a loaded store and a bare civetweb ceiling (docs/benchmarks.md)
 bench-api: build

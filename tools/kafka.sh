@@ -8,6 +8,8 @@
 # fresh clone (CI) reuses it and `make clean` keeps it; deleting it is always safe, `fetch` rebuilds it:
 #   libs/*.jar        the runtime closure of tools/kafka/pom.xml (broker, CLI tools, log4j2), copied by Maven
 #   classpath         the jars in a fixed order, one `:`-joined line (the JVM's class-data archive is bound to it)
+#   peer/*.jar        what the Kafka Connect peer of bench-ingest adds (bench/connect/pom.xml: the PostgreSQL JDBC
+#                     driver), pinned in bench/connect/jars.sha256 and checked the same way
 #   kafka.jsa         a class-data sharing archive of a broker start: the JVM maps the classes a broker loads
 #                     instead of parsing ~4,000 of them from 100 jars (start 3.2 s -> 2.1 s here); built by `fetch`
 #                     for the java on PATH, rebuilt when that java changes (java.version beside it)
@@ -22,6 +24,8 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 POM=$TOP/tools/kafka/pom.xml
 PINS=$TOP/tools/kafka/jars.sha256
 LOG4J=$TOP/tools/kafka/log4j2.xml
+PEER_POM=$TOP/bench/connect/pom.xml
+PEER_PINS=$TOP/bench/connect/jars.sha256
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")
 CACHE=${CHAINWATCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chainwatch}
 HOME_DIR=$CACHE/kafka-$KAFKA_VERSION
@@ -39,6 +43,7 @@ Commands:
   pin                     resolve tools/kafka/pom.xml again and rewrite tools/kafka/jars.sha256
   home                    print the cache folder
   classpath               print the classpath (fails if not fetched)
+  peer-classpath          the classpath plus the Kafka Connect peer's jars (bench/connect)
   java CLASS ARGS...      run a Kafka main class with the pinned classpath and tools/kafka/log4j2.xml
   kafka-topics ARGS...            Kafka's own CLI tools, as in Kafka's bin/ directory
   kafka-consumer-groups ARGS...
@@ -62,28 +67,30 @@ die() {
 # java_version — one line naming the java on PATH exactly (the class-data archive is only valid for it)
 java_version() { java -Xshare:off -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.vm\.version = //p'; }
 
-# verify_jars DIR — true if DIR holds exactly the pinned jars with the pinned sha256s; names what differs
+# verify_jars DIR [PINS] — true if DIR holds exactly the pinned jars (PINS: default the broker's) with the pinned
+# sha256s; names what differs
 verify_jars() {
-    local dir=$1 want got
-    want=$(awk '{ print $2 }' "$PINS" | sort)
+    local dir=$1 pins=${2:-$PINS} want got
+    want=$(awk '{ print $2 }' "$pins" | sort)
     got=$(cd "$dir" && ls -1 -- *.jar 2>/dev/null | sort)
     if [[ $want != "$got" ]]; then
-        say "the jar set differs from tools/kafka/jars.sha256:"
+        say "the jar set differs from ${pins#"$TOP"/}:"
         diff <(printf '%s\n' "$want") <(printf '%s\n' "$got") | sed -n 's/^[<>]/  &/p' >&2 || true
         return 1
     fi
-    (cd "$dir" && sha256sum --quiet --strict -c "$PINS") >&2
+    (cd "$dir" && sha256sum --quiet --strict -c "$pins") >&2
 }
 
-# mvn_copy DEST — copy the runtime closure of the pom into DEST with Maven (quiet unless it fails)
+# mvn_copy DEST [POM] — copy the runtime closure of POM (default the broker's) into DEST with Maven (quiet unless
+# it fails)
 mvn_copy() {
     local log
     log=$(mktemp)
-    if ! mvn -B -q -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$1" \
+    if ! mvn -B -q -f "${2:-$POM}" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$1" \
         -Dmdep.overWriteReleases=true >"$log" 2>&1; then
         tail -n 30 "$log" >&2
         rm -f "$log"
-        die "mvn could not resolve tools/kafka/pom.xml (is Maven Central reachable? run 'make deps')"
+        die "mvn could not resolve ${2:-$POM} (is Maven Central reachable? run 'make deps')"
     fi
     rm -f "$log"
 }
@@ -167,10 +174,28 @@ cmd_fetch() {
         say "$(wc -l <"$PINS") jars checked against tools/kafka/jars.sha256"
     fi
     [[ -s $HOME_DIR/classpath ]] || write_classpath "$HOME_DIR"
+    fetch_peer
     if [[ ! -s $HOME_DIR/kafka.jsa || $(cat "$HOME_DIR/java.version" 2>/dev/null) != "$(java_version)" ]]; then
         say "building the class-data archive (one broker start)"
         build_archive
     fi
+}
+
+# fetch_peer — HOME_DIR/peer: the Kafka Connect peer's jars, copied (into a temporary folder, renamed into place)
+# and checked against bench/connect/jars.sha256 when missing or changed
+fetch_peer() {
+    [[ -d $HOME_DIR/peer ]] && verify_jars "$HOME_DIR/peer" "$PEER_PINS" 2>/dev/null && return 0
+    local tmp
+    tmp=$(mktemp -d "$CACHE/.fetch-XXXXXX")
+    mvn_copy "$tmp/peer" "$PEER_POM"
+    if ! verify_jars "$tmp/peer" "$PEER_PINS"; then
+        rm -rf "$tmp"
+        die "the jars Maven resolved do not match bench/connect/jars.sha256 (nothing installed)"
+    fi
+    rm -rf "$HOME_DIR/peer"
+    mv "$tmp/peer" "$HOME_DIR/peer"
+    rm -rf "$tmp"
+    say "$(wc -l <"$PEER_PINS") Kafka Connect peer jars checked against bench/connect/jars.sha256"
 }
 
 # cmd_pin — resolve the pom afresh and write the sha256 of every jar to tools/kafka/jars.sha256
@@ -179,8 +204,10 @@ cmd_pin() {
     tmp=$(mktemp -d)
     mvn_copy "$tmp/libs"
     (cd "$tmp/libs" && sha256sum -- *.jar | sort -k2) >"$PINS"
+    mvn_copy "$tmp/peer" "$PEER_POM"
+    (cd "$tmp/peer" && sha256sum -- *.jar | sort -k2) >"$PEER_PINS"
     rm -rf "$tmp"
-    say "wrote $(wc -l <"$PINS") pins to tools/kafka/jars.sha256"
+    say "wrote $(wc -l <"$PINS") pins to tools/kafka/jars.sha256, $(wc -l <"$PEER_PINS") to bench/connect/jars.sha256"
 }
 
 # run_class CLASS ARGS... — exec a Kafka main class with the cached classpath (the archive when it fits)
@@ -205,6 +232,11 @@ main() {
     pin) cmd_pin ;;
     home) printf '%s\n' "$HOME_DIR" ;;
     classpath) [[ -s $HOME_DIR/classpath ]] || die "not fetched"; cat "$HOME_DIR/classpath" ;;
+    peer-classpath)
+        [[ -s $HOME_DIR/classpath && -d $HOME_DIR/peer ]] || die "not fetched"
+        printf '%s:%s\n' "$(cat "$HOME_DIR/classpath")" "$(cd "$HOME_DIR/peer" && ls -1 -- *.jar | sort |
+            sed "s|^|$HOME_DIR/peer/|" | paste -sd: -)"
+        ;;
     java) [[ $# -ge 1 ]] || die "java needs a class name"; run_class "$@" ;;
     kafka-topics) run_class org.apache.kafka.tools.TopicCommand "$@" ;;
     kafka-consumer-groups) run_class org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;
