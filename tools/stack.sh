@@ -642,6 +642,8 @@ EOF2
 apache_format() {
     local n cluster pids=() extra=() pid
     cluster=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    # a leading '-' would be read as an option by kafka-storage (1 start in 64 failed so)
+    cluster=${cluster/#-/A}
     echo "$cluster" >"$DIR/kafka/cluster.id"
     if [[ $KAFKA_SASL == 1 ]]; then
         KAFKA_SASL_USERNAME=chainwatch
