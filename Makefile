@@ -14,7 +14,7 @@ C_COMPONENTS := common tools/kafka-mock tools/txgen apiserver ingestor
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common extension tools ingestor apiserver tests bench -name '*.[ch]')
 
 .PHONY: all deps build extension install install-extension check demo bench bench-api bench-score \
-        bench-ingest bench-ingest-sql bench-detect fuzz valgrind chaos soak tsan format format-check lint clean \
+        bench-ingest bench-ingest-sql bench-detect bench-connect fuzz valgrind chaos soak tsan format format-check lint clean \
         $(C_COMPONENTS)
 
 all: build extension
@@ -91,6 +91,10 @@ bench-ingest: all install-extension
 # bench-detect: a labelled txgen stream through the pipeline as a fresh install runs it, vs sklearn (docs/benchmarks.md)
 bench-detect: all install-extension
 	@bash bench/detect/run.sh
+
+# bench-connect: the same transactions through Kafka Connect standalone and a JDBC sink, beside the ingestor
+bench-connect: all install-extension
+	@bash bench/ingest/run.sh connect
 
 # bench-api: wrk against chainwatch-api on a loaded store and a bare civetweb ceiling (docs/benchmarks.md)
 bench-api: build

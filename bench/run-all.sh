@@ -10,5 +10,6 @@ make -s install-extension >/dev/null
 bash bench/score/run.sh
 bash bench/ingest/run.sh sql
 bash bench/ingest/run.sh e2e
+bash bench/ingest/run.sh connect
 bash bench/api/run.sh
 bash bench/detect/run.sh

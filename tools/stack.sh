@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# tools/stack.sh — throwaway dev stack (PostgreSQL 15, Redis, Kafka mock) on free loopback ports in one directory
+# tools/stack.sh — throwaway dev stack (PostgreSQL 15, Redis, Apache Kafka) on free loopback ports in one directory
 #
-# Usage: tools/stack.sh up|down|status|env|record [--dir DIR]   (see usage() or --help)
+# Usage: tools/stack.sh up|down|status|env|record|start-broker|stop-broker [--dir DIR]   (see usage() or --help)
 #
 # Everything a stack owns lives under DIR (default <repo>/.run):
 #   DIR/pg/data, DIR/pg/log/postgresql.log, DIR/pg/sock   PostgreSQL cluster, its log, its unix socket
 #   DIR/redis/{redis.log,redis.pid}                       Redis (no persistence: --save '' --appendonly no)
-#   DIR/kafka/{bootstrap,kafka.log}                       chainwatch-kafka-mock and the bootstrap list it wrote
+#   DIR/kafka/N/{server.properties,data,kafka.log,port}   Apache Kafka node N (KRaft, broker and controller in one)
+#   DIR/kafka/nodes                                       the pid-file names of the Kafka processes (kafka-1 ...)
+#   DIR/kafka/{bootstrap,kafka.log}                       CHAINWATCH_KAFKA=mock: chainwatch-kafka-mock, its list
 #   DIR/pids/<name>.pid                                   every long-running process started for this stack
 #   DIR/stack.env                                         `export` lines for clients; `up` and `env` print it
 #
@@ -41,7 +43,9 @@ PARTITIONS=${CHAINWATCH_PARTITIONS:-32}
 START_TIMEOUT=${CHAINWATCH_STACK_TIMEOUT:-30} # seconds each component gets to answer
 STOP_TIMEOUT=10                               # seconds between SIGTERM and SIGKILL
 PORT_ATTEMPTS=5                               # starts retried when a picked port was taken meanwhile
-STACK_COMPONENTS=(postgres redis kafka)       # started in this order, stopped in reverse
+KAFKA_MODE=${CHAINWATCH_KAFKA:-apache}         # apache (tools/kafka.sh fetch) or mock (chainwatch-kafka-mock)
+BROKERS=${CHAINWATCH_KAFKA_BROKERS:-1}         # Apache Kafka nodes, each broker and controller
+KAFKA_SASL=${CHAINWATCH_KAFKA_SASL:-0}         # 1: also a SASL_PLAINTEXT listener with a SCRAM-SHA-256 user
 DIR=$TOP/.run
 
 # usage — print the help text
@@ -49,7 +53,7 @@ usage() {
     cat <<EOF
 Usage: tools/stack.sh COMMAND [--dir DIR]
 
-Throwaway dev stack for chainwatch: PostgreSQL 15, Redis and the Kafka mock broker on free 127.0.0.1 ports,
+Throwaway dev stack for chainwatch: PostgreSQL 15, Redis and Apache Kafka (KRaft) on free 127.0.0.1 ports,
 everything inside DIR (default: <repo>/.run). Authentication is off (trust): loopback development only.
 
 Commands:
@@ -59,9 +63,18 @@ Commands:
   status          one line per recorded process; exit 0 if postgres, redis and kafka all answer
   env             print DIR/stack.env (fails if the stack is not up); use: eval "\$(tools/stack.sh env)"
   record NAME PID record a process you started so that 'down' stops it (DIR/pids/NAME.pid)
+  start-broker N  start Kafka node N again from its config and data (after a test killed or stopped it)
+  stop-broker N   stop Kafka node N cleanly (SIGTERM, controlled shutdown)
 
 Environment:
-  CHAINWATCH_BIN            binaries directory (default <repo>/build/bin); needs chainwatch-kafka-mock
+  CHAINWATCH_BIN            binaries directory (default <repo>/build/bin)
+  CHAINWATCH_KAFKA          apache (default: Apache Kafka from 'tools/kafka.sh fetch', i.e. 'make deps') or
+                            mock (chainwatch-kafka-mock: librdkafka's in-memory mock cluster, no Java needed)
+  CHAINWATCH_KAFKA_BROKERS  Apache Kafka nodes (default 1; 3 gives replication factor 3, min.insync.replicas 2)
+  CHAINWATCH_KAFKA_SASL=1   add a SASL_PLAINTEXT listener per node with a SCRAM-SHA-256 user (stack.env:
+                            KAFKA_SASL_BOOTSTRAP_SERVERS, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD)
+  CHAINWATCH_KAFKA_HEAP     broker JVM heap limit (default 768m)
+  CHAINWATCH_KAFKA_RETENTION_BYTES  per-partition log.retention.bytes (default -1: keep everything)
   CHAINWATCH_TOPIC          Kafka topic to create (default blockchain-transactions)
   CHAINWATCH_PARTITIONS     its partition count (default 32)
   CHAINWATCH_STACK_TIMEOUT  seconds each component gets to come up (default 30)
@@ -194,19 +207,25 @@ pidfile_live() {
     fi
 }
 
+# is_stack_name NAME — true for the stack's own processes: postgres, redis and the Kafka nodes (kafka-N, kafka-mock)
+is_stack_name() { [[ $1 == postgres || $1 == redis || $1 == kafka-mock || $1 =~ ^kafka-[0-9]+$ ]]; }
+
 # pidfile_names — print the names of all recorded processes: other tools' first (they use the stack, so they
-# stop first), then the stack's own in reverse start order
+# stop first), then the stack's own in reverse start order (the Kafka nodes, redis, postgres)
 pidfile_names() {
-    local f name c is_stack
+    local f name
     for f in "$DIR"/pids/*.pid; do
         [[ -e $f ]] || continue
         name=$(basename "$f" .pid)
-        is_stack=0
-        for c in "${STACK_COMPONENTS[@]}"; do [[ $name == "$c" ]] && is_stack=1; done
-        [[ $is_stack -eq 1 ]] || printf '%s\n' "$name"
+        is_stack_name "$name" || printf '%s\n' "$name"
     done
-    for ((c = ${#STACK_COMPONENTS[@]} - 1; c >= 0; c--)); do
-        [[ -e $DIR/pids/${STACK_COMPONENTS[c]}.pid ]] && printf '%s\n' "${STACK_COMPONENTS[c]}"
+    for f in "$DIR"/pids/kafka-*.pid; do
+        [[ -e $f ]] || continue
+        name=$(basename "$f" .pid)
+        is_stack_name "$name" && printf '%s\n' "$name"
+    done
+    for name in redis postgres; do
+        [[ -e $DIR/pids/$name.pid ]] && printf '%s\n' "$name"
     done
     return 0
 }
@@ -257,8 +276,16 @@ stop_one() {
 
 # stop_all — stop every recorded process (see pidfile_names for the order); fails if one survived
 stop_all() {
-    local name rc=0
+    local name rc=0 signalled=0 f
     while read -r name; do
+        # The Kafka nodes get SIGTERM together: each one's controlled shutdown then runs while the others' do,
+        # instead of the last one waiting for a quorum that the earlier ones took away.
+        if [[ $name == kafka-* && $signalled -eq 0 ]]; then
+            signalled=1
+            for f in "$DIR"/pids/kafka-*.pid; do
+                if pidfile_live "$f"; then kill -TERM "$(pidfile_pid "$f")" 2>/dev/null || true; fi
+            done
+        fi
         stop_one "$name" || rc=1
     done < <(pidfile_names)
     return "$rc"
@@ -458,32 +485,273 @@ redis_start() {
 # redis_answers — true if Redis on REDIS_PORT replies PONG
 redis_answers() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
 
-# kafka_start — start the Kafka mock broker (it picks its own ports and writes the bootstrap list), then wait
-# until the topic is visible in the metadata
+# ---- Kafka: Apache Kafka in KRaft mode (default) or the librdkafka mock (CHAINWATCH_KAFKA=mock) ----------------
+
+# kafka_names — print the pid-file names of the stack's Kafka processes, from DIR/kafka/nodes (written by `up`)
+kafka_names() {
+    local n
+    if [[ -s $DIR/kafka/nodes ]]; then
+        for n in $(cat "$DIR/kafka/nodes"); do printf '%s\n' "$n"; done
+    fi
+}
+
+# stack_components — print the stack's own components in start order: postgres, redis, then the Kafka processes
+stack_components() {
+    printf '%s\n' postgres redis
+    kafka_names
+}
+
+# kafka_start — start the broker(s) CHAINWATCH_KAFKA asks for, create TOPIC and wait until it has leaders
 kafka_start() {
-    local log=$DIR/kafka/kafka.log boot=$DIR/kafka/bootstrap pid mock=$BIN/chainwatch-kafka-mock rc=0
     mkdir -p "$DIR/kafka"
-    setsid "$mock" --brokers 3 --topic "$TOPIC:$PARTITIONS" --bootstrap-file "$boot" \
+    case $KAFKA_MODE in
+    mock) mock_start ;;
+    apache) apache_start ;;
+    esac
+    KAFKA_SASL_BOOTSTRAP=${KAFKA_SASL_BOOTSTRAP:-}
+    wait_until "$START_TIMEOUT" "" kafka_has_topic || {
+        kafka_logs
+        die "kafka at $KAFKA_BOOTSTRAP does not list topic $TOPIC with $PARTITIONS partitions and leaders"
+    }
+    say "kafka ($KAFKA_DESCRIPTION) up on $KAFKA_BOOTSTRAP, topic $TOPIC with $PARTITIONS partitions"
+}
+
+# kafka_logs — show the tail of every broker log (to explain a failed start)
+kafka_logs() {
+    local f
+    for f in "$DIR"/kafka/kafka.log "$DIR"/kafka/*/kafka.log; do
+        [[ -e $f ]] && log_tail kafka "$f"
+    done
+    return 0
+}
+
+# mock_start — chainwatch-kafka-mock (three brokers in one process, in memory; it creates the topic itself)
+mock_start() {
+    local log=$DIR/kafka/kafka.log boot=$DIR/kafka/bootstrap pid rc=0
+    echo kafka-mock >"$DIR/kafka/nodes"
+    setsid "$BIN/chainwatch-kafka-mock" --brokers 3 --topic "$TOPIC:$PARTITIONS" --bootstrap-file "$boot" \
         </dev/null >>"$log" 2>&1 &
     pid=$!
-    pidfile_write kafka "$pid" || true
+    pidfile_write kafka-mock "$pid" || true
     wait_until "$START_TIMEOUT" "$pid" test -s "$boot" || rc=$?
     if ((rc != 0)); then
         log_tail kafka "$log"
         die "kafka mock did not write $boot ($(wait_failure "$rc"))"
     fi
     read -r KAFKA_BOOTSTRAP <"$boot"
-    wait_until "$START_TIMEOUT" "$pid" kafka_has_topic || rc=$?
-    if ((rc != 0)); then
-        log_tail kafka "$log"
-        die "kafka mock at $KAFKA_BOOTSTRAP does not list topic $TOPIC ($(wait_failure "$rc"))"
-    fi
-    say "kafka up on $KAFKA_BOOTSTRAP (pid $pid, topic $TOPIC with $PARTITIONS partitions)"
+    KAFKA_DESCRIPTION="librdkafka $(pkg-config --modversion rdkafka 2>/dev/null || echo '?') mock cluster, 3 brokers"
+    KAFKA_VERSION=mock
 }
 
-# kafka_has_topic — true if the broker's metadata lists TOPIC
+# apache_start — Apache Kafka: BROKERS combined broker+controller nodes in KRaft mode on free loopback ports,
+# formatted fresh (one cluster id), started in parallel; retried with new ports when one was taken meanwhile
+apache_start() {
+    local attempt n
+    KAFKA_VERSION=$(bash "$TOP/tools/kafka.sh" home | sed 's/.*kafka-//')
+    for ((attempt = 1; attempt <= PORT_ATTEMPTS; attempt++)); do
+        apache_configure
+        apache_format
+        for ((n = 1; n <= BROKERS; n++)); do apache_launch "$n"; done
+        if apache_wait_all; then
+            break
+        fi
+        grep -qs 'Address already in use' "$DIR"/kafka/*/kafka.log || {
+            kafka_logs
+            die "kafka did not start (logs: $DIR/kafka/N/kafka.log)"
+        }
+        say "kafka: a port was taken meanwhile, retrying with new ones"
+        for ((n = 1; n <= BROKERS; n++)); do stop_one "kafka-$n" >/dev/null 2>&1 || true; done
+    done
+    ((attempt <= PORT_ATTEMPTS)) || die "kafka: no free ports after $PORT_ATTEMPTS attempts"
+    apache_create_topic
+    KAFKA_DESCRIPTION="Apache Kafka $KAFKA_VERSION, KRaft, $BROKERS broker$( ((BROKERS == 1)) || echo s)"
+}
+
+# apache_configure — pick the ports and write DIR/kafka/N/server.properties for every node
+apache_configure() {
+    local n voters="" boot="" sasl_boot="" rf isr
+    rm -rf "$DIR"/kafka/[0-9]*
+    : >"$DIR/kafka/nodes"
+    rf=$((BROKERS < 3 ? BROKERS : 3))
+    isr=$((rf < 3 ? 1 : 2))
+    for ((n = 1; n <= BROKERS; n++)); do
+        mkdir -p "$DIR/kafka/$n"
+        free_port >"$DIR/kafka/$n/port"
+        free_port >"$DIR/kafka/$n/controller.port"
+        if [[ $KAFKA_SASL == 1 ]]; then free_port >"$DIR/kafka/$n/sasl.port"; fi
+        voters+=${voters:+,}$n@127.0.0.1:$(cat "$DIR/kafka/$n/controller.port")
+        boot+=${boot:+,}127.0.0.1:$(cat "$DIR/kafka/$n/port")
+        [[ $KAFKA_SASL != 1 ]] || sasl_boot+=${sasl_boot:+,}127.0.0.1:$(cat "$DIR/kafka/$n/sasl.port")
+        echo "kafka-$n" >>"$DIR/kafka/nodes"
+    done
+    KAFKA_BOOTSTRAP=$boot
+    KAFKA_SASL_BOOTSTRAP=$sasl_boot
+    for ((n = 1; n <= BROKERS; n++)); do
+        local port cport listeners advertised
+        port=$(cat "$DIR/kafka/$n/port")
+        cport=$(cat "$DIR/kafka/$n/controller.port")
+        listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+        advertised="PLAINTEXT://127.0.0.1:$port"
+        if [[ $KAFKA_SASL == 1 ]]; then
+            listeners+=",SASL_PLAINTEXT://127.0.0.1:$(cat "$DIR/kafka/$n/sasl.port")"
+            advertised+=",SASL_PLAINTEXT://127.0.0.1:$(cat "$DIR/kafka/$n/sasl.port")"
+        fi
+        cat >"$DIR/kafka/$n/server.properties" <<EOF2
+# server.properties — written by tools/stack.sh: node $n of $BROKERS, combined broker and controller (KRaft)
+process.roles=broker,controller
+node.id=$n
+controller.quorum.voters=$voters
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DIR/kafka/$n/data
+# topics are created explicitly (stack.sh creates TOPIC); a typo must not create a 1-partition topic
+auto.create.topics.enable=false
+num.partitions=1
+default.replication.factor=$rf
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$rf
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+transaction.state.log.num.partitions=4
+# a group's first member is assigned at once (the broker's default waits 3 s for more members)
+group.initial.rebalance.delay.ms=0
+# a killed node is fenced and its leaderships moved within ~3 s (defaults: 9 s session, 2 s heartbeat)
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=500
+log.retention.bytes=${CHAINWATCH_KAFKA_RETENTION_BYTES:--1}
+num.recovery.threads.per.data.dir=2
+EOF2
+        if [[ $KAFKA_SASL == 1 ]]; then
+            cat >>"$DIR/kafka/$n/server.properties" <<'EOF2'
+# SASL/SCRAM for clients on the SASL_PLAINTEXT listener (the credentials were added by `kafka-storage format`)
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF2
+        fi
+    done
+}
+
+# apache_format — `kafka-storage format` every node's data folder with one new cluster id (in parallel); with
+# CHAINWATCH_KAFKA_SASL=1 the SCRAM user is created in the same step (its password goes in through a file, not a
+# command line that ps would show)
+apache_format() {
+    local n cluster pids=() extra=() pid
+    cluster=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    # a leading '-' would be read as an option by kafka-storage (1 start in 64 failed so)
+    cluster=${cluster/#-/A}
+    echo "$cluster" >"$DIR/kafka/cluster.id"
+    if [[ $KAFKA_SASL == 1 ]]; then
+        KAFKA_SASL_USERNAME=chainwatch
+        KAFKA_SASL_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+        umask 077
+        printf 'SCRAM-SHA-256=[name=%s,password=%s]\n' "$KAFKA_SASL_USERNAME" "$KAFKA_SASL_PASSWORD" \
+            >"$DIR/kafka/scram.args"
+        umask 022
+    fi
+    for ((n = 1; n <= BROKERS; n++)); do
+        extra=()
+        [[ $KAFKA_SASL != 1 ]] || extra=(--add-scram "$(cat "$DIR/kafka/scram.args")")
+        KAFKA_JAVA_OPTS= bash "$TOP/tools/kafka.sh" kafka-storage format --ignore-formatted -t "$cluster" \
+            -c "$DIR/kafka/$n/server.properties" "${extra[@]}" >"$DIR/kafka/$n/format.log" 2>&1 &
+        pids+=($!)
+    done
+    n=0
+    for pid in "${pids[@]}"; do
+        n=$((n + 1))
+        wait "$pid" || {
+            log_tail kafka-storage "$DIR/kafka/$n/format.log"
+            die "kafka-storage format failed for node $n"
+        }
+    done
+    rm -f "$DIR/kafka/scram.args"
+}
+
+# apache_launch N — start node N from its server.properties and data (a fresh node or a restart) and record it
+# as kafka-N; the JVM maps the class-data archive that `tools/kafka.sh fetch` built, when it fits this java
+apache_launch() {
+    local n=$1 home jsa opts=() pid
+    home=$(bash "$TOP/tools/kafka.sh" home)
+    jsa=$home/kafka.jsa
+    [[ -s $jsa ]] && opts+=(-XX:SharedArchiveFile="$jsa" -Xlog:cds=off -Xlog:cds+dynamic=off)
+    # shellcheck disable=SC2086 # CHAINWATCH_KAFKA_JVM_OPTS is a list of options on purpose
+    setsid java "${opts[@]}" -Xms128m -Xmx"${CHAINWATCH_KAFKA_HEAP:-768m}" -XX:+UseSerialGC \
+        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true ${CHAINWATCH_KAFKA_JVM_OPTS:-} \
+        -cp "$(cat "$home/classpath")" -Dlog4j2.configurationFile="$TOP/tools/kafka/log4j2.xml" \
+        kafka.Kafka "$DIR/kafka/$n/server.properties" </dev/null >>"$DIR/kafka/$n/kafka.log" 2>&1 &
+    pid=$!
+    pidfile_write "kafka-$n" "$pid" || true
+}
+
+# broker_answers N — true if node N serves metadata on its client port
+broker_answers() {
+    kcat -b "127.0.0.1:$(cat "$DIR/kafka/$1/port")" -L -m 2 2>/dev/null | grep -q "brokers:"
+}
+
+# apache_wait_all — wait until every node answers and the metadata lists BROKERS brokers; false if a node died
+apache_wait_all() {
+    local n rc pid
+    for ((n = 1; n <= BROKERS; n++)); do
+        pid=$(pidfile_pid "$DIR/pids/kafka-$n.pid")
+        rc=0
+        wait_until "$START_TIMEOUT" "$pid" broker_answers "$n" || rc=$?
+        if ((rc == 1)); then
+            kafka_logs
+            die "kafka node $n does not answer on 127.0.0.1:$(cat "$DIR/kafka/$n/port") (no answer within ${START_TIMEOUT}s)"
+        fi
+        ((rc == 0)) || return 1
+    done
+    wait_until "$START_TIMEOUT" "" kafka_lists_brokers || die "the kafka metadata does not list $BROKERS brokers"
+}
+
+# kafka_lists_brokers — true if the cluster metadata names BROKERS brokers
+kafka_lists_brokers() {
+    [[ $(kcat -b "$KAFKA_BOOTSTRAP" -L -m 2 2>/dev/null | sed -n 's/^ *\([0-9]*\) brokers:.*/\1/p') == "$BROKERS" ]]
+}
+
+# apache_create_topic — create TOPIC with PARTITIONS partitions (replication factor min(3, BROKERS)) with
+# Kafka's own kafka-topics
+apache_create_topic() {
+    local log=$DIR/kafka/topics.log
+    if ! bash "$TOP/tools/kafka.sh" kafka-topics --bootstrap-server "$KAFKA_BOOTSTRAP" --create --topic "$TOPIC" \
+        --partitions "$PARTITIONS" >"$log" 2>&1; then
+        log_tail kafka-topics "$log"
+        die "kafka-topics --create $TOPIC failed"
+    fi
+}
+
+# kafka_has_topic — true if the metadata lists TOPIC with PARTITIONS partitions, each with a leader
 kafka_has_topic() {
-    kcat -b "$KAFKA_BOOTSTRAP" -L -t "$TOPIC" -m 5 2>/dev/null | grep -q "topic \"$TOPIC\" with"
+    local meta
+    meta=$(kcat -b "$KAFKA_BOOTSTRAP" -L -t "$TOPIC" -m 5 2>/dev/null) || return 1
+    grep -q "topic \"$TOPIC\" with $PARTITIONS partitions" <<<"$meta" && ! grep -q 'leader -1' <<<"$meta"
+}
+
+# cmd_start_broker N — start node N again from its config and data (after a test stopped or killed it)
+cmd_start_broker() {
+    [[ $# -eq 1 && $1 =~ ^[0-9]+$ ]] || die "usage: tools/stack.sh start-broker N [--dir DIR]"
+    [[ -f $DIR/kafka/$1/server.properties ]] || die "no kafka node $1 in $DIR (CHAINWATCH_KAFKA=mock has none)"
+    ! pidfile_live "$DIR/pids/kafka-$1.pid" 2>/dev/null || die "kafka node $1 is already running"
+    local rc=0 pid
+    apache_launch "$1"
+    pid=$(pidfile_pid "$DIR/pids/kafka-$1.pid")
+    wait_until "$START_TIMEOUT" "$pid" broker_answers "$1" || rc=$?
+    if ((rc != 0)); then
+        log_tail kafka "$DIR/kafka/$1/kafka.log"
+        die "kafka node $1 did not come back ($(wait_failure "$rc"))"
+    fi
+    say "kafka node $1 up again on 127.0.0.1:$(cat "$DIR/kafka/$1/port") (pid $pid)"
+}
+
+# cmd_stop_broker N — stop node N cleanly (SIGTERM: controlled shutdown, leaders move first)
+cmd_stop_broker() {
+    [[ $# -eq 1 && $1 =~ ^[0-9]+$ ]] || die "usage: tools/stack.sh stop-broker N [--dir DIR]"
+    [[ -e $DIR/pids/kafka-$1.pid ]] || die "kafka node $1 is not recorded in $DIR/pids"
+    stop_one "kafka-$1"
 }
 
 # env_line KEY VALUE — print `export KEY=VALUE`, single-quoting the value only if the shell needs it (plain
@@ -508,9 +776,17 @@ write_env() {
         DATABASE_URL "postgresql://postgres@127.0.0.1:$PG_PORT/chainwatch"
         KAFKA_BOOTSTRAP_SERVERS "$KAFKA_BOOTSTRAP"
         KAFKA_TOPIC "$TOPIC"
+        CHAINWATCH_PARTITIONS "$PARTITIONS"
+        CHAINWATCH_KAFKA "$KAFKA_MODE"
+        CHAINWATCH_KAFKA_VERSION "$KAFKA_VERSION"
+        CHAINWATCH_KAFKA_BROKERS "$( [[ $KAFKA_MODE == mock ]] && echo 3 || echo "$BROKERS")"
         REDIS_HOST 127.0.0.1
         REDIS_PORT "$REDIS_PORT"
     )
+    if [[ -n ${KAFKA_SASL_BOOTSTRAP:-} ]]; then
+        kv+=(KAFKA_SASL_BOOTSTRAP_SERVERS "$KAFKA_SASL_BOOTSTRAP" KAFKA_SASL_MECHANISM SCRAM-SHA-256
+            KAFKA_SASL_USERNAME "$KAFKA_SASL_USERNAME" KAFKA_SASL_PASSWORD "$KAFKA_SASL_PASSWORD")
+    fi
     local r
     if declare -p ROLE_PASSWORDS >/dev/null 2>&1; then
         for r in ingestor api monitor; do
@@ -565,8 +841,20 @@ preflight() {
     for p in initdb pg_ctl psql; do
         [[ -x $PGBIN/$p ]] || die "$PGBIN/$p not found (PostgreSQL 15 server missing? run 'make deps')"
     done
-    [[ -x $BIN/chainwatch-kafka-mock ]] ||
-        die "$BIN/chainwatch-kafka-mock not found (build it with 'make build' or set CHAINWATCH_BIN)"
+    case $KAFKA_MODE in
+    mock)
+        [[ -x $BIN/chainwatch-kafka-mock ]] ||
+            die "$BIN/chainwatch-kafka-mock not found (build it with 'make build' or set CHAINWATCH_BIN)"
+        ;;
+    apache)
+        command -v java >/dev/null || die "java not found (run 'make deps', or CHAINWATCH_KAFKA=mock)"
+        bash "$TOP/tools/kafka.sh" classpath >/dev/null 2>&1 ||
+            die "Apache Kafka is not fetched (run 'make deps' or 'tools/kafka.sh fetch', or CHAINWATCH_KAFKA=mock)"
+        [[ $BROKERS =~ ^[1-9]$ ]] || die "CHAINWATCH_KAFKA_BROKERS must be 1..9 (got '$BROKERS')"
+        [[ $KAFKA_SASL == 0 || $KAFKA_SASL == 1 ]] || die "CHAINWATCH_KAFKA_SASL must be 0 or 1"
+        ;;
+    *) die "CHAINWATCH_KAFKA must be apache or mock (got '$KAFKA_MODE')" ;;
+    esac
     for p in redis-server redis-cli kcat runuser setsid "$PYTHON"; do
         command -v "$p" >/dev/null || die "$p not found (run 'make deps')"
     done
@@ -621,8 +909,9 @@ component_answers() {
     case $1 in
     postgres) PG_PORT=$(env_value PGPORT) && pg_psql postgres -qAt -c 'select 1' ;;
     redis) REDIS_PORT=$(env_value REDIS_PORT) && redis_answers ;;
-    kafka) KAFKA_BOOTSTRAP=$(env_value KAFKA_BOOTSTRAP_SERVERS) && TOPIC=$(env_value KAFKA_TOPIC) &&
-        kafka_has_topic ;;
+    kafka-mock) KAFKA_BOOTSTRAP=$(env_value KAFKA_BOOTSTRAP_SERVERS) && TOPIC=$(env_value KAFKA_TOPIC) &&
+        PARTITIONS=$(env_value CHAINWATCH_PARTITIONS) && kafka_has_topic ;;
+    kafka-[0-9]*) broker_answers "${1#kafka-}" ;;
     *) return 0 ;;
     esac
 }
@@ -631,9 +920,9 @@ component_answers() {
 stack_is_up() {
     local c
     [[ -f $DIR/stack.env ]] || return 1
-    for c in "${STACK_COMPONENTS[@]}"; do
+    while read -r c; do
         pidfile_live "$DIR/pids/$c.pid" || return 1
-    done
+    done < <(stack_components)
 }
 
 # cmd_status — one line per recorded process: up (and answering), not answering, or down. The exit status
@@ -644,12 +933,12 @@ cmd_status() {
         say "no stack in $DIR (not started, or stopped)"
         return 1
     fi
-    for c in "${STACK_COMPONENTS[@]}"; do
+    while read -r c; do
         if [[ ! -e $DIR/pids/$c.pid ]]; then
             printf '%-10s down (not recorded)\n' "$c"
             rc=1
         fi
-    done
+    done < <(stack_components)
     while read -r name; do
         file=$DIR/pids/$name.pid
         pid=$(pidfile_pid "$file")
@@ -661,7 +950,7 @@ cmd_status() {
             state="up (pid $pid)"
         fi
         printf '%-10s %s\n' "$name" "$state"
-        [[ $state == up* || " ${STACK_COMPONENTS[*]} " != *" $name "* ]] || rc=1
+        [[ $state == up* ]] || ! is_stack_name "$name" || rc=1
     done < <(pidfile_names)
     return "$rc"
 }
@@ -700,13 +989,15 @@ main() {
     PGBIN=$("$PG_CONFIG" --bindir)
     PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
     SHAREDIR=$("$PG_CONFIG" --sharedir)
-    [[ $cmd == record || ${#args[@]} -eq 0 ]] || die "unexpected argument ${args[0]} (see --help)"
+    [[ $cmd == record || $cmd == *-broker || ${#args[@]} -eq 0 ]] || die "unexpected argument ${args[0]} (see --help)"
     case $cmd in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
     record) cmd_record "${args[@]}" ;;
+    start-broker) cmd_start_broker "${args[@]}" ;;
+    stop-broker) cmd_stop_broker "${args[@]}" ;;
     *) die "unknown command '$cmd' (see --help)" ;;
     esac
 }

@@ -36,7 +36,8 @@ from drainlog import steady_seconds  # noqa: E402  (bench/drainlog.py)
 TX_COLUMNS = ("hash, from_address, to_address, value, gas, gas_price, block_number, tx_time, score, "
               "model_id, kafka_topic, kafka_partition, kafka_offset")
 BATCH = 5000
-PRODUCE_LINGER_MS = 1000  # see bench_e2e
+MOCK = os.environ.get("CHAINWATCH_KAFKA", "apache") == "mock"
+PRODUCE_LINGER_MS = 1000 if MOCK else 10  # see bench_e2e; 10 ms is txgen's default
 ROUNDS = 3  # the drain and each ceiling; the best run counts (this host's speed varies from run to run)
 
 
@@ -273,9 +274,32 @@ def rss_peak_kb(pid):
     return 0
 
 
+def broker_name():
+    """broker_name: the broker the stack runs, as stack.env names it."""
+    if MOCK:
+        return "librdkafka's mock cluster (CHAINWATCH_KAFKA=mock)"
+    return f"Apache Kafka {os.environ.get('CHAINWATCH_KAFKA_VERSION', '?')} (KRaft, " \
+           f"{os.environ.get('CHAINWATCH_KAFKA_BROKERS', '1')} broker)"
+
+
+def create_topic(bootstrap, topic, partitions):
+    """create_topic: make a topic on the broker (the real one creates none by itself; the mock does)."""
+    if MOCK:
+        return
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        admin.create_topics([NewTopic(topic, partitions)])[topic].result(60)
+    except Exception as e:  # an existing topic (a rerun on STACK_ENV) is fine
+        if not (e.args and getattr(e.args[0], "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS):
+            raise
+
+
 def broker_messages(bootstrap, topic):
     """broker_messages: messages the broker still holds (sum of high - low watermarks): the mock drops the
-    oldest data of a partition beyond ~5 MiB, and keying by sender makes some partitions hot."""
+    oldest data of a partition beyond ~5 MiB, and keying by sender makes some partitions hot; the real
+    broker keeps everything (log.retention.bytes -1)."""
     from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
@@ -333,6 +357,7 @@ def bench_e2e(args):
     gen = subprocess.run([f"{args.bin}/chainwatch-txgen", "--count", str(args.rows), "--seed", "1",
                           "--format", "etherscan"], check=True, capture_output=True)
     sample = b"".join(gen.stdout.splitlines(keepends=True)[::50])
+    create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], "train", 4)
     subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", "train"], input=sample, check=True)
     del gen, sample
     subprocess.run([f"{args.bin}/chainwatch-ingestor", "--drain", "--kafka-topic", "train", "--metrics-port", "0",
@@ -343,10 +368,10 @@ def bench_e2e(args):
     cur.execute("UPDATE chainwatch.partition_state SET row_count = 0")
 
     t0 = time.perf_counter()
-    # linger.ms: the mock broker finds a fetch's offset by walking the partition's list of produced
-    # message sets (rdkafka_mock.c keeps no offset index); with txgen's default 10 ms a
-    # partition holds ~150 small sets and that walk took a fifth of the machine. One-second batches
-    # leave a few sets per partition, as a producer at this rate would make anyway.
+    # linger.ms, on the mock only: it finds a fetch's offset by walking the partition's list of produced
+    # message sets (rdkafka_mock.c keeps no offset index); with txgen's default 10 ms a partition holds ~150
+    # small sets and that walk took a fifth of the machine. One-second batches leave a few sets per partition.
+    # The real broker keeps an offset index: txgen's default.
     subprocess.run([f"{args.bin}/chainwatch-txgen", "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--topic",
                     env["KAFKA_TOPIC"], "--count", str(args.rows), "--seed", "1", "--format", "etherscan",
                     "--kafka-conf", f"linger.ms={PRODUCE_LINGER_MS}"],
@@ -410,20 +435,23 @@ def bench_e2e(args):
         "",
         f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {machine()}; reproduce with `make bench-ingest`.",
         "",
-        f"{args.rows:,} `chainwatch-txgen` messages (Etherscan format) in the local broker "
+        f"{args.rows:,} `chainwatch-txgen` messages (Etherscan format) in the local broker, {broker_name()} "
         f"({env.get('KAFKA_TOPIC')}, {args.partitions} partitions), consumed by one `chainwatch-ingestor --drain` "
         f"({writers} writer threads, batches of 5,000, at most {env.get('COPY_CONCURRENCY', '2')} loading at once: "
         f"`COPY_CONCURRENCY`) on the same {os.cpu_count()} cores as Postgres and the broker: "
         "Kafka -> parse -> score (active model, 100 trees) -> COPY -> `commit_batch` -> commit. The time includes "
-        "joining the consumer group (the mock broker holds a new group 3 s before its first assignment, as a real "
-        "broker does for `group.initial.rebalance.delay.ms`, which docker-compose.yml sets to 0; the steady-state "
-        "row leaves that wait out) and the final drain check. The ingestor sends the "
+        "joining the consumer group (" + ("the mock broker holds a new group 3 s before its first assignment; "
+                                    if MOCK else "the stack's broker runs with `group.initial.rebalance.delay.ms=0`, "
+                                    "as docker-compose.yml does; ") + "the steady-state "
+        "row leaves the join out) and the final drain check. The ingestor sends the "
         "transactions as binary COPY; the ceilings load the same rows the same way, in batches of 5,000, from one "
         f"client ((a), (b)) or from {writers} at once ((c), one per writer). The drain and each ceiling run {ROUNDS} times from an empty table and the best time "
         f"counts (this run's ceiling times: {spread}; a first "
-        f"run on a fresh cluster also creates its WAL segments, which later runs recycle). The messages are produced with `linger.ms={PRODUCE_LINGER_MS}`: the mock "
-        "broker looks up a fetch offset by walking the partition's message sets one by one, and small producer "
-        "batches made that walk a fifth of the machine's CPU (a real broker keeps an offset index).",
+        "run on a fresh cluster also creates its WAL segments, which later runs recycle). " +
+        (f"The messages are produced with `linger.ms={PRODUCE_LINGER_MS}`: the mock broker looks up a fetch offset "
+         "by walking the partition's message sets one by one, and small producer batches made that walk a fifth "
+         "of the machine's CPU (a real broker keeps an offset index)." if MOCK else
+         f"The messages are produced with txgen's defaults (`linger.ms={PRODUCE_LINGER_MS}`, no compression)."),
         "",
         "| path | time | rows/s | ratio |",
         "|---|---:|---:|---:|",

@@ -3,8 +3,9 @@
 #
 # Usage: bench/soak/run.sh [DURATION]     DURATION: 30m (default), 45s, 1h, 1h30m, or plain seconds (90)
 #
-# Starts PostgreSQL, Redis and the mock broker (a 256-partition topic: the mock keeps only ~5 MiB per
-# partition) with tools/stack.sh in a temporary directory, runs the soak, and stops everything on any exit
+# Starts PostgreSQL, Redis and Apache Kafka (a 32-partition topic; CHAINWATCH_KAFKA=mock: the mock broker with 256
+# partitions, since it keeps only ~5 MiB per partition) with tools/stack.sh in a temporary directory, runs the
+# soak, and stops everything on any exit
 # (the daemons soak.py starts are recorded with the stack, so `down` stops them too). Output: build/soak/
 # (soak.csv, soak.png, report.md, logs/ with the daemons' and the stack's logs); runs of 30 minutes or more
 # also write docs/soak.png and the soak block of docs/reliability.md (SOAK_DOC=1 forces it for shorter runs).
@@ -44,6 +45,7 @@ cleanup() {
         mkdir -p "$OUT/logs"
         cp -f "$STACK_DIR/pg/log/postgresql.log" "$OUT/logs/postgresql.log" 2>/dev/null || true
         cp -f "$STACK_DIR/kafka/kafka.log" "$OUT/logs/kafka-mock.log" 2>/dev/null || true
+        cp -f "$STACK_DIR/kafka/1/kafka.log" "$OUT/logs/kafka.log" 2>/dev/null || true
         cp -f "$STACK_DIR/redis/redis.log" "$OUT/logs/redis.log" 2>/dev/null || true
         bash "$TOP/tools/stack.sh" down --dir "$STACK_DIR" >/dev/null 2>&1 || true
         rm -rf "$STACK_DIR"
@@ -56,7 +58,7 @@ if ! seconds=$(parse_duration "$text") || ((seconds < 60)); then
     echo "soak: DURATION '$text': expected at least a minute, as 30m, 45m, 1h, 1h30m or seconds (90)" >&2
     exit 2
 fi
-for b in chainwatch-ingestor chainwatch-api chainwatch-txgen chainwatch-kafka-mock; do
+for b in chainwatch-ingestor chainwatch-api chainwatch-txgen; do
     [[ -x $BIN/$b ]] || {
         echo "soak: $BIN/$b not found; run 'make all install-extension' (or 'make soak')" >&2
         exit 2
@@ -67,7 +69,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 STACK_DIR=$(mktemp -d -t cw-soak.XXXXXX)
 echo "soak: $text ($seconds s); private stack in $STACK_DIR" >&2
-CHAINWATCH_PARTITIONS=${CHAINWATCH_PARTITIONS:-256} CHAINWATCH_BIN=$BIN \
+if [[ ${CHAINWATCH_KAFKA:-apache} == mock ]]; then partitions=${CHAINWATCH_PARTITIONS:-256}; else partitions=${CHAINWATCH_PARTITIONS:-32}; fi
+CHAINWATCH_PARTITIONS=$partitions CHAINWATCH_BIN=$BIN \
     bash "$TOP/tools/stack.sh" up --dir "$STACK_DIR" >/dev/null
 mkdir -p "$OUT"
 cd "$TOP"

@@ -127,6 +127,7 @@ JUDGED = ("ingestor-1", "ingestor-2", "api", "postgres", "redis")
 MOCK_PARTITION_MIB = 10          # the mock's log keeps ~5 MiB of messages per partition; its RSS grows until every
 MOCK_BASE_MIB = 128              # partition holds that much, measured at up to ~1.5x that in RSS (per-batch copies,
                                  # allocator): judged against twice that plus a base, not for flatness
+KAFKA_JVM_MIB = 512              # the real broker: its heap limit plus this (metaspace, code cache, threads, buffers)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # what chainwatch.status() reports, read so that a partition dropped by maintain() after this statement's snapshot
 # is skipped (to_regclass) — status() itself casts with ::regclass and then fails with 42P01 (found by this soak)
@@ -454,8 +455,13 @@ class Soak:
         self.rows = []
         self.load = None
         self.txgen = None
-        self.stack_pids = {n: int(open(self.stack_dir / "pids" / f"{n}.pid").readline())
-                           for n in ("postgres", "redis", "kafka")}
+        # the broker: Apache Kafka's first node (kafka-1) or the mock (kafka-mock), as DIR/kafka/nodes names them
+        self.mock = self.env.get("CHAINWATCH_KAFKA") == "mock"
+        node = (self.stack_dir / "kafka" / "nodes").read_text().split()[0]
+        self.broker_desc = ("librdkafka's mock broker" if self.mock else
+                            f"Apache Kafka {self.env.get('CHAINWATCH_KAFKA_VERSION', '?')} broker (KRaft)")
+        self.stack_pids = {n: int(open(self.stack_dir / "pids" / f"{f}.pid").readline())
+                           for n, f in (("postgres", "postgres"), ("redis", "redis"), ("kafka", node))}
         self.db = psycopg2.connect(self.env["DATABASE_URL"])
         self.db.autocommit = True
         self.wm = Consumer({"bootstrap.servers": self.boot, "group.id": "soak-watermarks",
@@ -798,7 +804,7 @@ class Soak:
         self.ttl_late = max(getattr(self, "ttl_late", 0), row["an_oldest_s"] - a["ttl"] - a["width"])
         if row["dead_letters"]:
             self.fail_sample("dead letters from valid messages", row, row["dead_letters"], f"{row['dead_letters']}")
-        if in_stream and row["lag_max_partition"] > MOCK_PARTITION_MESSAGES // 2:
+        if self.mock and in_stream and row["lag_max_partition"] > MOCK_PARTITION_MESSAGES // 2:
             self.notes.append(f"at t={row['t_s']:.0f} s a partition lagged by {row['lag_max_partition']:,} messages "
                               f"(the mock keeps ~{MOCK_PARTITION_MESSAGES:,})")
         for k, what in (("api_5xx", "API 5xx responses"), ("api_transport", "API transport errors"),
@@ -1022,7 +1028,9 @@ class Soak:
             if judged and name in JUDGED and b - a > tol:
                 self.fail(f"{name}: memory grew {b - a:.1f} MiB between the first and the last third "
                           f"(tolerance {tol:.1f} MiB)")
-        bound = len(self.partitions) * MOCK_PARTITION_MIB + MOCK_BASE_MIB
+        # the mock's RSS holds its log; the real broker's is its JVM heap (stack.sh's -Xmx) plus the JVM's own
+        bound = (len(self.partitions) * MOCK_PARTITION_MIB + MOCK_BASE_MIB if self.mock else
+                 int(os.environ.get("CHAINWATCH_KAFKA_HEAP", "768m").rstrip("mM")) + KAFKA_JVM_MIB)
         peak = max(r["mem_broker_mib"] for r in self.rows)
         first_max = max(r["mem_broker_mib"] for r in first)
         last_median = sorted(r["mem_broker_mib"] for r in last)[len(last) // 2]
@@ -1052,7 +1060,8 @@ class Soak:
         t = [r["t_s"] / 60 for r in rows]
         fig, ax = plt.subplots(2, 2, figsize=(13, 8.5))
         for name, label in (("ingestor1", "ingestor 1"), ("ingestor2", "ingestor 2"), ("api", "api"),
-                            ("postgres", "postgres (PSS sum)"), ("redis", "redis"), ("broker", "broker (mock)")):
+                            ("postgres", "postgres (PSS sum)"), ("redis", "redis"),
+                            ("broker", "broker (mock)" if self.mock else "broker (Kafka JVM)")):
             ax[0][0].plot(t, [r[f"mem_{name}_mib"] for r in rows], marker=".", label=label)
         ax[0][0].set_yscale("log")
         ax[0][0].set_title("memory per process (MiB, log scale)")
@@ -1126,8 +1135,8 @@ class Soak:
             f"**{self.capacity:,.0f} msg/s** (other work used {c['other_cores']:.2f} of the "
             f"{os.cpu_count()} cores meanwhile). The stream ran at half of it, **{self.rate:,} msg/s** "
             f"(`chainwatch-txgen --rate`, etherscan format, linger.ms=100) into a {len(self.partitions)}-partition "
-            "topic of the mock "
-            "broker, consumed by two `chainwatch-ingestor`s in one group (4 writers each, batches of 5,000) as the "
+            f"topic of the {self.broker_desc}, "
+            "consumed by two `chainwatch-ingestor`s in one group (4 writers each, batches of 5,000) as the "
             "`chainwatch_ingestor` role; `chainwatch-api` (Redis on, `chainwatch_api` role) was asked for "
             f"{self.args.api_rate} req/s by {API_THREADS} paced client threads and answered {achieved:.0f} req/s: "
             "anomaly list (plain, filtered, next page) 4/10, one anomaly by a hash just listed 2/10, predict 3/10 "
@@ -1157,8 +1166,10 @@ class Soak:
             f"still stored have {eo['distinct_positions']:,} distinct (partition, offset) and "
             f"{eo['distinct_hashes']:,} distinct hashes, newest message of every partition stored "
             f"({eo['partitions_missing_newest']} missing) |",
-            f"| broker retention | the mock dropped the oldest {eo['broker_dropped']:,} messages from partition heads "
-            "during the run (all after they were ingested; no offset reset in the ingestors' logs) |",
+            (f"| broker retention | the mock dropped the oldest {eo['broker_dropped']:,} messages from partition heads "
+             "during the run (all after they were ingested; no offset reset in the ingestors' logs) |" if self.mock
+             else f"| broker retention | the broker dropped {eo['broker_dropped']:,} messages (log.retention.bytes "
+             "-1: it keeps every message) |"),
             f"| API requests | {all_records.get('requests', 0):,}; 5xx "
             f"{sum(v for k, v in all_records.items() if k.startswith('status_5'))}, transport errors "
             f"{all_records.get('status_0', 0)}, 429 {all_records.get('status_429', 0)}, 404 for evicted anomalies "
@@ -1170,8 +1181,8 @@ class Soak:
             f"| lag | median over the last third {self.lag_last_third:,} messages "
             f"({self.lag_last_third / self.rate:.1f} s of production), at the end of the stream "
             f"{self.last_stream_row['lag']:,}; largest per-partition lag at any "
-            f"sample {max(r['lag_max_partition'] for r in stream_rows):,} (the mock keeps "
-            f"~{MOCK_PARTITION_MESSAGES:,}) |",
+            f"sample {max(r['lag_max_partition'] for r in stream_rows):,}"
+            + (f" (the mock keeps ~{MOCK_PARTITION_MESSAGES:,})" if self.mock else "") + " |",
             f"| evictions | transactions {self.rows[-1]['tx_evicted_size']:,} by size, "
             f"{self.rows[-1]['tx_evicted_ttl']:,} by TTL; anomalies {self.rows[-1]['an_evicted_ttl']:,} by TTL, "
             f"{self.rows[-1]['an_evicted_size']:,} by size |",
@@ -1193,7 +1204,8 @@ class Soak:
         for name in JUDGED + ("broker", "txgen", "client", "store bytes"):
             g = self.growth[name]
             label = {"client": "soak client (not judged)", "txgen": "txgen (not judged)",
-                     "broker": f"broker (mock; judged by its bound: peak {g.get('peak', 0):,.0f} ≤ tolerance)",
+                     "broker": f"broker ({'mock' if self.mock else 'Kafka JVM'}; judged by its bound: peak "
+                               f"{g.get('peak', 0):,.0f} ≤ tolerance)",
                      "store bytes": "transactions + anomalies bytes (tolerance 25 %)"}.get(name, name)
             fmt = lambda v: "—" if v is None else f"{v:,.1f}"  # noqa: E731
             lines.append(f"| {label} | {fmt(g['start'])} | {fmt(g['end'])} | {g['first_max']:,.1f} | "
@@ -1243,6 +1255,10 @@ class Soak:
                 f"{r['mem_redis_mib']:.0f} | {r['mem_broker_mib']:.0f} | {r['api_requests']:,} | "
                 f"{fm(r['api_p50_ms'], '.1f')} | {fm(r['api_p95_ms'], '.1f')} | {fm(r['api_p99_ms'], '.1f')} | "
                 f"{r['api_errors']} | {fm(r.get('cpu_others'), '.2f')} |")
+        if not self.mock:
+            lines += ["", f"The broker is the stack's {self.broker_desc}, one node, keeping every message "
+                      "(log.retention.bytes -1); CHAINWATCH_KAFKA=mock runs the soak on librdkafka's mock broker."]
+            return lines
         lines += [
             "",
             "The mock broker (librdkafka's mock cluster) keeps ~5 MiB per partition (~7,400 of these messages) and "

@@ -1,14 +1,20 @@
-/* common/src/txdecode.c — decoding transaction JSON in the three accepted formats; pure, no I/O */
+/* common/src/txdecode.c — decoding transaction JSON in the four accepted formats; pure, no I/O */
 
 /*
- * The three formats differ only in how a field is spelled and written, so one decoder reads
+ * The four formats differ only in how a field is spelled and written, so one decoder reads
  * them all: amounts may be decimal strings (Etherscan, legacy value), 0x-hex strings (JSON-RPC)
- * or JSON integers (legacy gas, gasPrice, timestamp, blockNumber); a JSON number is accepted
- * only while it is an exact integer (below 2^53), since wei amounts must be kept exactly.
- * Field names: hash; from; to (null or "" for a contract creation); value; gas; gasPrice, or
- * maxFeePerGas for EIP-1559 transactions without gasPrice; timeStamp (Etherscan) or timestamp;
- * blockNumber. Unknown fields are ignored; when a name occurs twice the first wins. The payload
- * is checked for size and strict UTF-8 first.
+ * or JSON numbers (ethereum-etl, legacy gas, gasPrice, timestamp, blockNumber). A JSON number
+ * is read exactly at any size from its text (wei.c), never through a double: ethereum-etl
+ * writes Python ints, so values far above 2^53 arrive as plain JSON integers. It must still be
+ * an integer (1.5 is refused; 1e3 is 1000) and at most 2^256 - 1.
+ * Field names, camelCase (Etherscan, JSON-RPC) or snake_case (ethereum-etl): hash;
+ * from / from_address; to / to_address (null or "" for a contract creation); value; gas;
+ * gasPrice / gas_price, or maxFeePerGas / max_fee_per_gas when the price is absent or null;
+ * the time as timeStamp (Etherscan), timestamp (legacy), blockTimestamp (JSON-RPC objects of
+ * Erigon, Otterscan and recent nodes) or block_timestamp (ethereum-etl); blockNumber /
+ * block_number. Unknown fields are ignored; when a field occurs twice, under one name or two,
+ * the first wins (timeStamp before the others). The payload is checked for size and strict
+ * UTF-8 first.
  *
  * Parsing. jscan.c validates the whole message and reports each member of the transaction
  * objects as a span of the payload; only the members named above are kept (tx_fields), and a
@@ -17,7 +23,6 @@
  */
 #include "txdecode.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -190,25 +195,8 @@ static int read_amount(const js_value *item, const char *name, char dec[CW_WEI_D
             return fail(err, CW_DECODE_INVALID_FIELD, "%s is too long", name);
         st = cw_wei_parse(s, n, dec, approx);
     } else if (item->type == JS_NUMBER) {
-        /* the number's value as strtod reads it, so 1e3 and 1.0 are integers too */
-        char text[64];
-        if (item->n >= sizeof(text))
-            return fail(err, CW_DECODE_INVALID_FIELD,
-                        "%s must be an integer below 2^53 when given as a JSON number (use a "
-                        "string for larger amounts)",
-                        name);
-        memcpy(text, item->p, item->n);
-        text[item->n] = '\0';
-        double d = strtod(text, NULL);
-        if (d < 0)
-            return fail(err, CW_DECODE_NEGATIVE_AMOUNT, "%s is negative", name);
-        if (!isfinite(d) || d != floor(d) || d > 9007199254740991.0)
-            return fail(err, CW_DECODE_INVALID_FIELD,
-                        "%s must be an integer below 2^53 when given as a JSON number (use a "
-                        "string for larger amounts)",
-                        name);
-        snprintf(dec, CW_WEI_DEC_MAX, "%.0f", d);
-        st = cw_wei_parse(dec, strlen(dec), dec, approx);
+        /* exact at any size: the digits as text, never a double (ethereum-etl writes wei so) */
+        st = cw_wei_from_json_number(item->p, item->n, dec, approx);
     } else {
         return fail(err, CW_DECODE_INVALID_FIELD, "%s must be a string or an integer", name);
     }
@@ -268,20 +256,22 @@ static js_value *field_slot(tx_fields *f, const char *k, size_t n)
     case 'h':
         return IS("hash") ? &f->hash : NULL;
     case 'f':
-        return IS("from") ? &f->from : NULL;
+        return IS("from") || IS("from_address") ? &f->from : NULL;
     case 't':
-        return IS("to")          ? &f->to
-               : IS("timeStamp") ? &f->time_stamp
-               : IS("timestamp") ? &f->timestamp
-                                 : NULL;
+        return IS("to") || IS("to_address") ? &f->to
+               : IS("timeStamp")            ? &f->time_stamp
+               : IS("timestamp")            ? &f->timestamp
+                                            : NULL;
     case 'v':
         return IS("value") ? &f->value : NULL;
     case 'g':
-        return IS("gas") ? &f->gas : IS("gasPrice") ? &f->gas_price : NULL;
+        return IS("gas") ? &f->gas : IS("gasPrice") || IS("gas_price") ? &f->gas_price : NULL;
     case 'm':
-        return IS("maxFeePerGas") ? &f->max_fee : NULL;
+        return IS("maxFeePerGas") || IS("max_fee_per_gas") ? &f->max_fee : NULL;
     case 'b':
-        return IS("blockNumber") ? &f->block_number : NULL;
+        return IS("blockNumber") || IS("block_number")         ? &f->block_number
+               : IS("blockTimestamp") || IS("block_timestamp") ? &f->timestamp
+                                                               : NULL;
     default:
         return NULL;
     }
@@ -330,7 +320,7 @@ static void on_member(void *ctx, const js_value *key, const js_value *value)
     if (!c->cur)
         return;
     if (key->escaped) {
-        char name[16];
+        char name[32]; /* longer than any name we read */
         long n = js_string(key, name, sizeof(name));
         slot = n < 0 ? NULL : field_slot(c->cur, name, (size_t) n);
     } else {

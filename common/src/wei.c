@@ -22,6 +22,8 @@ const char *cw_wei_status_text(cw_wei_status st)
         return "negative amount";
     case CW_WEI_OVERFLOW:
         return "amount above 2^256-1";
+    case CW_WEI_FRACTION:
+        return "not an integer";
     }
     return "unknown";
 }
@@ -114,4 +116,92 @@ cw_wei_status cw_wei_parse(const char *s, size_t n, char dec[CW_WEI_DEC_MAX], do
     if (approx)
         *approx = approx_of(dec);
     return CW_WEI_OK;
+}
+
+/* json_digit is digit i of the virtual concatenation of the integer part (ip, ni) and the
+ * fraction's digits (fp, nf) of a JSON number */
+static char json_digit(const char *ip, size_t ni, const char *fp, size_t i)
+{
+    return i < ni ? ip[i] : fp[i - ni];
+}
+
+cw_wei_status cw_wei_from_json_number(const char *s, size_t n, char dec[CW_WEI_DEC_MAX],
+                                      double *approx)
+{
+    const char *end = s + n, *ip, *fp = NULL;
+    size_t ni = 0, nf = 0;
+    bool negative = false;
+    long exp = 0; /* saturates far beyond any meaningful shift */
+
+    if (n == 0)
+        return CW_WEI_EMPTY;
+    if (*s == '-') {
+        negative = true;
+        s++;
+    }
+    ip = s;
+    while (s < end && *s >= '0' && *s <= '9')
+        s++;
+    ni = (size_t) (s - ip);
+    if (ni == 0)
+        return CW_WEI_INVALID;
+    if (s < end && *s == '.') {
+        fp = ++s;
+        while (s < end && *s >= '0' && *s <= '9')
+            s++;
+        nf = (size_t) (s - fp);
+        if (nf == 0)
+            return CW_WEI_INVALID;
+    }
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        bool eneg = false;
+        s++;
+        if (s < end && (*s == '+' || *s == '-'))
+            eneg = *s++ == '-';
+        if (s == end)
+            return CW_WEI_INVALID;
+        for (; s < end && *s >= '0' && *s <= '9'; s++)
+            if (exp < 1000000)
+                exp = exp * 10 + (*s - '0');
+        if (eneg)
+            exp = -exp;
+    }
+    if (s != end)
+        return CW_WEI_INVALID;
+
+    /* value = digits(ip ++ fp) * 10^(exp - nf); find the significant digits */
+    size_t total = ni + nf, lead = 0;
+    while (lead < total && json_digit(ip, ni, fp, lead) == '0')
+        lead++;
+    if (lead == total) { /* zero, whatever the sign and exponent */
+        dec[0] = '0';
+        dec[1] = '\0';
+        if (approx)
+            *approx = 0.0;
+        return CW_WEI_OK;
+    }
+    size_t sig = total - lead;
+    long shift = exp - (long) nf;
+    if (shift < 0) {
+        /* the last -shift digits fall behind the point: all must be zeros */
+        size_t cut = (size_t) -shift;
+        if (cut > sig)
+            return negative ? CW_WEI_NEGATIVE : CW_WEI_FRACTION;
+        for (size_t i = total - cut; i < total; i++)
+            if (json_digit(ip, ni, fp, i) != '0')
+                return negative ? CW_WEI_NEGATIVE : CW_WEI_FRACTION;
+        sig -= cut;
+        shift = 0;
+    }
+    if (negative)
+        return CW_WEI_NEGATIVE;
+    if ((long) sig + shift > 78)
+        return CW_WEI_OVERFLOW;
+    char text[CW_WEI_DEC_MAX];
+    size_t k = 0;
+    for (size_t i = 0; i < sig; i++)
+        text[k++] = json_digit(ip, ni, fp, lead + i);
+    for (long z = 0; z < shift; z++)
+        text[k++] = '0';
+    return cw_wei_parse(text, k, dec, approx);
 }

@@ -14,6 +14,7 @@ typedef enum cw_wei_status {
     CW_WEI_INVALID,  /* a character that is not a digit of the base, or a sign */
     CW_WEI_NEGATIVE, /* a leading '-' */
     CW_WEI_OVERFLOW, /* above 2^256 - 1 */
+    CW_WEI_FRACTION, /* a JSON number whose value is not an integer (1.5, 15e-1) */
 } cw_wei_status;
 
 /*
@@ -23,6 +24,17 @@ typedef enum cw_wei_status {
  * PostgreSQL's float8(numeric)).
  */
 cw_wei_status cw_wei_parse(const char *s, size_t n, char dec[CW_WEI_DEC_MAX], double *approx);
+
+/*
+ * cw_wei_from_json_number reads an amount written as a JSON number (RFC 8259 grammar, as jscan
+ * has checked it: -?int frac? exp?) exactly, at any size: the digits are shifted by the exponent
+ * as text and never pass through a double, so 123456789012345678901234567890 stays that. The
+ * value must be an integer however it is written (1e3 and 1000.0 are 1000; 1.5 and 1e-1 give
+ * CW_WEI_FRACTION), non-negative (-0 is 0; CW_WEI_NEGATIVE) and at most 2^256 - 1
+ * (CW_WEI_OVERFLOW). dec and *approx as for cw_wei_parse.
+ */
+cw_wei_status cw_wei_from_json_number(const char *s, size_t n, char dec[CW_WEI_DEC_MAX],
+                                      double *approx);
 const char *cw_wei_status_text(cw_wei_status st);
 
 #endif /* CW_WEI_H */

@@ -15,17 +15,25 @@
 #
 # A test that starts a long-running process (ingestor, API) should record it with record_pid(stack, name, pid)
 # so that `tools/stack.sh down` stops it even if the test dies before its own cleanup.
+#
+# Kafka: the stack runs Apache Kafka (CHAINWATCH_KAFKA=apache, the default; CHAINWATCH_KAFKA_BROKERS nodes) or the
+# librdkafka mock (CHAINWATCH_KAFKA=mock). Topics are never auto-created on the real broker: create_topic() makes
+# one; kafka_cli() runs Kafka's own kafka-topics / kafka-consumer-groups / kafka-configs (tools/kafka.sh);
+# kafka_nodes() names the broker processes (kafka-1 ... in DIR/pids, or kafka-mock) and start_broker() restarts a
+# node a test killed.
 import os
 import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_SH = REPO_ROOT / "tools" / "stack.sh"
+KAFKA_SH = REPO_ROOT / "tools" / "kafka.sh"
 STACK_TIMEOUT = 120  # seconds for one `up` or `down`; each component has 30 s inside stack.sh
 
 
@@ -66,14 +74,14 @@ def parse_stack_env(text):
     return values
 
 
-def run_stack(command, stack_dir, check=True, env=None, timeout=STACK_TIMEOUT):
+def run_stack(command, stack_dir, check=True, env=None, timeout=STACK_TIMEOUT, extra=()):
     """run_stack — run `tools/stack.sh COMMAND --dir DIR`; returns the CompletedProcess (text, both streams).
 
     With check=True a non-zero exit fails the test and shows stderr, which names the failing component and
     the tail of its log.
     """
     proc = subprocess.run(
-        ["bash", str(STACK_SH), command, "--dir", str(stack_dir)],
+        ["bash", str(STACK_SH), command, *extra, "--dir", str(stack_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
@@ -83,9 +91,10 @@ def run_stack(command, stack_dir, check=True, env=None, timeout=STACK_TIMEOUT):
     return proc
 
 
-def start_stack(stack_dir):
-    """start_stack — bring up a private stack in stack_dir (created if needed) and return its StackEnv."""
-    run_stack("up", stack_dir)
+def start_stack(stack_dir, **env):
+    """start_stack — bring up a private stack in stack_dir (created if needed) and return its StackEnv;
+    keyword arguments are extra environment for stack.sh (CHAINWATCH_KAFKA_BROKERS=3, CHAINWATCH_KAFKA_SASL=1)."""
+    run_stack("up", stack_dir, env={**os.environ, **{k: str(v) for k, v in env.items()}} if env else None)
     return read_stack_env(stack_dir)
 
 
@@ -123,6 +132,51 @@ def pg_ctl(stack, *args, timeout=30):
     bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
     subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/pg_ctl", "-D", str(data), "-l", str(log), "-w",
                     "-t", str(timeout), *args], check=True, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def kafka_nodes(stack):
+    """kafka_nodes — the pid-file names of the stack's Kafka processes: ["kafka-1", ...] or ["kafka-mock"]."""
+    return Path(stack.dir, "kafka", "nodes").read_text().split()
+
+
+def broker_pid(stack, node):
+    """broker_pid — the PID of Kafka node `node` (1-based) as recorded in DIR/pids/kafka-N.pid."""
+    return int(Path(stack.dir, "pids", f"kafka-{node}.pid").read_text().split()[0])
+
+
+def start_broker(stack, node, env=None):
+    """start_broker — `tools/stack.sh start-broker N`: start a stopped or killed node again on its data."""
+    run_stack("start-broker", stack.dir, env=env, extra=[str(node)])
+
+
+def kafka_cli(stack, tool, *args, check=True, timeout=60):
+    """kafka_cli — run Kafka's own CLI tool (kafka-topics, kafka-consumer-groups, kafka-configs) against the
+    stack's brokers through tools/kafka.sh; returns the CompletedProcess (text). `--bootstrap-server` is added."""
+    proc = subprocess.run(["bash", str(KAFKA_SH), tool, "--bootstrap-server", stack["KAFKA_BOOTSTRAP_SERVERS"],
+                           *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{tool} {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def create_topic(stack, topic, partitions, config=None, timeout=30):
+    """create_topic — create a topic on the stack's broker with the admin API (replication factor: the broker's
+    default) and wait until every partition has a leader. On the mock, topics only exist from --topic: fails."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": stack["KAFKA_BOOTSTRAP_SERVERS"]})
+    futures = admin.create_topics([NewTopic(topic, partitions, config=config or {})], operation_timeout=timeout)
+    futures[topic].result(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if meta and not meta.error and len(meta.partitions) == partitions and \
+                all(p.leader >= 0 for p in meta.partitions.values()):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"topic {topic} has no leader for every partition after {timeout}s: {meta}")
+        time.sleep(0.1)
 
 
 def pg_connect(stack, dbname=None):

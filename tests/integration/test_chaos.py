@@ -2,12 +2,14 @@
 
 Design
 ------
-One private stack (tools/stack.sh) runs for the whole module, with a topic of PARTITIONS partitions (the mock
-broker keeps only ~5 MiB per partition and txgen keys messages by sender, so many partitions keep every
-partition's log whole for the ~60k messages of a run). On it, all the time:
+One private stack (tools/stack.sh, the stack's broker: Apache Kafka, or the mock with CHAINWATCH_KAFKA=mock)
+runs for the whole module, with a topic of PARTITIONS partitions (the mock broker keeps only ~5 MiB per partition
+and txgen keys messages by sender, so many partitions keep every partition's log whole for the ~60k messages of
+a run on it). On it, all the time:
 
-  * two chainwatch-ingestor members of one consumer group (KAFKA_SESSION_TIMEOUT_MS=6000: the mock makes a
-    restarted member wait about one session timeout), run with the least-privilege ingestor role;
+  * two chainwatch-ingestor members of one consumer group (KAFKA_SESSION_TIMEOUT_MS=6000: a killed member's
+    partitions wait about one session timeout, and the mock makes a restarted member wait as long), run with
+    the least-privilege ingestor role;
   * chainwatch-api with Redis enabled, run with the least-privilege api role;
   * a paced chainwatch-txgen stream (--count 0 --rate RATE, idempotent producer, a message timeout longer than
     any outage) that only stops in the last test;
@@ -79,7 +81,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import REPO_ROOT, pg_connect, record_pid, tcp_sockets
+from conftest import REPO_ROOT, kafka_nodes, pg_connect, record_pid, tcp_sockets
 from test_api import ApiProcess, etherscan_tx, tx_hash
 from test_ingestor import HASH_RE, SESSION_TIMEOUT_MS, Harness, describe_positions, pg_ctl, wait_for
 
@@ -673,9 +675,10 @@ def test_redis_stopped_30s(chaos):
 
 
 def test_broker_stopped_30s(chaos):
-    """SIGSTOP the broker for OUTAGE_S (its log is in its memory, so it is paused, not killed): the members
-    and the producer ride it out (session timeouts, rebalances) and ingestion resumes by itself."""
-    pid = chaos.pid_of("kafka")
+    """SIGSTOP the broker for OUTAGE_S (paused, not killed: the mock's log is in its memory; a real broker's
+    kill and restart is test_broker.py's): the members and the producer ride it out (session timeouts,
+    rebalances) and ingestion resumes by itself."""
+    pid = chaos.pid_of(kafka_nodes(chaos.stack)[0])  # kafka-1 (Apache Kafka) or kafka-mock
     before = chaos.rebalances()
     os.kill(pid, signal.SIGSTOP)
     t0 = time.monotonic()

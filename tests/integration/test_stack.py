@@ -10,12 +10,20 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import (new_stack_dir, parse_stack_env, pg_connect, read_stack_env, record_pid, run_stack,
-                      start_stack, teardown_stack)
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from conftest import (broker_pid, kafka_cli, kafka_nodes, new_stack_dir, parse_stack_env, pg_connect,
+                      read_stack_env, record_pid, run_stack, start_stack, teardown_stack)
 
 ENV_KEYS = ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS",
-            "REDIS_HOST", "REDIS_PORT", "KAFKA_TOPIC", "CHAINWATCH_STACK_DIR"]
-STACK_COMPONENTS = ["postgres", "redis", "kafka"]
+            "REDIS_HOST", "REDIS_PORT", "KAFKA_TOPIC", "CHAINWATCH_STACK_DIR", "CHAINWATCH_KAFKA",
+            "CHAINWATCH_KAFKA_VERSION", "CHAINWATCH_KAFKA_BROKERS"]
+KAFKA_MODE = os.environ.get("CHAINWATCH_KAFKA", "apache")
+BROKERS = int(os.environ.get("CHAINWATCH_KAFKA_BROKERS", "1")) if KAFKA_MODE == "apache" else 1
+STACK_COMPONENTS = ["postgres", "redis"] + ([f"kafka-{n}" for n in range(1, BROKERS + 1)]
+                                           if KAFKA_MODE == "apache" else ["kafka-mock"])
+apache_only = pytest.mark.skipif(KAFKA_MODE != "apache", reason="Apache Kafka only (CHAINWATCH_KAFKA=mock)")
 
 
 def alive(pid):
@@ -200,3 +208,122 @@ def test_down_on_a_dir_that_never_came_up(tmp_path):
     assert proc.returncode == 0 and "nothing to stop" in proc.stderr
     status = run_stack("status", tmp_path / "never", check=False)
     assert status.returncode == 1
+
+
+# ---- Kafka: Apache Kafka by default, three nodes on request, the mock as the fallback ---------------------
+
+def produce(bootstrap, topic, values, **conf):
+    """produce — send values (bytes) to topic with acks=all; returns the delivery errors (empty when all landed)."""
+    errors = []
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 15000, **conf})
+    for v in values:
+        p.produce(topic, v, on_delivery=lambda err, msg: err and errors.append(err))
+    assert p.flush(30) == 0, "messages still queued after 30 s"
+    return errors
+
+
+def consume_all(bootstrap, topic, partitions, want, timeout=30):
+    """consume_all — read `want` messages from the start of every partition; returns their values."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "cw-stack-test", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        got, deadline = [], time.monotonic() + timeout
+        while len(got) < want and time.monotonic() < deadline:
+            got += [m.value() for m in c.consume(100, timeout=0.5) if not m.error()]
+        return got
+    finally:
+        c.close()
+
+
+def test_stack_env_names_the_broker_that_runs(stack):
+    assert stack["CHAINWATCH_KAFKA"] == KAFKA_MODE
+    assert kafka_nodes(stack) == STACK_COMPONENTS[2:]
+    if KAFKA_MODE == "apache":
+        pom = (Path(__file__).resolve().parents[2] / "tools" / "kafka" / "pom.xml").read_text()
+        assert f"<kafka.version>{stack['CHAINWATCH_KAFKA_VERSION']}</kafka.version>" in pom
+        cmdline = Path(f"/proc/{broker_pid(stack, 1)}/cmdline").read_bytes().split(b"\0")
+        assert b"kafka.Kafka" in cmdline and str(Path(stack.dir, "kafka", "1", "server.properties")).encode() \
+            in cmdline, cmdline
+        props = Path(stack.dir, "kafka", "1", "server.properties").read_text()
+        assert "process.roles=broker,controller" in props and "group.initial.rebalance.delay.ms=0" in props
+        assert any(Path(stack.dir, "kafka", "1", "data").glob("__cluster_metadata-0/*.log")), \
+            "the KRaft metadata log is not under the stack directory"
+
+
+@apache_only
+def test_kafka_topics_cli_describes_the_topic_and_nothing_is_auto_created(stack):
+    out = kafka_cli(stack, "kafka-topics", "--describe", "--topic", "blockchain-transactions").stdout
+    assert re.search(r"PartitionCount: 32\s+ReplicationFactor: 1\b", out), out
+    listed = kafka_cli(stack, "kafka-topics", "--list").stdout.split()
+    errors = produce(stack["KAFKA_BOOTSTRAP_SERVERS"], "no-such-topic-" + str(os.getpid()), [b"x"],
+                     **{"message.timeout.ms": 3000})
+    # librdkafka waits for the topic to appear until the message times out (or is told it is unknown)
+    assert errors and errors[0].name() in ("_MSG_TIMED_OUT", "UNKNOWN_TOPIC_OR_PART", "_UNKNOWN_TOPIC"), \
+        f"a produce to a missing topic gave {errors}"
+    assert kafka_cli(stack, "kafka-topics", "--list").stdout.split() == listed, "a topic was auto-created"
+
+
+@apache_only
+def test_a_killed_broker_restarts_on_its_data():
+    stack_dir = new_stack_dir()
+    try:
+        stack = start_stack(stack_dir)
+        boot, topic = stack["KAFKA_BOOTSTRAP_SERVERS"], stack["KAFKA_TOPIC"]
+        values = [f"m{i}".encode() for i in range(50)]
+        assert produce(boot, topic, values) == []
+        pid = broker_pid(stack, 1)
+        os.kill(pid, signal.SIGKILL)
+        assert wait_dead(pid)
+        status = run_stack("status", stack_dir, check=False)
+        assert status.returncode != 0 and re.search(r"^kafka-1\s+down", status.stdout, re.M), status.stdout
+        run_stack("start-broker", stack_dir, extra=["1"])
+        assert broker_pid(stack, 1) != pid
+        assert run_stack("status", stack_dir).returncode == 0
+        assert sorted(consume_all(boot, topic, 32, len(values))) == sorted(values)
+    finally:
+        teardown_stack(stack_dir)
+
+
+@apache_only
+def test_three_nodes_replicate_with_two_in_sync_and_survive_one_killed():
+    stack_dir = new_stack_dir()
+    try:
+        stack = start_stack(stack_dir, CHAINWATCH_KAFKA_BROKERS=3)
+        assert stack["CHAINWATCH_KAFKA_BROKERS"] == "3"
+        assert kafka_nodes(stack) == ["kafka-1", "kafka-2", "kafka-3"]
+        pids = recorded_pids(stack_dir)
+        assert sorted(pids) == sorted(["postgres", "redis", "kafka-1", "kafka-2", "kafka-3"]), pids
+        out = kafka_cli(stack, "kafka-topics", "--describe", "--topic", "blockchain-transactions").stdout
+        assert re.search(r"PartitionCount: 32\s+ReplicationFactor: 3\s+Configs: min.insync.replicas=2", out), out
+        leaders = {int(m) for m in re.findall(r"Leader: (\d+)", out)}
+        assert leaders == {1, 2, 3}, f"leaders are not spread over the three nodes: {leaders}"
+
+        os.kill(pids["kafka-2"], signal.SIGKILL)
+        assert wait_dead(pids["kafka-2"])
+        # acks=all with two of three replicas in sync still lands, once the leaders of node 2 have moved
+        assert produce(stack["KAFKA_BOOTSTRAP_SERVERS"], stack["KAFKA_TOPIC"], [b"a"] * 100) == []
+        status = run_stack("status", stack_dir, check=False)
+        assert status.returncode != 0 and re.search(r"^kafka-2\s+down", status.stdout, re.M), status.stdout
+        run_stack("start-broker", stack_dir, extra=["2"])
+        assert run_stack("status", stack_dir).returncode == 0
+
+        down = run_stack("down", stack_dir)
+        still = {n: p for n, p in recorded_pids(stack_dir).items() if not wait_dead(p)}
+        assert not still and not any(alive(p) for p in pids.values() if p != pids["kafka-2"]), down.stderr
+    finally:
+        teardown_stack(stack_dir)
+
+
+def test_the_mock_broker_is_the_fallback():
+    stack_dir = new_stack_dir()
+    try:
+        stack = start_stack(stack_dir, CHAINWATCH_KAFKA="mock")
+        assert stack["CHAINWATCH_KAFKA"] == "mock" and kafka_nodes(stack) == ["kafka-mock"]
+        assert sorted(recorded_pids(stack_dir)) == ["kafka-mock", "postgres", "redis"]
+        proc = sh(["kcat", "-L", "-J", "-b", stack["KAFKA_BOOTSTRAP_SERVERS"], "-m", "10"])
+        topics = {t["topic"]: len(t["partitions"]) for t in json.loads(proc.stdout)["topics"]}
+        assert topics.get("blockchain-transactions") == 32, topics
+        assert produce(stack["KAFKA_BOOTSTRAP_SERVERS"], stack["KAFKA_TOPIC"], [b"x"] * 10) == []
+        assert run_stack("status", stack_dir).returncode == 0
+    finally:
+        teardown_stack(stack_dir)

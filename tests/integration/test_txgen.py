@@ -7,6 +7,7 @@ is killed in fixture teardown, also when the test fails.
 
 import collections
 import csv
+import datetime
 import json
 import os
 import pathlib
@@ -39,6 +40,14 @@ ETHERSCAN_FIELDS = [
 JSONRPC_FIELDS = [
     "hash", "nonce", "blockHash", "blockNumber", "transactionIndex", "from", "to", "value",
     "gas", "gasPrice", "input", "type", "chainId",
+]
+# ethereum-etl's `stream --output kafka` transaction item: transaction_to_dict joined with the receipt
+# (ethereumetl/streaming/enrich.py enrich_transactions, in its order), then item_id and item_timestamp
+ETHEREUM_ETL_FIELDS = [
+    "type", "hash", "nonce", "transaction_index", "from_address", "to_address", "value", "gas", "gas_price",
+    "input", "block_timestamp", "block_number", "block_hash", "max_fee_per_gas", "max_priority_fee_per_gas",
+    "transaction_type", "receipt_cumulative_gas_used", "receipt_gas_used", "receipt_contract_address",
+    "receipt_root", "receipt_status", "receipt_effective_gas_price", "item_id", "item_timestamp",
 ]
 LEGACY_FIELDS = ["hash", "from", "to", "value", "gas", "gasPrice", "timestamp", "blockNumber"]
 
@@ -106,7 +115,7 @@ def test_help_documents_every_option():
     text = res.stdout.decode()
     for opt in ("--count", "--rate", "--seed", "--format", "--anomaly-rate", "--labels",
                 "--start-block", "--brokers", "--topic", "--kafka-conf", "--help",
-                "etherscan", "jsonrpc", "legacy", *KINDS):
+                "etherscan", "jsonrpc", "ethereum-etl", "legacy", *KINDS):
         assert opt in text, f"--help does not mention {opt}"
 
 
@@ -201,16 +210,55 @@ def test_legacy_format():
             assert isinstance(r[k], int) and r[k] >= 0, (k, r[k])
 
 
+def test_ethereum_etl_format():
+    res = txgen("--count", 5000, "--format", "ethereum-etl", "--seed", 3)
+    assert res.returncode == 0, res.stderr.decode()
+    lines = res.stdout.decode().splitlines()
+    rows = [json.loads(line) for line in lines]
+    types = collections.Counter()
+    for line, r in zip(lines, rows):
+        assert list(r) == ETHEREUM_ETL_FIELDS
+        assert r["type"] == "transaction" and r["item_id"] == "transaction_" + r["hash"]
+        # quantities are bare JSON integers as Python writes an int: never a string, a fraction or an exponent
+        for k in ("nonce", "transaction_index", "value", "gas", "gas_price", "block_timestamp", "block_number",
+                  "transaction_type", "receipt_cumulative_gas_used", "receipt_gas_used", "receipt_status",
+                  "receipt_effective_gas_price"):
+            assert type(r[k]) is int and r[k] >= 0, (k, r[k])
+            assert f'"{k}":{r[k]},' in line, (k, line)
+        assert HASH.match(r["hash"]) and HASH.match(r["block_hash"])
+        assert ADDR.match(r["from_address"]) and DATA.match(r["input"])
+        assert r["receipt_root"] is None and r["receipt_status"] == 1
+        assert r["receipt_effective_gas_price"] == r["gas_price"]
+        assert r["receipt_gas_used"] <= r["gas"] and r["receipt_gas_used"] <= r["receipt_cumulative_gas_used"]
+        ts = datetime.datetime.fromtimestamp(r["block_timestamp"], datetime.timezone.utc)
+        assert r["item_timestamp"] == ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if r["to_address"] is None:
+            assert ADDR.match(r["receipt_contract_address"]) and r["input"] != "0x"
+        else:
+            assert ADDR.match(r["to_address"]) and r["receipt_contract_address"] is None
+        types[r["transaction_type"]] += 1
+        if r["transaction_type"] == 2:
+            assert r["gas_price"] <= r["max_fee_per_gas"] and r["max_priority_fee_per_gas"] <= r["max_fee_per_gas"]
+        else:
+            assert r["transaction_type"] == 0
+            assert r["max_fee_per_gas"] is None and r["max_priority_fee_per_gas"] is None
+    assert set(types) == {0, 2}, types
+    assert any(r["to_address"] is None for r in rows), "no contract creation (to_address null)"
+    assert any(r["value"] >= 2**53 for r in rows), "no value at or above 2^53 (the case ethereum-etl forces)"
+
+
 def test_formats_describe_the_same_transactions():
     es = generate("--count", 2000, "--format", "etherscan")
     rpc = generate("--count", 2000, "--format", "jsonrpc")
     leg = generate("--count", 2000, "--format", "legacy")
-    for a, b, c in zip(es, rpc, leg):
-        assert a["hash"] == b["hash"] == c["hash"]
-        assert int(a["value"]) == int(b["value"], 16) == int(c["value"])
-        assert int(a["gasPrice"]) == int(b["gasPrice"], 16) == c["gasPrice"]
-        assert int(a["blockNumber"]) == int(b["blockNumber"], 16) == c["blockNumber"]
-        assert int(a["timeStamp"]) == c["timestamp"]
+    etl = generate("--count", 2000, "--format", "ethereum-etl")
+    for a, b, c, d in zip(es, rpc, leg, etl):
+        assert a["hash"] == b["hash"] == c["hash"] == d["hash"]
+        assert int(a["value"]) == int(b["value"], 16) == int(c["value"]) == d["value"]
+        assert int(a["gasPrice"]) == int(b["gasPrice"], 16) == c["gasPrice"] == d["gas_price"]
+        assert int(a["blockNumber"]) == int(b["blockNumber"], 16) == c["blockNumber"] == d["block_number"]
+        assert int(a["timeStamp"]) == c["timestamp"] == d["block_timestamp"]
+        assert (a["to"] or None) == b["to"] == c["to"] == d["to_address"]
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):

@@ -109,7 +109,7 @@ static char *tx_with(const char *value, const char *gas, const char *gas_price)
     return s;
 }
 
-/* ---- the three formats ---------------------------------------------------------------------- */
+/* ---- the four formats ---------------------------------------------------------------------- */
 
 static void etherscan_txlist_object(void **state)
 {
@@ -191,6 +191,101 @@ static void jsonrpc_eip1559_max_fee_without_gas_price(void **state)
                   "\"gasPrice\":\"0x5\",\"maxFeePerGas\":\"0x10\"}",
                   1);
     assert_string_equal(t->gas_price, "5");
+    free(t);
+}
+
+/*
+ * ethereum-etl (`ethereumetl stream --output kafka`, transaction_mapper.transaction_to_dict, the
+ * columns of its docs/schema.md): snake_case names, every quantity a JSON number written from a
+ * Python int (value far above 2^53), block_timestamp in unix seconds, to_address null for a
+ * creation, max_fee_per_gas null for a type-0 transaction; the stream adds item_id,
+ * item_timestamp and the receipt_* fields of the enriched item.
+ */
+static void ethereum_etl_transaction(void **state)
+{
+    (void) state;
+    const char *msg =
+        "{\"type\":\"transaction\",\"hash\":\"" HASH_A "\",\"nonce\":7,"
+        "\"block_hash\":\"0x01\",\"block_number\":19000000,\"block_timestamp\":1704067200,"
+        "\"transaction_index\":3,\"from_address\":\"" ADDR_1 "\",\"to_address\":\"" ADDR_2 "\","
+        "\"value\":123456789012345678901234567890,\"gas\":21000,\"gas_price\":30000000000,"
+        "\"input\":\"0x\",\"max_fee_per_gas\":40000000000,\"max_priority_fee_per_gas\":1000000000,"
+        "\"transaction_type\":2,\"receipt_cumulative_gas_used\":21000,\"receipt_gas_used\":21000,"
+        "\"receipt_contract_address\":null,\"receipt_root\":null,\"receipt_status\":1,"
+        "\"receipt_effective_gas_price\":30000000000,\"item_id\":\"transaction_" HASH_A "\","
+        "\"item_timestamp\":\"2024-01-01T00:00:00Z\"}";
+    cw_tx *t = decode_ok(msg, 1);
+    assert_string_equal(t->hash, HASH_A);
+    assert_string_equal(t->from, ADDR_1);
+    assert_string_equal(t->to, ADDR_2);
+    assert_string_equal(t->value, "123456789012345678901234567890"); /* not 1.2345678901234568e29 */
+    assert_true(t->f_value == 123456789012345678901234567890.0);
+    assert_string_equal(t->gas, "21000");
+    assert_string_equal(t->gas_price, "30000000000"); /* gas_price (paid) before max_fee_per_gas */
+    assert_int_equal(t->block_number, 19000000);
+    assert_int_equal(t->timestamp, 1704067200);
+    free(t);
+}
+
+static void ethereum_etl_creation_and_null_gas_price(void **state)
+{
+    (void) state;
+    /* a type-0 creation: to_address null, max fees null */
+    cw_tx *t =
+        decode_ok("{\"type\":\"transaction\",\"hash\":\"" HASH_B "\",\"from_address\":\"" ADDR_1
+                  "\",\"to_address\":null,\"value\":0,\"gas\":1000000,"
+                  "\"gas_price\":12000000000,\"max_fee_per_gas\":null,"
+                  "\"max_priority_fee_per_gas\":null,\"transaction_type\":0,"
+                  "\"block_number\":1,\"block_timestamp\":1438269988}",
+                  1);
+    assert_string_equal(t->to, "");
+    assert_string_equal(t->value, "0");
+    assert_string_equal(t->gas_price, "12000000000");
+    assert_int_equal(t->timestamp, 1438269988);
+    free(t);
+    /* gas_price null: max_fee_per_gas is the price, as for JSON-RPC */
+    t = decode_ok("{\"hash\":\"" HASH_A "\",\"value\":" U64_PLUS_1_DEC ",\"gas\":21000,"
+                  "\"gas_price\":null,\"max_fee_per_gas\":" U256_MAX_DEC "}",
+                  1);
+    assert_string_equal(t->value, U64_PLUS_1_DEC);
+    assert_string_equal(t->gas_price, U256_MAX_DEC);
+    free(t);
+}
+
+/* JSON-RPC transaction objects of Erigon, Otterscan and recent nodes carry blockTimestamp */
+static void jsonrpc_block_timestamp(void **state)
+{
+    (void) state;
+    cw_tx *t = decode_ok("{\"blockHash\":\"0x01\",\"blockNumber\":\"0x121eac0\",\"blockTimestamp\":"
+                         "\"0x65920080\",\"hash\":\"" HASH_B "\",\"from\":\"" ADDR_2 "\","
+                         "\"to\":\"" ADDR_1 "\",\"value\":\"0x1\",\"gas\":\"0x5208\","
+                         "\"gasPrice\":\"0x6fc23ac00\",\"type\":\"0x2\"}",
+                         1);
+    assert_int_equal(t->timestamp, 1704067200);
+    assert_int_equal(t->block_number, 19000000);
+    free(t);
+    /* a bad blockTimestamp is a bad timestamp, not ignored */
+    refused("{\"hash\":\"" HASH_B "\",\"value\":\"0x1\",\"gas\":\"0x1\",\"gasPrice\":\"0x1\","
+            "\"blockTimestamp\":\"0xzz\"}",
+            CW_DECODE_INVALID_FIELD);
+}
+
+/* one field under two names: the first occurrence wins, as for a name given twice */
+static void first_spelling_wins(void **state)
+{
+    (void) state;
+    cw_tx *t =
+        decode_ok("{\"hash\":\"" HASH_A "\",\"from_address\":\"" ADDR_2 "\",\"from\":\"" ADDR_1
+                  "\",\"value\":1,\"gas\":1,\"gas_price\":7,\"gasPrice\":9}",
+                  1);
+    assert_string_equal(t->from, ADDR_2);
+    assert_string_equal(t->gas_price, "7");
+    free(t);
+    /* Etherscan's timeStamp is read before any other spelling of the time */
+    t = decode_ok("{\"hash\":\"" HASH_A "\",\"value\":1,\"gas\":1,\"gasPrice\":1,"
+                  "\"block_timestamp\":5,\"timeStamp\":\"6\"}",
+                  1);
+    assert_int_equal(t->timestamp, 6);
     free(t);
 }
 
@@ -343,20 +438,68 @@ static void leading_zeros_are_dropped(void **state)
               U256_MAX_DEC);
 }
 
-static void json_numbers_up_to_2_pow_53_minus_1(void **state)
+/* JSON numbers are read exactly from their digits at any size; the value must be an integer */
+static void json_numbers_of_any_size_are_exact(void **state)
 {
     (void) state;
     amount_is("9007199254740991", "9007199254740991");
-    amount_is("1e3", "1000");                          /* an exact integer, however written */
-    char *msg = tx_with("9007199254740992", "1", "1"); /* 2^53: no longer provably exact */
-    refused(msg, CW_DECODE_INVALID_FIELD);
-    free(msg);
-    msg = tx_with("9007199254740993", "1", "1");
-    refused(msg, CW_DECODE_INVALID_FIELD);
-    free(msg);
-    msg = tx_with("\"1\"", "1e300", "1");
-    refused(msg, CW_DECODE_INVALID_FIELD);
-    free(msg);
+    amount_is("9007199254740993", "9007199254740993"); /* 2^53 + 1: no double holds it */
+    amount_is(U64_PLUS_1_DEC, U64_PLUS_1_DEC);
+    amount_is(U256_MAX_DEC, U256_MAX_DEC);
+    amount_is("1e3", "1000"); /* an exact integer, however written */
+    amount_is("1000.000", "1000");
+    amount_is("1.10e1", "11");
+    amount_is("12300e-2", "123");
+    amount_is("1E+2", "100");
+    amount_is("1e77", "100000000000000000000000000000000000000000000000000000000000000000000000000"
+                      "000");
+    amount_is("-0", "0");
+    amount_is("0.0e999999", "0");
+    amount_is("0e-5", "0");
+    const char *fractions[] = {"1.5", "1e-1", "0.1", "10.01e1", "123e-2", "1e-999999"};
+    for (size_t i = 0; i < sizeof(fractions) / sizeof(fractions[0]); i++) {
+        char *msg = tx_with(fractions[i], "1", "1");
+        refused(msg, CW_DECODE_INVALID_FIELD);
+        free(msg);
+    }
+    const char *too_big[] = {U256_DEC, "1e78", "2e77", "1e300", "1e999999999999"};
+    for (size_t i = 0; i < sizeof(too_big) / sizeof(too_big[0]); i++) {
+        char *msg = tx_with("\"1\"", too_big[i], "1");
+        refused(msg, CW_DECODE_INVALID_FIELD);
+        free(msg);
+    }
+    const char *negative[] = {"-1", "-1.5", "-1e300", "-" U256_DEC};
+    for (size_t i = 0; i < sizeof(negative) / sizeof(negative[0]); i++) {
+        char *msg = tx_with(negative[i], "1", "1");
+        refused(msg, CW_DECODE_NEGATIVE_AMOUNT);
+        free(msg);
+    }
+    /* block numbers and times are int64: a huge JSON integer there is out of range */
+    refused("{\"hash\":\"" HASH_A "\",\"value\":1,\"gas\":1,\"gasPrice\":1,"
+            "\"block_number\":" U64_PLUS_1_DEC "}",
+            CW_DECODE_INVALID_FIELD);
+}
+
+/* wei.c's JSON number reader on its own: statuses and the nearest double */
+static void wei_from_json_number_directly(void **state)
+{
+    (void) state;
+    char dec[CW_WEI_DEC_MAX];
+    double approx = -1;
+    assert_int_equal(cw_wei_from_json_number("123456789012345678901234567890", 30, dec, &approx),
+                     CW_WEI_OK);
+    assert_string_equal(dec, "123456789012345678901234567890");
+    assert_true(approx == 123456789012345678901234567890.0);
+    assert_int_equal(cw_wei_from_json_number("25e-1", 5, dec, NULL), CW_WEI_FRACTION);
+    assert_int_equal(cw_wei_from_json_number("-2", 2, dec, NULL), CW_WEI_NEGATIVE);
+    assert_int_equal(cw_wei_from_json_number("", 0, dec, NULL), CW_WEI_EMPTY);
+    assert_int_equal(cw_wei_from_json_number("1.", 2, dec, NULL), CW_WEI_INVALID);
+    assert_int_equal(cw_wei_from_json_number("1e", 2, dec, NULL), CW_WEI_INVALID);
+    assert_int_equal(cw_wei_from_json_number("x", 1, dec, NULL), CW_WEI_INVALID);
+    assert_int_equal(cw_wei_from_json_number("1e78", 4, dec, NULL), CW_WEI_OVERFLOW);
+    /* n bounds the input */
+    assert_int_equal(cw_wei_from_json_number("12345", 2, dec, NULL), CW_WEI_OK);
+    assert_string_equal(dec, "12");
 }
 
 static void wei_parse_directly(void **state)
@@ -821,7 +964,7 @@ static void escapes_in_names_and_values_are_decoded(void **state)
     snprintf(msg, sizeof(msg),
              "{\"hash\":\"" HASH_A "\",\"value\":\"\\u0031%s\",\"gas\":1,\"gasPrice\":1}", digits);
     refused(msg, CW_DECODE_INVALID_FIELD);
-    /* a JSON number too long to be an exact integer below 2^53 */
+    /* a JSON number of 599 digits is above 2^256 - 1 */
     snprintf(msg, sizeof(msg), "{\"hash\":\"" HASH_A "\",\"value\":%s,\"gas\":1,\"gasPrice\":1}",
              digits);
     refused(msg, CW_DECODE_INVALID_FIELD);
@@ -847,6 +990,10 @@ int main(void)
         cmocka_unit_test(etherscan_contract_creation_empty_to),
         cmocka_unit_test(jsonrpc_hex_quantities_and_null_to),
         cmocka_unit_test(jsonrpc_eip1559_max_fee_without_gas_price),
+        cmocka_unit_test(ethereum_etl_transaction),
+        cmocka_unit_test(ethereum_etl_creation_and_null_gas_price),
+        cmocka_unit_test(jsonrpc_block_timestamp),
+        cmocka_unit_test(first_spelling_wins),
         cmocka_unit_test(legacy_numeric_gas_and_gas_price),
         cmocka_unit_test(valid_non_ascii_utf8_is_accepted),
         cmocka_unit_test(array_of_objects_in_mixed_formats),
@@ -857,7 +1004,8 @@ int main(void)
         cmocka_unit_test(two_to_the_256_is_refused),
         cmocka_unit_test(hex_to_decimal_is_exact),
         cmocka_unit_test(leading_zeros_are_dropped),
-        cmocka_unit_test(json_numbers_up_to_2_pow_53_minus_1),
+        cmocka_unit_test(json_numbers_of_any_size_are_exact),
+        cmocka_unit_test(wei_from_json_number_directly),
         cmocka_unit_test(wei_parse_directly),
         cmocka_unit_test(invalid_json),
         cmocka_unit_test(invalid_utf8),

@@ -1,4 +1,4 @@
-/* tools/txgen/format.h — one transaction as Etherscan, JSON-RPC or legacy JSON */
+/* tools/txgen/format.h — one transaction as Etherscan, JSON-RPC, ethereum-etl or legacy JSON */
 #ifndef TXGEN_FORMAT_H
 #define TXGEN_FORMAT_H
 
@@ -14,9 +14,11 @@ enum tx_format {
     FORMAT_ETHERSCAN = 0,
     FORMAT_JSONRPC,
     FORMAT_LEGACY,
+    FORMAT_ETHEREUM_ETL,
 };
 
-/* format_parse maps "etherscan" / "jsonrpc" / "legacy" to *out; returns 0 or -1. */
+/* format_parse maps "etherscan" / "jsonrpc" / "legacy" / "ethereum-etl" to *out; returns 0 or -1.
+ */
 int format_parse(const char *name, enum tx_format *out);
 
 /* format_tx writes tx as one JSON object (no newline) at buf, which must have TX_JSON_MAX bytes

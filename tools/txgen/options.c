@@ -21,7 +21,8 @@ static const struct txgen_option {
     {"count", required_argument, 'n', "N", "messages to generate; 0 = until SIGINT/SIGTERM (1000)"},
     {"rate", required_argument, 'r', "R", "messages per second, paced smoothly; 0 = max (0)"},
     {"seed", required_argument, 's', "S", "PRNG seed; same seed + options = same bytes (1)"},
-    {"format", required_argument, 'f', "FMT", "etherscan | jsonrpc | legacy (etherscan)"},
+    {"format", required_argument, 'f', "FMT",
+     "etherscan | jsonrpc | ethereum-etl | legacy (etherscan)"},
     {"anomaly-rate", required_argument, 'a', "R",
      "fraction of labelled anomalous transactions, 0..1 (0.01)"},
     {"labels", required_argument, 'l', "FILE", "write anomaly labels as CSV 'hash,kind'"},
@@ -163,7 +164,8 @@ int options_parse(int argc, char **argv, struct txgen_options *o, char *errbuf, 
         case 'f':
             if (format_parse(optarg, &o->format) != 0) {
                 snprintf(errbuf, errlen,
-                         "--format '%s': expected one of etherscan, jsonrpc, legacy", optarg);
+                         "--format '%s': expected one of etherscan, jsonrpc, ethereum-etl, legacy",
+                         optarg);
                 return OPTIONS_ERR;
             }
             break;
