@@ -72,6 +72,39 @@ def stream100k(tmp_path_factory):
     return rows, read_labels(labels)
 
 
+@pytest.fixture(scope="module")
+def stream200k(tmp_path_factory):
+    """200k jsonrpc transactions (seed 31, --anomaly-rate 0.01) with their labels, for the tests of
+    behaviour: rows in stream order, labels by hash."""
+    labels = tmp_path_factory.mktemp("txgen") / "labels.csv"
+    rows = generate("--count", 200000, "--seed", 31, "--anomaly-rate", 0.01, "--format", "jsonrpc",
+                    "--labels", labels)
+    for r in rows:
+        r["value"] = int(r["value"], 16)
+        r["nonce"] = int(r["nonce"], 16)
+        r["blockNumber"] = int(r["blockNumber"], 16)
+    return rows, read_labels(labels)
+
+
+def is_plain_transfer(r):
+    return r["to"] is not None and r["input"] == "0x"
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def first_seen(rows):
+    """first_seen: address -> index of the first row that names it as sender or recipient."""
+    seen = {}
+    for i, r in enumerate(rows):
+        for a in (r["from"], r["to"]):
+            if a is not None and a not in seen:
+                seen[a] = i
+    return seen
+
+
 @pytest.fixture
 def procs():
     """A list to register Popen objects in; all are killed at teardown."""
@@ -364,3 +397,156 @@ def test_to_kafka_unreachable_fails():
                 "--kafka-conf", "message.timeout.ms=1500", timeout=30)
     assert res.returncode == 1
     assert "delivered 0 of 100" in res.stderr.decode()
+
+
+# --- behaviour of ordinary accounts (200k transactions, seed 31) ---
+
+
+def test_ordinary_transfers_stay_near_their_senders_scale(stream200k):
+    """No real wallet sends 50x its usual amount every sixth transfer: each account has its own
+    value scale and spread, so among unlabelled plain transfers of senders with at least five of
+    them, under 0.5% reach 50x the sender's median. Scales differ between senders (retail to
+    whales) and each sender's values still vary."""
+    rows, labels = stream200k
+    by_sender = collections.defaultdict(list)
+    for r in rows:
+        if r["hash"] not in labels and is_plain_transfer(r):
+            by_sender[r["from"]].append(r["value"])
+    checked = far = 0
+    medians, spreads = [], []
+    for values in by_sender.values():
+        if len(values) < 5:
+            continue
+        m = median(values)
+        checked += len(values)
+        far += sum(v >= 50 * m for v in values)
+        medians.append(m)
+        values.sort()
+        spreads.append(values[int(0.9 * len(values))] / max(values[len(values) // 10], 1))
+    assert checked > 30000, f"only {checked} transfers from senders with 5 or more"
+    assert far / checked < 0.005, f"{far} of {checked} transfers are >= 50x their sender's median"
+    medians.sort()
+    assert medians[int(0.9 * len(medians))] > 100 * medians[len(medians) // 10], "one value scale"
+    assert median(spreads) > 2, f"senders' values barely vary (median p90/p10 {median(spreads)})"
+
+
+def test_senders_keep_to_their_counterparties(stream200k):
+    """Accounts have usual counterparties: for senders with ten or more unlabelled transactions,
+    most of what each sends goes to its five most frequent recipients."""
+    rows, labels = stream200k
+    recipients = collections.defaultdict(collections.Counter)
+    for r in rows:
+        if r["hash"] not in labels:
+            recipients[r["from"]][r["to"]] += 1
+    shares = []
+    for c in recipients.values():
+        n = sum(c.values())
+        if n >= 10:
+            shares.append(sum(k for _, k in c.most_common(5)) / n)
+    assert len(shares) > 1000, f"only {len(shares)} senders with ten transactions"
+    assert median(shares) >= 0.6, f"median share to the top-5 recipients {median(shares):.2f}"
+
+
+def test_activity_is_heavy_tailed(stream200k):
+    """Activity rates are heavy-tailed: many accounts send once, the median sender a few times,
+    the busiest hundreds of times more, and the top 1% of senders carry a quarter of the
+    traffic."""
+    rows, _ = stream200k
+    counts = sorted(collections.Counter(r["from"] for r in rows).values(), reverse=True)
+    once = sum(n == 1 for n in counts) / len(counts)
+    mid = counts[len(counts) // 2]
+    top = sum(counts[:len(counts) // 100]) / len(rows)
+    assert once >= 0.1, f"only {once:.1%} of senders send exactly once"
+    assert mid <= 6, f"the median sender sends {mid} times"
+    assert counts[0] >= 200 * mid, f"busiest {counts[0]} vs median {mid}"
+    assert top >= 0.25, f"top 1% of senders carry {top:.1%}"
+
+
+def test_kinds_behave_like_their_kind(stream200k):
+    """Among the busiest senders, exchange hot wallets withdraw to many distinct, mostly new
+    addresses, while bots keep calling the same few contracts; popular contracts (routers,
+    tokens) are called by thousands, mostly without value."""
+    rows, labels = stream200k
+    seen = first_seen(rows)
+    plain = collections.defaultdict(list)
+    targets = collections.defaultdict(collections.Counter)
+    for i, r in enumerate(rows):
+        if r["hash"] in labels:
+            continue
+        targets[r["from"]][r["to"]] += 1
+        if is_plain_transfer(r):
+            plain[r["from"]].append((i, r["to"]))
+    busiest = sorted(targets, key=lambda a: -sum(targets[a].values()))[:40]
+    exchanges = bots = 0
+    for a in busiest:
+        sent = plain[a]
+        n = sum(targets[a].values())
+        if len(sent) >= 100 and len({to for _, to in sent}) >= 0.8 * len(sent):
+            new = sum(seen[to] == i for i, to in sent)
+            assert new >= 0.4 * len(sent), f"{a}: {new} of {len(sent)} withdrawals to new addresses"
+            exchanges += 1
+        elif len(targets[a]) <= 0.2 * n:
+            bots += 1
+    assert exchanges >= 5, f"{exchanges} exchange-like senders among the busiest 40"
+    assert bots >= 3, f"{bots} senders with few counterparties among the busiest 40"
+    callers = collections.defaultdict(set)
+    calls = collections.Counter()
+    zero = collections.Counter()
+    for r in rows:
+        if r["to"] is not None and r["input"] != "0x" and r["hash"] not in labels:
+            callers[r["to"]].add(r["from"])
+            calls[r["to"]] += 1
+            zero[r["to"]] += r["value"] == 0
+    top = calls.most_common(5)
+    assert top[0][1] >= 3 * top[4][1], f"contract popularity is flat: {top}"
+    assert len(callers[top[0][0]]) >= 1000
+    assert zero[top[0][0]] >= 0.6 * top[0][1]
+
+
+def test_new_accounts_appear_during_the_stream(stream200k):
+    """First seen happens during the stream too: addresses funded by a transfer (mostly an
+    exchange withdrawal) later send their own first transaction (nonce 0), in both halves."""
+    rows, labels = stream200k
+    seen = first_seen(rows)
+    started = set()
+    late = []
+    for i, r in enumerate(rows):
+        a = r["from"]
+        if a in started:
+            continue
+        started.add(a)
+        if r["nonce"] == 0 and r["hash"] not in labels and seen[a] < i:
+            late.append(i)
+    assert len(late) >= 500, f"only {len(late)} funded accounts start sending"
+    assert sum(i >= len(rows) // 2 for i in late) >= 0.3 * len(late)
+
+
+def test_tip_habits_differ_between_senders(stream200k):
+    """Each account tips its own way relative to the market (bots far above it): the spread of
+    senders' median priority fees is much wider than the spread within one sender."""
+    rows, labels = stream200k
+    tips = collections.defaultdict(list)
+    for r in rows:
+        if r["type"] == "0x2" and r["hash"] not in labels:
+            tips[r["from"]].append(int(r["maxPriorityFeePerGas"], 16))
+    medians, within = [], []
+    for t in tips.values():
+        if len(t) >= 20:
+            t.sort()
+            medians.append(t[len(t) // 2])
+            within.append(t[int(0.9 * len(t))] / t[len(t) // 10])
+    medians.sort()
+    across = medians[int(0.9 * len(medians))] / medians[len(medians) // 10]
+    assert len(medians) >= 200
+    assert across >= 5, f"senders' median tips p90/p10 {across:.1f}"
+    assert across >= 2 * median(within), f"across {across:.1f}, within {median(within):.1f}"
+
+
+def test_gas_prices_drift(stream200k):
+    """The market moves: the median gas price of 200-block windows varies by more than 1.5x."""
+    rows, _ = stream200k
+    windows = collections.defaultdict(list)
+    for r in rows:
+        windows[r["blockNumber"] // 200].append(int(r["gasPrice"], 16))
+    medians = [median(v) for v in windows.values()]
+    assert max(medians) >= 1.5 * min(medians), medians
