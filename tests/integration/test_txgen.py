@@ -27,7 +27,8 @@ ADDR = re.compile(r"^0x[0-9a-f]{40}$")
 DATA = re.compile(r"^0x([0-9a-f]{2})*$")
 QTY = re.compile(r"^0x(0|[1-9a-f][0-9a-f]*)$")
 DEC = re.compile(r"^(0|[1-9][0-9]*)$")
-KINDS = {"huge_value", "gas_price_spike", "gas_limit_outlier", "address_burst"}
+KINDS = {"huge_value", "gas_price_spike", "gas_limit_outlier", "address_burst",
+         "address_poisoning", "drainer_sweep", "peel_chain"}
 GWEI = 10**9
 ETH = 10**18
 
@@ -274,19 +275,31 @@ def test_labels_match_output_and_rate(stream100k):
     for h, kind in labels.items():
         r = by_hash[h]
         if kind == "huge_value":
-            assert 10_000 * ETH <= int(r["value"]) <= 1_000_000 * ETH
+            assert int(r["value"]) <= 1_000_000 * ETH and r["input"] == "0x"
         elif kind == "gas_price_spike":
             assert 5_000 * GWEI <= int(r["gasPrice"]) <= 50_000 * GWEI
         elif kind == "gas_limit_outlier":
             gas = int(r["gas"])
             assert 8_000_000 <= gas <= 30_000_000 or 21_000 < gas < 22_000
-        else:
+        elif kind == "address_burst":
             bursts[r["from"]].append(r)
     assert bursts, "no address_burst in 100k transactions"
     for sender, txs in bursts.items():
         assert len({t["blockNumber"] for t in txs}) == 1, "burst spans blocks"
         assert len(txs) >= 20
         assert sorted(int(t["nonce"]) for t in txs) == list(range(len(txs))), "fresh address"
+    # huge values are far above their sender's own transfers, half of them 10k ETH or more
+    huge = [by_hash[h] for h, k in labels.items() if k == "huge_value"]
+    plain = collections.defaultdict(list)
+    for r in rows:
+        if r["hash"] not in labels and r["input"] == "0x" and r["to"] != "":
+            plain[r["from"]].append(int(r["value"]))
+    known = [r for r in huge if len(plain[r["from"]]) >= 5]
+    assert len(known) >= 20, f"only {len(known)} huge values from senders with history"
+    far = sum(int(r["value"]) >= 30 * median(plain[r["from"]]) for r in known)
+    assert far >= 0.9 * len(known), f"{far} of {len(known)} huge values >= 30x the median"
+    absolute = sum(int(r["value"]) >= 10_000 * ETH for r in huge) / len(huge)
+    assert 0.3 <= absolute <= 0.7, f"{absolute:.0%} of huge values are >= 10k ETH"
     # normal transactions stay inside the normal ranges
     for r in rows:
         if r["hash"] not in labels:
@@ -543,10 +556,163 @@ def test_tip_habits_differ_between_senders(stream200k):
 
 
 def test_gas_prices_drift(stream200k):
-    """The market moves: the median gas price of 200-block windows varies by more than 1.5x."""
+    """The market moves: the median gas price of 100-block (20-minute) windows varies by more
+    than 1.5x."""
     rows, _ = stream200k
     windows = collections.defaultdict(list)
     for r in rows:
-        windows[r["blockNumber"] // 200].append(int(r["gasPrice"], 16))
+        windows[r["blockNumber"] // 100].append(int(r["gasPrice"], 16))
     medians = [median(v) for v in windows.values()]
     assert max(medians) >= 1.5 * min(medians), medians
+
+
+# --- attacks that only show over time (200k transactions, seed 31) ---
+
+
+def labelled(rows, labels, kind):
+    """(index, row) of every transaction labelled kind, in stream order."""
+    return [(i, r) for i, r in enumerate(rows) if labels.get(r["hash"]) == kind]
+
+
+def gas_cost(r):
+    """What a plain transfer's gas cost its sender (gas used = gas limit = 21000)."""
+    assert r["input"] == "0x" and int(r["gas"], 16) == 21000
+    return 21000 * int(r["gasPrice"], 16)
+
+
+def lookalike(a, b):
+    """a imitates b: the same first and last four hex digits, a different address."""
+    return a != b and a[2:6] == b[2:6] and a[-4:] == b[-4:]
+
+
+def test_every_kind_keeps_its_share(stream200k):
+    """Every kind appears, each with a sizeable share of the labels (the shares are fixed,
+    --anomaly-rate scales them all)."""
+    _, labels = stream200k
+    counts = collections.Counter(labels.values())
+    assert set(counts) == KINDS, counts
+    for kind, n in counts.items():
+        assert 0.07 <= n / len(labels) <= 0.25, f"{kind}: {n} of {len(labels)} labels"
+
+
+def test_address_poisoning_imitates_a_recent_counterparty(stream200k):
+    """Address poisoning: shortly after a victim paid a counterparty (an ordinary, unlabelled
+    transfer), a fresh address that looks like the counterparty (same first and last four hex
+    digits) sends the victim dust, or a fresh operator calls transferFrom(victim, lookalike, 0)
+    on a token, so the lookalike shows up in the victim's history. Within 20 blocks."""
+    rows, labels = stream200k
+    paid = collections.defaultdict(list)  # victim -> [(block, counterparty)]
+    seen = first_seen(rows)
+    dust = zero = 0
+    for i, r in enumerate(rows):
+        kind = labels.get(r["hash"])
+        if kind is None and is_plain_transfer(r):
+            paid[r["from"]].append((r["blockNumber"], r["to"]))
+        if kind != "address_poisoning":
+            continue
+        if r["input"] == "0x":
+            victim, fake = r["to"], r["from"]
+            assert 0 < r["value"] <= ETH // 10_000, f"poisoning dust of {r['value']} wei"
+            assert r["nonce"] == 0 and seen[fake] == i, "dust from a used address"
+            dust += 1
+        else:
+            assert r["input"][:10] == "0x23b872dd" and len(r["input"]) == 2 + 8 + 3 * 64
+            victim = "0x" + r["input"][10 + 24:10 + 64]
+            fake = "0x" + r["input"][10 + 64 + 24:10 + 128]
+            assert int(r["input"][10 + 128:], 16) == 0 and r["value"] == 0
+            zero += 1
+        recent = [to for b, to in paid[victim] if r["blockNumber"] - b <= 20]
+        assert any(lookalike(fake, to) for to in recent), \
+            f"{fake} imitates none of {victim}'s recent counterparties {recent}"
+    assert dust >= 50 and zero >= 30, f"{dust} dust transfers, {zero} zero-value transferFrom"
+
+
+def test_drainer_sweep_empties_victims_into_one_fresh_address(stream200k):
+    """Drainer sweep: several accounts with history each empty their wallet into the same
+    fresh address within minutes, each in a burst of consecutive nonces inside a few blocks:
+    token approvals or transfers naming the drainer, then ETH far above what the account
+    usually sends (>= 10x its own median). Where the drainer is an EOA it forwards what it
+    took, 20% to one fee address shared by every drainer and the rest to a fresh payout,
+    keeping nothing."""
+    rows, labels = stream200k
+    seen = first_seen(rows)
+    plain = collections.defaultdict(list)
+    for r in rows:
+        if r["hash"] not in labels and is_plain_transfer(r):
+            plain[r["from"]].append(r["value"])
+    sweep = labelled(rows, labels, "drainer_sweep")
+    sinks = {r["to"] for _, r in sweep if r["input"] == "0x"}  # drainers, fee, payouts
+    bursts = collections.defaultdict(list)  # (victim, drainer) -> the victim's burst
+    out = collections.defaultdict(list)  # drainer -> what it sent on
+    for i, r in sweep:
+        if r["from"] in sinks:
+            out[r["from"]].append((i, r))
+        else:
+            drainer = r["to"] if r["input"][:10] in ("0x", "0x4e71d92d") else \
+                "0x" + r["input"][10 + 24:10 + 64]
+            bursts[r["from"], drainer].append((i, r))
+    waves = collections.defaultdict(list)  # drainer -> its victims' ETH sweeps
+    tokens = checked = 0
+    for (victim, drainer), txs in bursts.items():
+        *calls, (i, eth) = txs
+        assert eth["to"] == drainer and eth["value"] > 0, "a burst that does not end in ETH"
+        waves[drainer].append((i, eth))
+        nonces = [r["nonce"] for _, r in txs]
+        assert nonces == sorted(nonces) and nonces[-1] - nonces[0] <= len(nonces) + 1
+        assert nonces[0] > 0, "a drained account without history"
+        assert eth["blockNumber"] - txs[0][1]["blockNumber"] <= 3, "a slow sweep"
+        for _, r in calls:
+            assert r["input"][:10] in ("0xa9059cbb", "0x095ea7b3") and r["value"] == 0
+            assert r["input"][10 + 24:10 + 64] == drainer[2:], "a token call not to the drainer"
+            tokens += 1
+        if len(plain[victim]) >= 5:
+            checked += 1
+            assert eth["value"] >= 10 * median(plain[victim]), "a small sweep"
+    fees = collections.Counter()
+    for drainer, victims in waves.items():
+        assert len(victims) >= 3, f"{drainer}: {len(victims)} victims"
+        assert seen[drainer] >= bursts[victims[0][1]["from"], drainer][0][0], \
+            f"{drainer} existed before the sweep"
+        span = victims[-1][1]["blockNumber"] - victims[0][1]["blockNumber"]
+        assert span <= 30 * len(victims), f"{drainer}: {len(victims)} victims in {span} blocks"
+        if out[drainer]:
+            took = sum(r["value"] for _, r in victims)
+            (_, fee), (j, payout) = out[drainer]
+            assert fee["nonce"] == 0 and payout["nonce"] == 1 and fee["to"] not in waves
+            assert fee["value"] == took // 5, "the fee is not 20%"
+            assert seen[payout["to"]] == j, "payout to a used address"
+            assert fee["value"] + payout["value"] + gas_cost(fee) + gas_cost(payout) == took, \
+                "the drainer kept some"
+            fees[fee["to"]] += 1
+    assert len(waves) >= 10 and checked >= 30 and tokens >= 50, (len(waves), checked, tokens)
+    assert len(fees) == 1 and sum(fees.values()) >= 5, f"fee addresses {fees}"
+    assert set(out) <= set(waves)
+
+
+def test_peel_chain_forwards_most_of_each_hop(stream200k):
+    """Peel chain: value hops through fresh addresses; each holder sends two transactions, a
+    small peel (<= 15% of what it holds) to an exchange or a deposit address and the rest
+    minus gas (> 80% of what it received) to a fresh address, which becomes the next holder
+    within minutes. Each holder ends with exactly nothing."""
+    rows, labels = stream200k
+    seen = first_seen(rows)
+    peel = labelled(rows, labels, "peel_chain")
+    by_holder = collections.defaultdict(list)
+    for i, r in peel:
+        by_holder[r["from"]].append((i, r))
+    received = {}
+    hops = chains = 0
+    for holder, txs in by_holder.items():
+        assert [r["nonce"] for _, r in txs] == [0, 1], f"{holder} is not a fresh one-hop holder"
+        (_, cut), (j, fwd) = txs
+        held = cut["value"] + gas_cost(cut) + fwd["value"] + gas_cost(fwd)
+        assert cut["value"] <= 0.15 * held, "the peel is not small"
+        assert fwd["value"] >= 0.8 * held
+        assert seen[fwd["to"]] == j, "forwarded to a used address"
+        if holder in received:
+            assert received[holder] == held, f"{holder} did not pass on exactly what it got"
+            hops += 1
+        else:
+            chains += 1
+        received[fwd["to"]] = fwd["value"]
+    assert chains >= 10 and hops >= 3 * chains, f"{chains} chains, {hops} linked hops"

@@ -1,5 +1,4 @@
-/* tools/txgen/chain.c — a synthetic Ethereum chain: accounts with habits, blocks, fees, labelled
- * anomalies */
+/* tools/txgen/chain.c — a synthetic Ethereum chain: accounts with habits, fees, labelled attacks */
 
 /*
  * Design
@@ -60,16 +59,32 @@
  * digits (round amounts) or many (computed amounts); digits beyond what a double can carry
  * come from the integer PRNG, so no value is a binary-floating-point artefact.
  *
- * Anomalies: --anomaly-rate R is the expected fraction of labelled transactions. Three quarters
- * of the labels are single transactions (huge_value, gas_price_spike, gas_limit_outlier, in
- * equal parts); one quarter comes from address_burst: a fresh address (nonce 0) sending 20..40
- * transactions inside one block. A burst starts with probability R/4/30 per transaction (30 =
- * mean burst length), is spread over the rest of the block (each remaining slot is a burst
- * transaction with probability left/remaining, so it always ends inside the block), and the
- * block is stretched if it has fewer slots left than the burst needs.
+ * Anomalies: --anomaly-rate R is the expected fraction of labelled transactions, split between
+ * the kinds by the fixed shares of the kinds table (which also holds each kind's --help text
+ * and source). An event of kind k starts with probability R * share_k / (mean labelled
+ * transactions per event of k) per transaction, from one uniform draw against cumulative cuts.
+ *  - Single transactions (huge_value: an ordinary account sending 100..1000x its own median,
+ *    half of them also 10k..1M ETH; gas_price_spike; gas_limit_outlier) replace the normal one.
+ *  - address_burst: a fresh address (nonce 0) sending 20..40 transactions inside one block,
+ *    spread over the rest of the block (each remaining slot is a burst transaction with
+ *    probability left/remaining, so it always ends inside the block; a block with too few
+ *    slots left is stretched).
+ *  - Campaigns, the attacks that only show over time or against an account's history
+ *    (address_poisoning, drainer_sweep, peel_chain): starting one costs nothing visible (that
+ *    transaction stays normal); it takes one of CAMPAIGNS_MAX slots and schedules its steps at
+ *    stream positions (transactions from now, BLOCK_TXS_MEAN to a block). When the earliest
+ *    due step of any campaign is reached it is emitted in place of a normal transaction, so a
+ *    campaign's steps interleave with ordinary traffic blocks apart. Poisoners pick their
+ *    victims from a ring of the last RECENT_MAX ordinary plain transfers (the victim and who
+ *    it paid), as real poisoners watch the chain; drainers pick victims with history by rate;
+ *    peel chains hop through fresh addresses, their balances exact to the wei (each holder
+ *    ends with nothing). With all slots busy a new campaign is skipped, which only happens
+ *    at rates far above 0.01.
+ * Labelled transactions never fund pool accounts, so they leave the ordinary traffic alone.
  */
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,7 +104,16 @@
 #define BOT_OWN_FROM   64 /* bots' own contracts come from the unpopular part of the pool */
 #define BURST_MIN      20
 #define BURST_MAX      40
-#define BURST_SHARE    0.25
+#define POISON_MAX     4 /* victims per poisoning attacker */
+#define DRAIN_MIN      3 /* victims per drainer wave */
+#define DRAIN_MAX      12
+#define DRAIN_CLAIM    0.4 /* share of drainers that are a contract with a payable claim() */
+#define DRAIN_TOKENS   2   /* token approvals / transfers per victim, 0..DRAIN_TOKENS */
+#define PEEL_MIN       3   /* hops per peel chain */
+#define PEEL_MAX       10
+#define CAMPAIGNS_MAX  64 /* attacks in progress at once */
+#define RECENT_MAX     64 /* recent ordinary transfers, the poisoners' targets */
+#define BLOCK_TXS_MEAN 150
 #define BLOCK_TXS_MIN  100
 #define BLOCK_TXS_MAX  200
 #define SLOT_SECONDS   12
@@ -199,11 +223,34 @@ struct burst {
     uint64_t left;
 };
 
+/* An ordinary account's recent transfer: who paid whom (what a poisoner watches). */
+struct recent_transfer {
+    uint8_t victim[20];
+    uint8_t counterparty[20];
+};
+
+/* One attack in progress: a poisoning attacker, a drainer wave or a peel chain. Its steps are
+ * due at stream positions; chain_next emits the earliest due step in place of a normal
+ * transaction. */
+struct campaign {
+    enum tx_anomaly kind; /* TX_NORMAL: slot free */
+    int variant;          /* poisoning: zero-value token transfer; drainer: claim() contract */
+    unsigned step, steps; /* next step, steps in all */
+    unsigned sub;         /* drainer: token transactions the current victim has still to send */
+    uint64_t due;         /* stream position of the next step */
+    uint8_t addr[20];     /* poisoning operator / drainer / peel chain's current holder */
+    uint64_t nonce;       /* of addr */
+    u128 amount;          /* drainer: collected; peel chain: held by the current holder */
+    struct recent_transfer target[POISON_MAX]; /* poisoning */
+    uint32_t victim[DRAIN_MAX];                /* drainer: slots already swept */
+};
+
 struct chain {
     struct txg_rng rng;
-    double p_single;      /* per-transaction probability of a single-transaction anomaly */
-    double p_burst_start; /* per-transaction probability of starting an address burst */
+    double cut[TX_ANOMALY_KINDS]; /* cumulative per-transaction probability of starting each
+                                     kind (single kinds: of the whole anomaly) */
     int started;
+    uint64_t seq; /* transactions emitted so far */
     uint64_t block_number;
     uint64_t timestamp;
     uint8_t block_hash[32];
@@ -214,6 +261,11 @@ struct chain {
     double tip_gwei;   /* the market's priority fee */
     uint64_t base_fee; /* wei */
     struct burst burst;
+    struct campaign camp[CAMPAIGNS_MAX];
+    uint64_t next_due; /* earliest due step of any campaign; UINT64_MAX when none */
+    struct recent_transfer recent[RECENT_MAX];
+    uint32_t recent_n, recent_next;
+    uint8_t drainer_fee[20];         /* the drainer service's fee address, shared by all drainers */
     uint32_t n_acct;                 /* accounts in use: slots 0..n_acct-1 */
     uint64_t weight_total;           /* sum of all account weights */
     double ln_contracts;             /* log(CONTRACT_POOL + 1), for zipf_index */
@@ -248,21 +300,81 @@ static const struct selector {
 
 #define N_SELECTORS  (sizeof(selectors) / sizeof(selectors[0]))
 #define SEL_TRANSFER 0
+#define SEL_APPROVE  1
 
-static const char *const anomaly_names[] = {
-    [TX_NORMAL] = "",
-    [TX_HUGE_VALUE] = "huge_value",
-    [TX_GAS_PRICE_SPIKE] = "gas_price_spike",
-    [TX_GAS_LIMIT_OUTLIER] = "gas_limit_outlier",
-    [TX_ADDRESS_BURST] = "address_burst",
+/*
+ * The anomaly kinds: label, share of all labels (--anomaly-rate is split by these), and the
+ * --help text with the source each is modelled on. Events of a kind start with probability
+ * rate * share / (mean labelled transactions per event), see chain_new.
+ */
+static const struct anomaly_kind {
+    const char *name;
+    double share;
+    const char *help; /* lines separated by '\n' */
+} kinds[TX_ANOMALY_KINDS] = {
+    [TX_NORMAL] = {"", 0.0, ""},
+    [TX_HUGE_VALUE] = {"huge_value", 0.15,
+                       "an ordinary account sends 100..1000x its own median transfer; half of\n"
+                       "them are also 10k..1M ETH"},
+    [TX_GAS_PRICE_SPIKE] = {"gas_price_spike", 0.15, "gas price 5000..50000 gwei"},
+    [TX_GAS_LIMIT_OUTLIER] = {"gas_limit_outlier", 0.15,
+                              "contract call with gas 8M..30M, or 21001..21999"},
+    [TX_ADDRESS_BURST] =
+        {"address_burst", 0.15,
+         "20..40 transactions from one fresh address (nonces from 0) in one block"},
+    [TX_ADDRESS_POISONING] =
+        {"address_poisoning", 0.15,
+         "minutes after a victim paid a counterparty, a fresh lookalike address\n"
+         "(the same first 4-5 and last 4-5 hex digits) sends the victim dust ETH,\n"
+         "or a fresh address calls transferFrom(victim, lookalike, 0) on a\n"
+         "popular token; 1..4 victims per attacker. Source: Tsuchiya et al.,\n"
+         "\"Blockchain Address Poisoning\", USENIX Security 2025; Etherscan's and\n"
+         "Chainalysis's address poisoning write-ups"},
+    [TX_DRAINER_SWEEP] =
+        {"drainer_sweep", 0.125,
+         "3..12 existing accounts, about a minute apart, each send 20..200x their\n"
+         "own median to one fresh drainer address (a transfer, or a payable\n"
+         "claim() on a drainer contract); an EOA drainer then sends 20% to the\n"
+         "drainer service's fee address and the rest to a fresh payout address.\n"
+         "Source: ScamSniffer, 2023 Wallet Drainers Report (Inferno Drainer: $81M\n"
+         "from 134k victims); Group-IB's Inferno Drainer report"},
+    [TX_PEEL_CHAIN] = {"peel_chain", 0.125,
+                       "100..5000 ETH hop through 3..10 fresh addresses, each peeling 2..12% off\n"
+                       "to an exchange or a deposit address and forwarding the rest minus gas\n"
+                       "to the next within minutes. Source: Chainalysis, Money Laundering and\n"
+                       "Cryptocurrency (2024); SlowMist, \"What is Peel Chain\" (the Bitfinex\n"
+                       "funds); US DOJ, United States v. Lichtenstein and Morgan (2022)"},
 };
 
 /* chain_anomaly_name maps a kind to its label; unknown kinds give "". */
 const char *chain_anomaly_name(enum tx_anomaly a)
 {
-    if ((unsigned) a >= sizeof(anomaly_names) / sizeof(anomaly_names[0]))
+    if ((unsigned) a >= TX_ANOMALY_KINDS)
         return "";
-    return anomaly_names[a];
+    return kinds[a].name;
+}
+
+/* chain_kinds_help formats the kinds table for --help once, into static storage. */
+const char *chain_kinds_help(void)
+{
+    static char buf[4096];
+    size_t n = 0;
+
+    if (buf[0] != '\0')
+        return buf;
+    for (int k = TX_NORMAL + 1; k < TX_ANOMALY_KINDS; k++) {
+        const char *h = kinds[k].help;
+        n += (size_t) snprintf(buf + n, sizeof(buf) - n, "  %-18s %4.1f%%  ", kinds[k].name,
+                               100.0 * kinds[k].share);
+        for (; *h && n + 32 < sizeof(buf); h++) {
+            buf[n++] = *h;
+            if (*h == '\n')
+                n += (size_t) snprintf(buf + n, sizeof(buf) - n, "%28s", "");
+        }
+        buf[n++] = '\n';
+        buf[n] = '\0';
+    }
+    return buf;
 }
 
 /* pow10_u64 returns 10^e for 0 <= e <= 19. */
@@ -434,6 +546,24 @@ static uint32_t ordinary_slot(struct chain *c, uint32_t self)
     return i;
 }
 
+/* is_ordinary: retail wallets, traders and whales (the accounts attacks pick as victims). */
+static int is_ordinary(const struct account *a)
+{
+    return a->kind == AK_RETAIL || a->kind == AK_TRADER || a->kind == AK_WHALE;
+}
+
+/* ordinary_sender draws an ordinary account with history (nonce > 0) by activity rate: the
+ * victim of a drainer, the sender of a huge value. After 16 misses, any ordinary slot. */
+static uint32_t ordinary_sender(struct chain *c)
+{
+    for (int t = 0; t < 16; t++) {
+        uint32_t i = sample_account(c);
+        if (is_ordinary(&c->acct[i]) && c->acct[i].nonce > 0)
+            return i;
+    }
+    return ordinary_slot(c, UINT32_MAX);
+}
+
 /* counterparty_ref draws one favourite recipient for an account of habits h in slot self. */
 static uint16_t counterparty_ref(struct chain *c, const struct kind_habits *h, uint32_t self,
                                  unsigned n)
@@ -548,8 +678,20 @@ struct chain *chain_new(const struct chain_config *cfg, char *errbuf, size_t err
         return NULL;
     }
     rng_seed(&c->rng, cfg->seed);
-    c->p_single = cfg->anomaly_rate * (1.0 - BURST_SHARE);
-    c->p_burst_start = cfg->anomaly_rate * BURST_SHARE / ((BURST_MIN + BURST_MAX) / 2.0);
+    for (int k = TX_NORMAL + 1; k < TX_ANOMALY_KINDS; k++) {
+        double len = 1.0; /* mean labelled transactions per event */
+        if (k == TX_ADDRESS_BURST)
+            len = (BURST_MIN + BURST_MAX) / 2.0;
+        else if (k == TX_ADDRESS_POISONING)
+            len = (1 + POISON_MAX) / 2.0;
+        else if (k == TX_DRAINER_SWEEP)
+            len = (DRAIN_MIN + DRAIN_MAX) / 2.0 * (1.0 + DRAIN_TOKENS / 2.0) +
+                  2.0 * (1.0 - DRAIN_CLAIM);
+        else if (k == TX_PEEL_CHAIN)
+            len = 2.0 * (PEEL_MIN + PEEL_MAX) / 2.0;
+        c->cut[k] = c->cut[k - 1] + cfg->anomaly_rate * kinds[k].share / len;
+    }
+    c->next_due = UINT64_MAX;
     c->block_number = cfg->start_block;
     c->timestamp = CHAIN_GENESIS_TIME;
     c->base_fee_gwei = BASE_FEE_START;
@@ -574,6 +716,7 @@ struct chain *chain_new(const struct chain_config *cfg, char *errbuf, size_t err
     }
     for (int i = 0; i < CONTRACT_POOL; i++)
         random_address(&c->rng, c->contracts[i]);
+    random_address(&c->rng, c->drainer_fee);
     return c;
 }
 
@@ -835,19 +978,33 @@ static void make_normal(struct chain *c, struct tx *tx)
     else
         make_transfer(c, tx, a, i, value_log10(c, a), 1);
     account_fees(c, tx, a);
+    if (!tx->is_create && tx->input_len == 0 && is_ordinary(a)) {
+        struct recent_transfer *t = &c->recent[c->recent_next];
+        memcpy(t->victim, tx->from, 20);
+        memcpy(t->counterparty, tx->to, 20);
+        c->recent_next = (c->recent_next + 1) % RECENT_MAX;
+        if (c->recent_n < RECENT_MAX)
+            c->recent_n++;
+    }
 }
 
-/* make_single_anomaly fills one labelled transaction of a non-burst kind. */
-static void make_single_anomaly(struct chain *c, struct tx *tx)
+/* make_single_anomaly fills one labelled transaction of kind k (huge_value, gas_price_spike
+ * or gas_limit_outlier). */
+static void make_single_anomaly(struct chain *c, struct tx *tx, enum tx_anomaly k)
 {
     struct txg_rng *r = &c->rng;
-    uint32_t i = sample_account(c);
+    uint32_t i = k == TX_HUGE_VALUE ? ordinary_sender(c) : sample_account(c);
     struct account *a = &c->acct[i];
+    double x;
 
-    tx->anomaly = (enum tx_anomaly)(TX_HUGE_VALUE + rng_below(r, 3));
-    switch (tx->anomaly) {
+    tx->anomaly = k;
+    switch (k) {
     case TX_HUGE_VALUE:
-        make_transfer(c, tx, a, i, rng_uniform(r, 22.0, 24.0), 0); /* 10k .. 1M ETH */
+        /* far above its own scale; half the time an absolute 10k..1M ETH as well */
+        x = a->log_value + rng_uniform(r, 2.0, 3.0);
+        if (rng_unit(r) < 0.5)
+            x = fmax(x, rng_uniform(r, 22.0, 24.0));
+        make_transfer(c, tx, a, i, fmin(x, 24.0), 0);
         account_fees(c, tx, a);
         break;
     case TX_GAS_PRICE_SPIKE:
@@ -889,6 +1046,269 @@ static void make_burst_tx(struct chain *c, struct tx *tx)
     c->burst.left--;
 }
 
+/* blocks_later returns the stream position about lo..hi blocks (of BLOCK_TXS_MEAN) from now. */
+static uint64_t blocks_later(struct chain *c, unsigned lo, unsigned hi)
+{
+    return c->seq + rng_range(&c->rng, lo, hi) * BLOCK_TXS_MEAN +
+           rng_below(&c->rng, BLOCK_TXS_MEAN);
+}
+
+/* plain_transfer_shape sets gas, gas used and input of a plain ETH transfer. */
+static void plain_transfer_shape(struct tx *tx)
+{
+    tx->gas = TRANSFER_GAS;
+    tx->gas_used = TRANSFER_GAS;
+    tx->input_len = 0;
+}
+
+/* gas_cost returns what tx's gas costs its sender (gas used * effective price), in wei. */
+static u128 gas_cost(const struct tx *tx)
+{
+    return (u128) tx->gas_used * tx->gas_price;
+}
+
+/* lookalike fills out with a fresh address that keeps the first `head` and last `tail` hex
+ * digits of model and is random in between, as vanity generators for poisoning make them. */
+static void lookalike(struct txg_rng *r, const uint8_t model[20], unsigned head, unsigned tail,
+                      uint8_t out[20])
+{
+    random_address(r, out);
+    for (unsigned n = 0; n < 40; n++) {
+        unsigned shift = n % 2 == 0 ? 4 : 0; /* even digit: high nibble */
+        if (n < head || n >= 40 - tail)
+            out[n / 2] =
+                (uint8_t) ((out[n / 2] & ~(0xF << shift)) | (model[n / 2] & (0xF << shift)));
+    }
+}
+
+/*
+ * poison_step: one poisoning transaction against target j. The tiny-transfer variant comes
+ * from a fresh lookalike of the counterparty the victim paid, so the lookalike shows up in the
+ * victim's history; the zero-value variant has the campaign's fresh operator address call
+ * transferFrom(victim, lookalike, 0) on a popular token, which makes the token log a transfer
+ * from the victim to the lookalike (anyone may move zero tokens on someone's behalf).
+ */
+static void poison_step(struct chain *c, struct campaign *k, struct tx *tx)
+{
+    static const struct selector transfer_from = {{0x23, 0xb8, 0x72, 0xdd}, 3, 0};
+    struct txg_rng *r = &c->rng;
+    const struct recent_transfer *t = &k->target[k->step];
+    uint8_t fake[20];
+
+    lookalike(r, t->counterparty, (unsigned) rng_range(r, 4, 5), (unsigned) rng_range(r, 4, 5),
+              fake);
+    if (!k->variant) {
+        memcpy(tx->from, fake, 20);
+        tx->nonce = 0;
+        memcpy(tx->to, t->victim, 20);
+        tx->value = wei_log_uniform(r, 11.0, 14.0, 0.5); /* 1e-7 .. 1e-4 ETH */
+        plain_transfer_shape(tx);
+    } else {
+        memcpy(tx->from, k->addr, 20);
+        tx->nonce = k->nonce++;
+        memcpy(tx->to, c->contracts[zipf_index(r, 8, log(9.0))], 20);
+        tx->value = 0;
+        memcpy(tx->input, transfer_from.sel, 4);
+        memset(tx->input + 4, 0, 96);
+        memcpy(tx->input + 4 + 12, t->victim, 20);
+        memcpy(tx->input + 36 + 12, fake, 20);
+        tx->input_len = 4 + 96;
+        tx->gas = rng_range(r, 60000, 90000);
+        tx->gas_used = (uint64_t) ((double) tx->gas * rng_uniform(r, 0.5, 0.7));
+    }
+    set_fees(c, tx, rng_uniform(r, 0.5, 1.0), 0, 0); /* attackers pay as little as they can */
+    k->due = blocks_later(c, 0, 3);
+}
+
+/* drain_victim picks an ordinary account with history that this wave has not swept yet. */
+static uint32_t drain_victim(struct chain *c, const struct campaign *k)
+{
+    uint32_t i = 0;
+
+    for (int t = 0; t < 32; t++) {
+        unsigned j = 0;
+        i = t < 16 ? ordinary_sender(c) : ordinary_slot(c, UINT32_MAX);
+        while (j < k->step && k->victim[j] != i)
+            j++;
+        if (j == k->step)
+            break;
+    }
+    return i;
+}
+
+/*
+ * drain_step: the next transaction of a drainer wave; returns 1 when it ends a step. A victim
+ * (steps < the number of victims) empties its wallet in a burst of consecutive nonces within
+ * a block or two: 0..DRAIN_TOKENS token transactions on contracts it uses (approve(drainer,
+ * unlimited) or transfer(drainer, amount)), then ETH of 20..200x its own median, by a plain
+ * transfer or a payable claim() on the drainer contract, with its own tip habit. The next
+ * victim follows about a minute later (exponential, mean 5 blocks, at most 25). An EOA
+ * drainer then forwards the haul: 20% to the drainer service's fee address, the rest (minus
+ * gas) to a fresh payout.
+ */
+static int drain_step(struct chain *c, struct campaign *k, struct tx *tx, unsigned victims)
+{
+    static const uint8_t claim[4] = {0x4e, 0x71, 0xd9, 0x2d}; /* claim() */
+    struct txg_rng *r = &c->rng;
+
+    if (k->step < victims) {
+        uint32_t i;
+        struct account *a;
+
+        if (k->sub == 0) { /* a new victim */
+            k->victim[k->step] = drain_victim(c, k);
+            k->sub = 1 + (unsigned) rng_range(r, 0, DRAIN_TOKENS);
+        }
+        i = k->victim[k->step];
+        a = &c->acct[i];
+        start_tx(tx, a);
+        if (--k->sub > 0) { /* a token: approve or transfer to the drainer */
+            memcpy(tx->to, call_target(c, a), 20);
+            tx->value = 0;
+            memcpy(tx->input, selectors[rng_unit(r) < 0.5 ? SEL_APPROVE : SEL_TRANSFER].sel, 4);
+            memset(tx->input + 4, 0, 64);
+            memcpy(tx->input + 4 + 12, k->addr, 20);
+            if (memcmp(tx->input, selectors[SEL_APPROVE].sel, 4) == 0)
+                memset(tx->input + 36, 0xff, 32);
+            else
+                rng_bytes(r, tx->input + 36 + 20, 12);
+            tx->input_len = 4 + 64;
+            tx->gas = rng_range(r, 46000, 70000);
+            tx->gas_used = (uint64_t) ((double) tx->gas * rng_uniform(r, 0.6, 0.9));
+            account_fees(c, tx, a);
+            k->due = c->seq + 1 + rng_below(r, BLOCK_TXS_MEAN / 2);
+            return 0;
+        }
+        memcpy(tx->to, k->addr, 20);
+        tx->value = wei_from_log10(r, a->log_value + rng_uniform(r, 1.3, 2.3), 0.1);
+        if (k->variant) {
+            memcpy(tx->input, claim, 4);
+            tx->input_len = 4;
+            tx->gas = rng_range(r, 50000, 120000);
+            tx->gas_used = (uint64_t) ((double) tx->gas * rng_uniform(r, 0.5, 0.9));
+        } else {
+            plain_transfer_shape(tx);
+        }
+        account_fees(c, tx, a);
+        k->amount += tx->value;
+        k->due =
+            c->seq + 1 + (uint64_t) (fmin(-log(1.0 - rng_unit(r)) * 5.0, 25.0) * BLOCK_TXS_MEAN);
+        return 1;
+    }
+    memcpy(tx->from, k->addr, 20);
+    tx->nonce = k->nonce++;
+    plain_transfer_shape(tx);
+    set_fees(c, tx, 1.5, 0, 0);
+    if (k->step == victims) {
+        memcpy(tx->to, c->drainer_fee, 20);
+        tx->value = k->amount / 5;
+    } else {
+        random_address(r, tx->to);
+        tx->value = k->amount - gas_cost(tx);
+    }
+    k->amount -= tx->value + gas_cost(tx);
+    k->due = blocks_later(c, 0, 2);
+    return 1;
+}
+
+/*
+ * peel_step: the next transaction of a peel chain. Even steps peel 2..12% of what the current
+ * holder has off to an exchange hot wallet or a fresh deposit address; odd steps forward the
+ * rest, minus this transaction's gas, to a fresh address, which becomes the holder and acts
+ * 1..8 blocks later. Each holder ends with exactly nothing.
+ */
+static void peel_step(struct chain *c, struct campaign *k, struct tx *tx)
+{
+    struct txg_rng *r = &c->rng;
+
+    memcpy(tx->from, k->addr, 20);
+    tx->nonce = k->nonce++;
+    plain_transfer_shape(tx);
+    set_fees(c, tx, 1.0, 0, 0);
+    if (k->step % 2 == 0) {
+        double x = log10((double) k->amount) + log10(rng_uniform(r, 0.02, 0.12));
+        if (rng_unit(r) < 0.5)
+            memcpy(tx->to, c->acct[zipf_index(r, N_EXCHANGES, c->ln_exchanges)].addr, 20);
+        else
+            random_address(r, tx->to);
+        tx->value = wei_from_log10(r, x, 0.6);
+        k->amount -= tx->value + gas_cost(tx);
+        k->due = blocks_later(c, 0, 2);
+    } else {
+        random_address(r, tx->to);
+        tx->value = k->amount - gas_cost(tx);
+        memcpy(k->addr, tx->to, 20);
+        k->nonce = 0;
+        k->amount = tx->value;
+        k->due = blocks_later(c, 1, 8);
+    }
+}
+
+/* campaign_start sets up an attack of kind kind in a free slot; without one (or, for
+ * poisoning, without a recent transfer to target) the attack is skipped. Its first step is
+ * due later; this transaction stays normal. */
+static void campaign_start(struct chain *c, enum tx_anomaly kind)
+{
+    struct txg_rng *r = &c->rng;
+    struct campaign *k = NULL;
+
+    for (int i = 0; i < CAMPAIGNS_MAX && !k; i++)
+        if (c->camp[i].kind == TX_NORMAL)
+            k = &c->camp[i];
+    if (!k || (kind == TX_ADDRESS_POISONING && c->recent_n == 0))
+        return;
+    memset(k, 0, sizeof(*k));
+    k->kind = kind;
+    random_address(r, k->addr);
+    if (kind == TX_ADDRESS_POISONING) {
+        uint32_t first = (uint32_t) rng_below(r, c->recent_n);
+        k->steps = (unsigned) rng_range(r, 1, POISON_MAX);
+        if (k->steps > c->recent_n)
+            k->steps = c->recent_n;
+        for (unsigned j = 0; j < k->steps; j++)
+            k->target[j] = c->recent[(first + j) % c->recent_n];
+        k->variant = rng_unit(r) < 0.4;
+        k->due = blocks_later(c, 0, 7);
+    } else if (kind == TX_DRAINER_SWEEP) {
+        k->variant = rng_unit(r) < DRAIN_CLAIM;
+        k->steps = (unsigned) rng_range(r, DRAIN_MIN, DRAIN_MAX);
+        if (!k->variant)
+            k->steps += 2;
+        k->due = blocks_later(c, 0, 2);
+    } else { /* TX_PEEL_CHAIN */
+        k->steps = 2 * (unsigned) rng_range(r, PEEL_MIN, PEEL_MAX);
+        k->amount = wei_log_uniform(r, 20.0, 21.7, 0.3); /* 100 .. 5000 ETH */
+        k->due = blocks_later(c, 0, 5);
+    }
+    if (k->due < c->next_due)
+        c->next_due = k->due;
+}
+
+/* campaign_next_step emits the earliest due step of any campaign (ties: lowest slot), frees
+ * the slot after its last step and recomputes next_due. */
+static void campaign_next_step(struct chain *c, struct tx *tx)
+{
+    struct campaign *k = NULL;
+    int done = 1;
+
+    for (int i = 0; i < CAMPAIGNS_MAX; i++)
+        if (c->camp[i].kind != TX_NORMAL && (!k || c->camp[i].due < k->due))
+            k = &c->camp[i];
+    tx->anomaly = k->kind;
+    if (k->kind == TX_ADDRESS_POISONING)
+        poison_step(c, k, tx);
+    else if (k->kind == TX_DRAINER_SWEEP)
+        done = drain_step(c, k, tx, k->variant ? k->steps : k->steps - 2);
+    else
+        peel_step(c, k, tx);
+    if (done && ++k->step == k->steps)
+        k->kind = TX_NORMAL;
+    c->next_due = UINT64_MAX;
+    for (int i = 0; i < CAMPAIGNS_MAX; i++)
+        if (c->camp[i].kind != TX_NORMAL && c->camp[i].due < c->next_due)
+            c->next_due = c->camp[i].due;
+}
+
 /* chain_next: block bookkeeping, then burst / single anomaly / normal, then the common fields.
  * The order of random draws is part of the output format: changing it changes every stream. */
 void chain_next(struct chain *c, struct tx *tx)
@@ -908,11 +1328,16 @@ void chain_next(struct chain *c, struct tx *tx)
 
     if (c->burst.left > 0 && rng_below(r, remaining) < c->burst.left) {
         make_burst_tx(c, tx);
+    } else if (c->seq >= c->next_due) {
+        campaign_next_step(c, tx);
     } else {
+        int k = TX_NORMAL + 1;
         u = rng_unit(r);
-        if (u < c->p_single) {
-            make_single_anomaly(c, tx);
-        } else if (u < c->p_single + c->p_burst_start && c->burst.left == 0) {
+        while (k < TX_ANOMALY_KINDS && u >= c->cut[k])
+            k++;
+        if (k <= TX_GAS_LIMIT_OUTLIER) {
+            make_single_anomaly(c, tx, (enum tx_anomaly) k);
+        } else if (k == TX_ADDRESS_BURST && c->burst.left == 0) {
             random_address(r, c->burst.addr);
             c->burst.nonce = 0;
             c->burst.left = rng_range(r, BURST_MIN, BURST_MAX);
@@ -920,6 +1345,8 @@ void chain_next(struct chain *c, struct tx *tx)
                 c->block_txs = c->block_idx + c->burst.left;
             make_burst_tx(c, tx);
         } else {
+            if (k > TX_ADDRESS_BURST && k < TX_ANOMALY_KINDS)
+                campaign_start(c, (enum tx_anomaly) k);
             make_normal(c, tx);
         }
     }
@@ -934,4 +1361,5 @@ void chain_next(struct chain *c, struct tx *tx)
     tx->tx_index = c->block_idx++;
     c->block_gas += tx->gas_used;
     tx->cumulative_gas_used = c->block_gas;
+    c->seq++;
 }
