@@ -46,13 +46,19 @@
  * bots (96) call their own contracts with high tips; traders call routers; whales move large
  * amounts rarely, mostly to exchanges and cold wallets.
  *
+ * Contracts have kinds by their index (contract_kind): DEX routers, tokens, WETH and others
+ * (pools, bridges, bots' own contracts), each called with its own selectors; only payable
+ * functions carry ETH, so tokens never receive any.
+ *
  * New accounts appear during the stream: a third of exchange withdrawals to a fresh address (and
  * a few retail transfers to one) fund an account that joins the pool with nonce 0 and a scale
- * below the amount it received, and starts sending at its own rate. The pool starts with 16384
- * accounts and is capped at 32768; when full, a newcomer replaces a random ordinary account
- * (never an exchange or bot), chosen from the same seeded stream. Favourites that pointed at
- * the replaced slot now point at the newcomer, as if the old counterparty had moved wallets.
- * State is per account (96 bytes) plus the sampler's levels (4 bytes per account and level
+ * below the amount it received, and starts sending at its own rate; and with probability
+ * P_NEWCOMER per transaction an account funded where a transaction list cannot show it (a
+ * bridge, a contract's internal transfer) joins the same way, so fresh senders are ordinary. The
+ * pool starts with 16384 accounts and is capped at 32768; when full, a newcomer replaces a random
+ * ordinary account (never an exchange or bot), chosen from the same seeded stream. Favourites that
+ * pointed at the replaced slot now point at the newcomer, as if the old counterparty had moved
+ * wallets. State is per account (96 bytes) plus the sampler's levels (4 bytes per account and level
  * touched): bounded, under 8 MB.
  *
  * Values are exact wei integers (u128): a log10 draw picks the magnitude and a few significant
@@ -131,6 +137,7 @@
 #define BIG_MOVE_SHARE 0.003
 #define P_FUND_EXCH    0.35  /* exchange withdrawal to a fresh address funds a new pool account */
 #define P_FUND_OTHER   0.10  /* the same for an ordinary transfer to a fresh address */
+#define P_NEWCOMER     0.005 /* per transaction: an account funded off-stream joins the pool */
 #define P_ADOPT        0.25  /* a new recipient becomes a favourite */
 #define RATE_SCALE     256.0 /* activity rate to integer sampler weight */
 #define SAMPLER_LEVELS 32    /* weights are uint32: levels floor(log2 w) = 0..31 */
@@ -278,29 +285,81 @@ struct chain {
     uint8_t contracts[CONTRACT_POOL][20];
 };
 
-/* A few real function selectors with their usual number of ABI words, weighted by frequency. */
+/*
+ * Contracts have kinds, and each kind is called its own way: tokens (70% of the pool) by
+ * transfer/approve/transferFrom without ETH; DEX routers (10%) by swaps, execute and multicall,
+ * which are payable, so some of these calls carry ETH; WETH by deposit() (always with ETH) and
+ * withdraw; the rest (20%: pools, bridges, bots' own contracts) by anything. The most popular
+ * indices are laid out like mainnet's: a router first, then stablecoins, WETH, more routers.
+ */
+enum con_kind { CK_TOKEN, CK_ROUTER, CK_WETH, CK_OTHER };
+
+#define CK(k) (1u << (k))
+
+/* contract_kind returns the kind of contract index i (a fixed layout, no state). */
+static enum con_kind contract_kind(uint32_t i)
+{
+    static const uint8_t top[10] = {CK_ROUTER, CK_TOKEN,  CK_TOKEN, CK_WETH,  CK_ROUTER,
+                                    CK_TOKEN,  CK_ROUTER, CK_TOKEN, CK_OTHER, CK_TOKEN};
+    if (i < 10)
+        return (enum con_kind) top[i];
+    return i % 10 == 0 ? CK_ROUTER : i % 10 >= 8 ? CK_OTHER : CK_TOKEN;
+}
+
+/* token_near returns a token index close in popularity to contract index i. */
+static uint32_t token_near(uint32_t i)
+{
+    static const uint8_t top_tokens[5] = {1, 2, 5, 7, 9};
+
+    if (contract_kind(i) == CK_TOKEN)
+        return i;
+    if (i < 10)
+        return top_tokens[i % 5];
+    i = i - i % 10 + 1 + i % 7; /* a token of the same decade */
+    return i < CONTRACT_POOL ? i : i - 10;
+}
+
+/* A few real function selectors with their usual number of ABI words, the contract kinds they
+ * are called on, whether they are payable, and their weight. */
 static const struct selector {
     uint8_t sel[4];
     int words;
     int weight;
+    unsigned kinds; /* CK() mask */
+    int payable;
 } selectors[] = {
-    {{0xa9, 0x05, 0x9c, 0xbb}, 2, 30}, /* transfer(address,uint256) */
-    {{0x09, 0x5e, 0xa7, 0xb3}, 2, 12}, /* approve(address,uint256) */
-    {{0x23, 0xb8, 0x72, 0xdd}, 3, 6},  /* transferFrom(address,address,uint256) */
-    {{0x35, 0x93, 0x56, 0x4c}, 8, 14}, /* execute(bytes,bytes[],uint256) */
-    {{0x7f, 0xf3, 0x6a, 0xb5}, 5, 5},  /* swapExactETHForTokens */
-    {{0x38, 0xed, 0x17, 0x39}, 5, 5},  /* swapExactTokensForTokens */
-    {{0x18, 0xcb, 0xaf, 0xe5}, 5, 4},  /* swapExactTokensForETH */
-    {{0xd0, 0xe3, 0x0d, 0xb0}, 0, 4},  /* deposit() */
-    {{0x2e, 0x1a, 0x7d, 0x4d}, 1, 4},  /* withdraw(uint256) */
-    {{0x5a, 0xe4, 0x01, 0xdc}, 8, 6},  /* multicall(uint256,bytes[]) */
-    {{0xac, 0x96, 0x50, 0xd8}, 6, 5},  /* multicall(bytes[]) */
-    {{0x12, 0x8a, 0xcb, 0x08}, 4, 5},  /* swap(address,bool,int256,uint160,bytes) */
+    {{0xa9, 0x05, 0x9c, 0xbb}, 2, 30, CK(CK_TOKEN) | CK(CK_WETH) | CK(CK_OTHER), 0}, /* transfer */
+    {{0x09, 0x5e, 0xa7, 0xb3}, 2, 12, CK(CK_TOKEN) | CK(CK_WETH) | CK(CK_OTHER), 0}, /* approve */
+    {{0x23, 0xb8, 0x72, 0xdd}, 3, 6, CK(CK_TOKEN) | CK(CK_OTHER), 0}, /* transferFrom */
+    {{0x35, 0x93, 0x56, 0x4c}, 8, 14, CK(CK_ROUTER), 1}, /* execute(bytes,bytes[],uint256) */
+    {{0x7f, 0xf3, 0x6a, 0xb5}, 5, 5, CK(CK_ROUTER), 1},  /* swapExactETHForTokens */
+    {{0x38, 0xed, 0x17, 0x39}, 5, 5, CK(CK_ROUTER), 0},  /* swapExactTokensForTokens */
+    {{0x18, 0xcb, 0xaf, 0xe5}, 5, 4, CK(CK_ROUTER), 0},  /* swapExactTokensForETH */
+    {{0xd0, 0xe3, 0x0d, 0xb0}, 0, 4, CK(CK_WETH) | CK(CK_OTHER), 1}, /* deposit() */
+    {{0x2e, 0x1a, 0x7d, 0x4d}, 1, 4, CK(CK_WETH) | CK(CK_OTHER), 0}, /* withdraw(uint256) */
+    {{0x5a, 0xe4, 0x01, 0xdc},
+     8,
+     6,
+     CK(CK_ROUTER) | CK(CK_OTHER),
+     1}, /* multicall(uint256,bytes[]) */
+    {{0xac, 0x96, 0x50, 0xd8}, 6, 5, CK(CK_ROUTER) | CK(CK_OTHER), 1}, /* multicall(bytes[]) */
+    {{0x12, 0x8a, 0xcb, 0x08}, 4, 5, CK(CK_OTHER), 0}, /* swap(address,bool,int256,uint160,bytes) */
 };
 
-#define N_SELECTORS  (sizeof(selectors) / sizeof(selectors[0]))
-#define SEL_TRANSFER 0
-#define SEL_APPROVE  1
+#define N_SELECTORS       (sizeof(selectors) / sizeof(selectors[0]))
+#define SEL_TRANSFER      0
+#define SEL_APPROVE       1
+#define SEL_TRANSFER_FROM 2
+#define SEL_DEPOSIT       7
+
+/* selector_payable: whether the function selected by input's first four bytes is payable. */
+static int selector_payable(const uint8_t *input)
+{
+    for (size_t i = 0; i < N_SELECTORS; i++)
+        if (memcmp(input, selectors[i].sel, 4) == 0)
+            return selectors[i].payable;
+    return 0;
+}
 
 /*
  * The anomaly kinds: label, share of all labels (--anomaly-rate is split by these), and the
@@ -328,22 +387,20 @@ static const struct anomaly_kind {
          "(the same first 4-5 and last 4-5 hex digits) sends the victim dust ETH,\n"
          "or a fresh address calls transferFrom(victim, lookalike, 0) on a\n"
          "popular token; 1..4 victims per attacker. Source: Tsuchiya et al.,\n"
-         "\"Blockchain Address Poisoning\", USENIX Security 2025; Etherscan's and\n"
-         "Chainalysis's address poisoning write-ups"},
-    [TX_DRAINER_SWEEP] =
-        {"drainer_sweep", 0.125,
-         "3..12 existing accounts, about a minute apart, each send 20..200x their\n"
-         "own median to one fresh drainer address (a transfer, or a payable\n"
-         "claim() on a drainer contract); an EOA drainer then sends 20% to the\n"
-         "drainer service's fee address and the rest to a fresh payout address.\n"
-         "Source: ScamSniffer, 2023 Wallet Drainers Report (Inferno Drainer: $81M\n"
-         "from 134k victims); Group-IB's Inferno Drainer report"},
+         "\"Blockchain Address Poisoning\", USENIX Security 2025"},
+    [TX_DRAINER_SWEEP] = {"drainer_sweep", 0.125,
+                          "3..12 accounts with history, about a minute apart, each empty their\n"
+                          "wallet into one fresh drainer in a burst of consecutive nonces: 0..2\n"
+                          "token approve/transfer calls naming the drainer, then 20..200x their\n"
+                          "own median in ETH (a transfer, or a payable claim() on a drainer\n"
+                          "contract); an EOA drainer sends 20% to the service's fee address and\n"
+                          "the rest to a fresh payout. Source: ScamSniffer, 2023 Wallet Drainers\n"
+                          "Report; Group-IB, Inferno Drainer (2024)"},
     [TX_PEEL_CHAIN] = {"peel_chain", 0.125,
                        "100..5000 ETH hop through 3..10 fresh addresses, each peeling 2..12% off\n"
                        "to an exchange or a deposit address and forwarding the rest minus gas\n"
-                       "to the next within minutes. Source: Chainalysis, Money Laundering and\n"
-                       "Cryptocurrency (2024); SlowMist, \"What is Peel Chain\" (the Bitfinex\n"
-                       "funds); US DOJ, United States v. Lichtenstein and Morgan (2022)"},
+                       "to the next within minutes. Source: SlowMist, \"What is Peel Chain\"\n"
+                       "(2022, the Bitfinex funds); Scorechain, \"Peel chain\" (2022)"},
 };
 
 /* chain_anomaly_name maps a kind to its label; unknown kinds give "". */
@@ -804,18 +861,21 @@ static void abi_word(struct chain *c, uint8_t *w)
     }
 }
 
-/* set_calldata writes selector s (or a frequency-weighted one when s is NULL) plus its ABI
- * words into tx->input. */
-static void set_calldata(struct chain *c, struct tx *tx, const struct selector *s)
+/* set_calldata writes selector s (or, when s is NULL, one drawn by weight among those called
+ * on contracts of kind k) plus its ABI words into tx->input. */
+static void set_calldata(struct chain *c, struct tx *tx, const struct selector *s, enum con_kind k)
 {
     int total = 0, pick, words;
 
     if (!s) {
         s = &selectors[0];
         for (size_t i = 0; i < N_SELECTORS; i++)
-            total += selectors[i].weight;
+            if (selectors[i].kinds & CK(k))
+                total += selectors[i].weight;
         pick = (int) rng_below(&c->rng, (uint64_t) total);
         for (size_t i = 0; i < N_SELECTORS; i++) {
+            if (!(selectors[i].kinds & CK(k)))
+                continue;
             if (pick < selectors[i].weight) {
                 s = &selectors[i];
                 break;
@@ -909,41 +969,52 @@ static void make_transfer(struct chain *c, struct tx *tx, struct account *a, uin
     tx->input_len = 0;
 }
 
-/* call_target picks the contract account a calls: mostly a favourite, else by popularity. */
-static const uint8_t *call_target(struct chain *c, const struct account *a)
+/* call_target picks the index of the contract account a calls: mostly a favourite, else by
+ * popularity. */
+static uint32_t call_target(struct chain *c, const struct account *a)
 {
     struct txg_rng *r = &c->rng;
 
     if (a->n_con > 0 && rng_unit(r) < 0.85)
-        return c->contracts[a->fav_con[skewed_index(r, a->n_con)]];
-    return c->contracts[zipf_index(r, CONTRACT_POOL, c->ln_contracts)];
+        return a->fav_con[skewed_index(r, a->n_con)];
+    return zipf_index(r, CONTRACT_POOL, c->ln_contracts);
 }
 
-/* make_call fills a contract call from account a in slot self. Exchanges' calls are token
- * withdrawals (transfer(address,uint256) to a recipient picked like a withdrawal's). */
+/*
+ * make_call fills a contract call from account a in slot self, shaped by the contract's kind
+ * (see contract_kind): a payable function carries ETH with the account's call_value
+ * probability (deposit() always), the others never. Exchanges' calls are token withdrawals
+ * (transfer(address,uint256) on a token, to a recipient picked like a withdrawal's).
+ */
 static void make_call(struct chain *c, struct tx *tx, struct account *a, uint32_t self,
                       int may_fund)
 {
     struct txg_rng *r = &c->rng;
     const struct kind_habits *h = &habits[a->kind];
+    uint32_t j = call_target(c, a);
+    enum con_kind k;
 
     start_tx(tx, a);
-    memcpy(tx->to, call_target(c, a), 20);
-    if (rng_unit(r) < h->call_value)
-        tx->value = wei_from_log10(r, value_log10(c, a) - 0.3, h->round_share);
-    else
-        tx->value = 0;
+    if (a->kind == AK_EXCHANGE)
+        j = token_near(j);
+    /* a bot's own contract (past BOT_OWN_FROM) is called its own way, whatever the index */
+    k = a->kind == AK_BOT && j >= BOT_OWN_FROM ? CK_OTHER : contract_kind(j);
+    memcpy(tx->to, c->contracts[j], 20);
     if (a->kind == AK_BOT)
         tx->gas = (uint64_t) log_uniform(r, 150000.0, 800000.0);
     else
         tx->gas = (uint64_t) log_uniform(r, 50000.0, 1000000.0);
     tx->gas_used = (uint64_t) ((double) tx->gas * rng_uniform(r, 0.4, 0.98));
     if (a->kind == AK_EXCHANGE) {
-        set_calldata(c, tx, &selectors[SEL_TRANSFER]);
+        set_calldata(c, tx, &selectors[SEL_TRANSFER], k);
         recipient(c, a, self, value_log10(c, a), may_fund, tx->input + 4 + 12);
     } else {
-        set_calldata(c, tx, NULL);
+        set_calldata(c, tx, NULL, k);
     }
+    tx->value = 0;
+    if (memcmp(tx->input, selectors[SEL_DEPOSIT].sel, 4) == 0 ||
+        (tx->input_len >= 4 && selector_payable(tx->input) && rng_unit(r) < h->call_value))
+        tx->value = wei_from_log10(r, value_log10(c, a) - 0.3, h->round_share);
 }
 
 /* make_create fills a contract creation from account a: no recipient, init code as input. */
@@ -1090,7 +1161,6 @@ static void lookalike(struct txg_rng *r, const uint8_t model[20], unsigned head,
  */
 static void poison_step(struct chain *c, struct campaign *k, struct tx *tx)
 {
-    static const struct selector transfer_from = {{0x23, 0xb8, 0x72, 0xdd}, 3, 0};
     struct txg_rng *r = &c->rng;
     const struct recent_transfer *t = &k->target[k->step];
     uint8_t fake[20];
@@ -1106,9 +1176,9 @@ static void poison_step(struct chain *c, struct campaign *k, struct tx *tx)
     } else {
         memcpy(tx->from, k->addr, 20);
         tx->nonce = k->nonce++;
-        memcpy(tx->to, c->contracts[zipf_index(r, 8, log(9.0))], 20);
+        memcpy(tx->to, c->contracts[token_near(zipf_index(r, 8, log(9.0)))], 20);
         tx->value = 0;
-        memcpy(tx->input, transfer_from.sel, 4);
+        memcpy(tx->input, selectors[SEL_TRANSFER_FROM].sel, 4);
         memset(tx->input + 4, 0, 96);
         memcpy(tx->input + 4 + 12, t->victim, 20);
         memcpy(tx->input + 36 + 12, fake, 20);
@@ -1163,7 +1233,7 @@ static int drain_step(struct chain *c, struct campaign *k, struct tx *tx, unsign
         a = &c->acct[i];
         start_tx(tx, a);
         if (--k->sub > 0) { /* a token: approve or transfer to the drainer */
-            memcpy(tx->to, call_target(c, a), 20);
+            memcpy(tx->to, c->contracts[token_near(call_target(c, a))], 20);
             tx->value = 0;
             memcpy(tx->input, selectors[rng_unit(r) < 0.5 ? SEL_APPROVE : SEL_TRANSFER].sel, 4);
             memset(tx->input + 4, 0, 64);
@@ -1345,8 +1415,15 @@ void chain_next(struct chain *c, struct tx *tx)
                 c->block_txs = c->block_idx + c->burst.left;
             make_burst_tx(c, tx);
         } else {
-            if (k > TX_ADDRESS_BURST && k < TX_ANOMALY_KINDS)
+            if (k > TX_ADDRESS_BURST && k < TX_ANOMALY_KINDS) {
                 campaign_start(c, (enum tx_anomaly) k);
+            } else if (u - c->cut[TX_ANOMALY_KINDS - 1] < P_NEWCOMER) {
+                /* funded where a transaction list does not show it: a bridge, a contract's
+                 * internal transfer, a block reward */
+                uint8_t fresh[20];
+                random_address(r, fresh);
+                pool_add(c, fresh, rng_uniform(r, 16.5, 19.5), UINT32_MAX);
+            }
             make_normal(c, tx);
         }
     }
