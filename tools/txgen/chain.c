@@ -394,8 +394,8 @@ static const struct anomaly_kind {
                           "token approve/transfer calls naming the drainer, then 20..200x their\n"
                           "own median in ETH (a transfer, or a payable claim() on a drainer\n"
                           "contract); an EOA drainer sends 20% to the service's fee address and\n"
-                          "the rest to a fresh payout. Source: ScamSniffer, 2023 Wallet Drainers\n"
-                          "Report; Group-IB, Inferno Drainer (2024)"},
+                          "the rest to a fresh payout. Source: ScamSniffer's 2023 report on\n"
+                          "wallet drainers; Group-IB, \"Inferno Drainer\" (2024)"},
     [TX_PEEL_CHAIN] = {"peel_chain", 0.125,
                        "100..5000 ETH hop through 3..10 fresh addresses, each peeling 2..12% off\n"
                        "to an exchange or a deposit address and forwarding the rest minus gas\n"
