@@ -28,7 +28,8 @@ ADDR = re.compile(r"^0x[0-9a-f]{40}$")
 DATA = re.compile(r"^0x([0-9a-f]{2})*$")
 QTY = re.compile(r"^0x(0|[1-9a-f][0-9a-f]*)$")
 DEC = re.compile(r"^(0|[1-9][0-9]*)$")
-KINDS = {"huge_value", "gas_price_spike", "gas_limit_outlier", "address_burst"}
+KINDS = {"huge_value", "gas_price_spike", "gas_limit_outlier", "address_burst",
+         "address_poisoning", "drainer_sweep", "peel_chain"}
 GWEI = 10**9
 ETH = 10**18
 
@@ -79,6 +80,39 @@ def stream100k(tmp_path_factory):
     labels = tmp_path_factory.mktemp("txgen") / "labels.csv"
     rows = generate("--count", 100000, "--seed", 7, "--labels", labels)
     return rows, read_labels(labels)
+
+
+@pytest.fixture(scope="module")
+def stream200k(tmp_path_factory):
+    """200k jsonrpc transactions (seed 31, --anomaly-rate 0.01) with their labels, for the tests of
+    behaviour: rows in stream order, labels by hash."""
+    labels = tmp_path_factory.mktemp("txgen") / "labels.csv"
+    rows = generate("--count", 200000, "--seed", 31, "--anomaly-rate", 0.01, "--format", "jsonrpc",
+                    "--labels", labels)
+    for r in rows:
+        r["value"] = int(r["value"], 16)
+        r["nonce"] = int(r["nonce"], 16)
+        r["blockNumber"] = int(r["blockNumber"], 16)
+    return rows, read_labels(labels)
+
+
+def is_plain_transfer(r):
+    return r["to"] is not None and r["input"] == "0x"
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def first_seen(rows):
+    """first_seen: address -> index of the first row that names it as sender or recipient."""
+    seen = {}
+    for i, r in enumerate(rows):
+        for a in (r["from"], r["to"]):
+            if a is not None and a not in seen:
+                seen[a] = i
+    return seen
 
 
 @pytest.fixture
@@ -289,19 +323,31 @@ def test_labels_match_output_and_rate(stream100k):
     for h, kind in labels.items():
         r = by_hash[h]
         if kind == "huge_value":
-            assert 10_000 * ETH <= int(r["value"]) <= 1_000_000 * ETH
+            assert int(r["value"]) <= 1_000_000 * ETH and r["input"] == "0x"
         elif kind == "gas_price_spike":
             assert 5_000 * GWEI <= int(r["gasPrice"]) <= 50_000 * GWEI
         elif kind == "gas_limit_outlier":
             gas = int(r["gas"])
             assert 8_000_000 <= gas <= 30_000_000 or 21_000 < gas < 22_000
-        else:
+        elif kind == "address_burst":
             bursts[r["from"]].append(r)
     assert bursts, "no address_burst in 100k transactions"
     for sender, txs in bursts.items():
         assert len({t["blockNumber"] for t in txs}) == 1, "burst spans blocks"
         assert len(txs) >= 20
         assert sorted(int(t["nonce"]) for t in txs) == list(range(len(txs))), "fresh address"
+    # huge values are far above their sender's own transfers, half of them 10k ETH or more
+    huge = [by_hash[h] for h, k in labels.items() if k == "huge_value"]
+    plain = collections.defaultdict(list)
+    for r in rows:
+        if r["hash"] not in labels and r["input"] == "0x" and r["to"] != "":
+            plain[r["from"]].append(int(r["value"]))
+    known = [r for r in huge if len(plain[r["from"]]) >= 5]
+    assert len(known) >= 20, f"only {len(known)} huge values from senders with history"
+    far = sum(int(r["value"]) >= 30 * median(plain[r["from"]]) for r in known)
+    assert far >= 0.9 * len(known), f"{far} of {len(known)} huge values >= 30x the median"
+    absolute = sum(int(r["value"]) >= 10_000 * ETH for r in huge) / len(huge)
+    assert 0.3 <= absolute <= 0.7, f"{absolute:.0%} of huge values are >= 10k ETH"
     # normal transactions stay inside the normal ranges
     for r in rows:
         if r["hash"] not in labels:
@@ -412,3 +458,362 @@ def test_to_kafka_unreachable_fails():
                 "--kafka-conf", "message.timeout.ms=1500", timeout=30)
     assert res.returncode == 1
     assert "delivered 0 of 100" in res.stderr.decode()
+
+
+# --- behaviour of ordinary accounts (200k transactions, seed 31) ---
+
+
+def test_ordinary_transfers_stay_near_their_senders_scale(stream200k):
+    """No real wallet sends 50x its usual amount every sixth transfer: each account has its own
+    value scale and spread, so among unlabelled plain transfers of senders with at least five of
+    them, under 0.5% reach 50x the sender's median. Scales differ between senders (retail to
+    whales) and each sender's values still vary."""
+    rows, labels = stream200k
+    by_sender = collections.defaultdict(list)
+    for r in rows:
+        if r["hash"] not in labels and is_plain_transfer(r):
+            by_sender[r["from"]].append(r["value"])
+    checked = far = 0
+    medians, spreads = [], []
+    for values in by_sender.values():
+        if len(values) < 5:
+            continue
+        m = median(values)
+        checked += len(values)
+        far += sum(v >= 50 * m for v in values)
+        medians.append(m)
+        values.sort()
+        spreads.append(values[int(0.9 * len(values))] / max(values[len(values) // 10], 1))
+    assert checked > 30000, f"only {checked} transfers from senders with 5 or more"
+    assert far / checked < 0.005, f"{far} of {checked} transfers are >= 50x their sender's median"
+    medians.sort()
+    assert medians[int(0.9 * len(medians))] > 100 * medians[len(medians) // 10], "one value scale"
+    assert median(spreads) > 2, f"senders' values barely vary (median p90/p10 {median(spreads)})"
+
+
+def test_senders_keep_to_their_counterparties(stream200k):
+    """Accounts have usual counterparties: for senders with ten or more unlabelled transactions,
+    most of what each sends goes to its five most frequent recipients."""
+    rows, labels = stream200k
+    recipients = collections.defaultdict(collections.Counter)
+    for r in rows:
+        if r["hash"] not in labels:
+            recipients[r["from"]][r["to"]] += 1
+    shares = []
+    for c in recipients.values():
+        n = sum(c.values())
+        if n >= 10:
+            shares.append(sum(k for _, k in c.most_common(5)) / n)
+    assert len(shares) > 1000, f"only {len(shares)} senders with ten transactions"
+    assert median(shares) >= 0.6, f"median share to the top-5 recipients {median(shares):.2f}"
+
+
+def test_activity_is_heavy_tailed(stream200k):
+    """Activity rates are heavy-tailed: many accounts send once, the median sender a few times,
+    the busiest hundreds of times more, and the top 1% of senders carry a quarter of the
+    traffic."""
+    rows, _ = stream200k
+    counts = sorted(collections.Counter(r["from"] for r in rows).values(), reverse=True)
+    once = sum(n == 1 for n in counts) / len(counts)
+    mid = counts[len(counts) // 2]
+    top = sum(counts[:len(counts) // 100]) / len(rows)
+    assert once >= 0.1, f"only {once:.1%} of senders send exactly once"
+    assert mid <= 6, f"the median sender sends {mid} times"
+    assert counts[0] >= 200 * mid, f"busiest {counts[0]} vs median {mid}"
+    assert top >= 0.25, f"top 1% of senders carry {top:.1%}"
+
+
+def test_kinds_behave_like_their_kind(stream200k):
+    """Among the busiest senders, exchange hot wallets withdraw to many distinct, mostly new
+    addresses, while bots keep calling the same few contracts; popular contracts (routers,
+    tokens) are called by thousands, mostly without value."""
+    rows, labels = stream200k
+    seen = first_seen(rows)
+    plain = collections.defaultdict(list)
+    targets = collections.defaultdict(collections.Counter)
+    for i, r in enumerate(rows):
+        if r["hash"] in labels:
+            continue
+        targets[r["from"]][r["to"]] += 1
+        if is_plain_transfer(r):
+            plain[r["from"]].append((i, r["to"]))
+    busiest = sorted(targets, key=lambda a: -sum(targets[a].values()))[:40]
+    exchanges = bots = 0
+    for a in busiest:
+        sent = plain[a]
+        n = sum(targets[a].values())
+        if len(sent) >= 100 and len({to for _, to in sent}) >= 0.8 * len(sent):
+            new = sum(seen[to] == i for i, to in sent)
+            assert new >= 0.4 * len(sent), f"{a}: {new} of {len(sent)} withdrawals to new addresses"
+            exchanges += 1
+        elif len(targets[a]) <= 0.2 * n:
+            bots += 1
+    assert exchanges >= 5, f"{exchanges} exchange-like senders among the busiest 40"
+    assert bots >= 3, f"{bots} senders with few counterparties among the busiest 40"
+    callers = collections.defaultdict(set)
+    calls = collections.Counter()
+    zero = collections.Counter()
+    for r in rows:
+        if r["to"] is not None and r["input"] != "0x" and r["hash"] not in labels:
+            callers[r["to"]].add(r["from"])
+            calls[r["to"]] += 1
+            zero[r["to"]] += r["value"] == 0
+    top = calls.most_common(5)
+    assert top[0][1] >= 3 * top[4][1], f"contract popularity is flat: {top}"
+    assert len(callers[top[0][0]]) >= 1000
+    assert zero[top[0][0]] >= 0.6 * top[0][1]
+
+
+def test_new_accounts_appear_during_the_stream(stream200k):
+    """First seen happens during the stream too: addresses funded by a transfer (mostly an
+    exchange withdrawal) later send their own first transaction (nonce 0), in both halves."""
+    rows, labels = stream200k
+    seen = first_seen(rows)
+    started = set()
+    late = []
+    for i, r in enumerate(rows):
+        a = r["from"]
+        if a in started:
+            continue
+        started.add(a)
+        if r["nonce"] == 0 and r["hash"] not in labels and seen[a] < i:
+            late.append(i)
+    assert len(late) >= 500, f"only {len(late)} funded accounts start sending"
+    assert sum(i >= len(rows) // 2 for i in late) >= 0.3 * len(late)
+
+
+def test_tip_habits_differ_between_senders(stream200k):
+    """Each account tips its own way relative to the market (bots far above it): the spread of
+    senders' median priority fees is much wider than the spread within one sender."""
+    rows, labels = stream200k
+    tips = collections.defaultdict(list)
+    for r in rows:
+        if r["type"] == "0x2" and r["hash"] not in labels:
+            tips[r["from"]].append(int(r["maxPriorityFeePerGas"], 16))
+    medians, within = [], []
+    for t in tips.values():
+        if len(t) >= 20:
+            t.sort()
+            medians.append(t[len(t) // 2])
+            within.append(t[int(0.9 * len(t))] / t[len(t) // 10])
+    medians.sort()
+    across = medians[int(0.9 * len(medians))] / medians[len(medians) // 10]
+    assert len(medians) >= 200
+    assert across >= 5, f"senders' median tips p90/p10 {across:.1f}"
+    assert across >= 2 * median(within), f"across {across:.1f}, within {median(within):.1f}"
+
+
+def test_gas_prices_drift(stream200k):
+    """The market moves: the median gas price of 100-block (20-minute) windows varies by more
+    than 1.5x."""
+    rows, _ = stream200k
+    windows = collections.defaultdict(list)
+    for r in rows:
+        windows[r["blockNumber"] // 100].append(int(r["gasPrice"], 16))
+    medians = [median(v) for v in windows.values()]
+    assert max(medians) >= 1.5 * min(medians), medians
+
+
+# --- attacks that only show over time (200k transactions, seed 31) ---
+
+
+def labelled(rows, labels, kind):
+    """(index, row) of every transaction labelled kind, in stream order."""
+    return [(i, r) for i, r in enumerate(rows) if labels.get(r["hash"]) == kind]
+
+
+def gas_cost(r):
+    """What a plain transfer's gas cost its sender (gas used = gas limit = 21000)."""
+    assert r["input"] == "0x" and int(r["gas"], 16) == 21000
+    return 21000 * int(r["gasPrice"], 16)
+
+
+def lookalike(a, b):
+    """a imitates b: the same first and last four hex digits, a different address."""
+    return a != b and a[2:6] == b[2:6] and a[-4:] == b[-4:]
+
+
+def test_every_kind_keeps_its_share(stream200k):
+    """Every kind appears, each with a sizeable share of the labels (the shares are fixed,
+    --anomaly-rate scales them all)."""
+    _, labels = stream200k
+    counts = collections.Counter(labels.values())
+    assert set(counts) == KINDS, counts
+    for kind, n in counts.items():
+        assert 0.04 <= n / len(labels) <= 0.25, f"{kind}: {n} of {len(labels)} labels"
+
+
+def test_address_poisoning_imitates_a_recent_counterparty(stream200k):
+    """Address poisoning: shortly after a victim paid a counterparty (an ordinary, unlabelled
+    transfer), a fresh address that looks like the counterparty (same first and last four hex
+    digits) sends the victim dust, or a fresh operator calls transferFrom(victim, lookalike, 0)
+    on a token, so the lookalike shows up in the victim's history. Within 20 blocks."""
+    rows, labels = stream200k
+    paid = collections.defaultdict(list)  # victim -> [(block, counterparty)]
+    seen = first_seen(rows)
+    dust = zero = 0
+    for i, r in enumerate(rows):
+        kind = labels.get(r["hash"])
+        if kind is None and is_plain_transfer(r):
+            paid[r["from"]].append((r["blockNumber"], r["to"]))
+        if kind != "address_poisoning":
+            continue
+        if r["input"] == "0x":
+            victim, fake = r["to"], r["from"]
+            assert 0 < r["value"] <= ETH // 10_000, f"poisoning dust of {r['value']} wei"
+            assert r["nonce"] == 0 and seen[fake] == i, "dust from a used address"
+            dust += 1
+        else:
+            assert r["input"][:10] == "0x23b872dd" and len(r["input"]) == 2 + 8 + 3 * 64
+            victim = "0x" + r["input"][10 + 24:10 + 64]
+            fake = "0x" + r["input"][10 + 64 + 24:10 + 128]
+            assert int(r["input"][10 + 128:], 16) == 0 and r["value"] == 0
+            zero += 1
+        recent = [to for b, to in paid[victim] if r["blockNumber"] - b <= 20]
+        assert any(lookalike(fake, to) for to in recent), \
+            f"{fake} imitates none of {victim}'s recent counterparties {recent}"
+    assert dust >= 50 and zero >= 30, f"{dust} dust transfers, {zero} zero-value transferFrom"
+
+
+def test_drainer_sweep_empties_victims_into_one_fresh_address(stream200k):
+    """Drainer sweep: several accounts with history each empty their wallet into the same
+    fresh address within minutes, each in a burst of consecutive nonces inside a few blocks:
+    token approvals or transfers naming the drainer, then ETH far above what the account
+    usually sends (20..200x its scale, so >= 5x the median of the few transfers seen). Where
+    the drainer is an EOA it forwards what it took, 20% to one fee address shared by every
+    drainer and the rest to a fresh payout, keeping nothing."""
+    rows, labels = stream200k
+    seen = first_seen(rows)
+    plain = collections.defaultdict(list)
+    for r in rows:
+        if r["hash"] not in labels and is_plain_transfer(r):
+            plain[r["from"]].append(r["value"])
+    sweep = labelled(rows, labels, "drainer_sweep")
+    sinks = {r["to"] for _, r in sweep if r["input"] == "0x"}  # drainers, fee, payouts
+    bursts = collections.defaultdict(list)  # (victim, drainer) -> the victim's burst
+    out = collections.defaultdict(list)  # drainer -> what it sent on
+    for i, r in sweep:
+        if r["from"] in sinks:
+            out[r["from"]].append((i, r))
+        else:
+            drainer = r["to"] if r["input"][:10] in ("0x", "0x4e71d92d") else \
+                "0x" + r["input"][10 + 24:10 + 64]
+            bursts[r["from"], drainer].append((i, r))
+    waves = collections.defaultdict(list)  # drainer -> its victims' ETH sweeps
+    tokens = checked = 0
+    for (victim, drainer), txs in bursts.items():
+        if txs[-1][1]["to"] != drainer and txs[-1][0] >= len(rows) - 500:
+            continue  # cut off by the end of the stream
+        *calls, (i, eth) = txs
+        assert eth["to"] == drainer and eth["value"] > 0, "a burst that does not end in ETH"
+        waves[drainer].append((i, eth))
+        nonces = [r["nonce"] for _, r in txs]
+        assert nonces == sorted(nonces) and nonces[-1] - nonces[0] <= len(nonces) + 1
+        assert nonces[0] > 0, "a drained account without history"
+        assert eth["blockNumber"] - txs[0][1]["blockNumber"] <= 3, "a slow sweep"
+        for _, r in calls:
+            assert r["input"][:10] in ("0xa9059cbb", "0x095ea7b3") and r["value"] == 0
+            assert r["input"][10 + 24:10 + 64] == drainer[2:], "a token call not to the drainer"
+            tokens += 1
+        if len(plain[victim]) >= 5:
+            checked += 1
+            assert eth["value"] >= 5 * median(plain[victim]), "a small sweep"
+    fees = collections.Counter()
+    for drainer, victims in waves.items():
+        if victims[-1][0] >= len(rows) - 5000:
+            continue  # perhaps cut off by the end of the stream
+        assert len(victims) >= 3, f"{drainer}: {len(victims)} victims"
+        assert seen[drainer] >= bursts[victims[0][1]["from"], drainer][0][0], \
+            f"{drainer} existed before the sweep"
+        span = victims[-1][1]["blockNumber"] - victims[0][1]["blockNumber"]
+        assert span <= 30 * len(victims), f"{drainer}: {len(victims)} victims in {span} blocks"
+        if out[drainer]:
+            took = sum(r["value"] for _, r in victims)
+            (_, fee), (j, payout) = out[drainer]
+            assert fee["nonce"] == 0 and payout["nonce"] == 1 and fee["to"] not in waves
+            assert fee["value"] == took // 5, "the fee is not 20%"
+            assert seen[payout["to"]] == j, "payout to a used address"
+            assert fee["value"] + payout["value"] + gas_cost(fee) + gas_cost(payout) == took, \
+                "the drainer kept some"
+            fees[fee["to"]] += 1
+    assert len(waves) >= 5 and checked >= 20 and tokens >= 20, (len(waves), checked, tokens)
+    assert len(fees) == 1 and sum(fees.values()) >= 2, f"fee addresses {fees}"
+    assert set(out) <= set(waves)
+
+
+def test_peel_chain_forwards_most_of_each_hop(stream200k):
+    """Peel chain: value hops through fresh addresses; each holder sends two transactions, a
+    small peel (<= 15% of what it holds) to an exchange or a deposit address and the rest
+    minus gas (> 80% of what it received) to a fresh address, which becomes the next holder
+    within minutes. Each holder ends with exactly nothing."""
+    rows, labels = stream200k
+    seen = first_seen(rows)
+    peel = labelled(rows, labels, "peel_chain")
+    by_holder = collections.defaultdict(list)
+    for i, r in peel:
+        by_holder[r["from"]].append((i, r))
+    received = {}
+    hops = chains = 0
+    for holder, txs in by_holder.items():
+        if len(txs) == 1 and txs[0][0] >= len(rows) - 2000:
+            continue  # cut off by the end of the stream
+        assert [r["nonce"] for _, r in txs] == [0, 1], f"{holder} is not a fresh one-hop holder"
+        (_, cut), (j, fwd) = txs
+        held = cut["value"] + gas_cost(cut) + fwd["value"] + gas_cost(fwd)
+        assert cut["value"] <= 0.15 * held, "the peel is not small"
+        assert fwd["value"] >= 0.8 * held
+        assert seen[fwd["to"]] == j, "forwarded to a used address"
+        if holder in received:
+            assert received[holder] == held, f"{holder} did not pass on exactly what it got"
+            hops += 1
+        else:
+            chains += 1
+        received[fwd["to"]] = fwd["value"]
+    assert chains >= 10 and hops >= 3 * chains, f"{chains} chains, {hops} linked hops"
+
+
+ROUTER_SELECTORS = {"0x3593564c", "0x7ff36ab5", "0x38ed1739", "0x18cbafe5", "0x5ae401dc",
+                    "0xac9650d8"}
+TOKEN_SELECTORS = {"0xa9059cbb", "0x095ea7b3", "0x23b872dd"}
+
+
+def test_contracts_are_called_like_their_kind(stream200k):
+    """Contracts have kinds: among the 20 most called, DEX routers take swaps, execute and
+    multicall (some with ETH), tokens take transfer/approve/transferFrom and never ETH, and
+    WETH takes deposit() with ETH."""
+    rows, labels = stream200k
+    calls = collections.defaultdict(list)
+    for r in rows:
+        if r["to"] is not None and r["input"] != "0x" and r["hash"] not in labels:
+            calls[r["to"]].append(r)
+    top = sorted(calls, key=lambda a: -len(calls[a]))[:20]
+    routers = tokens = weth = 0
+    for a in top:
+        sels = collections.Counter(r["input"][:10] for r in calls[a])
+        n = len(calls[a])
+        if set(sels) <= ROUTER_SELECTORS:
+            routers += 1
+            paid = sum(r["value"] > 0 for r in calls[a])
+            assert 0.05 * n <= paid <= 0.6 * n, f"router {a}: {paid} of {n} calls carry ETH"
+        elif set(sels) <= TOKEN_SELECTORS:
+            tokens += 1
+            assert all(r["value"] == 0 for r in calls[a]), f"token {a} received ETH"
+        elif "0xd0e30db0" in sels and all(r["value"] > 0 for r in calls[a]
+                                          if r["input"] == "0xd0e30db0"):
+            weth += 1
+    assert routers >= 3 and tokens >= 8 and weth >= 1, (routers, tokens, weth)
+
+
+def test_accounts_funded_off_stream_appear(stream200k):
+    """Not every new account is funded by a visible transfer: some first appear as the sender
+    of nonce 0 (funded by a bridge or a contract's internal transfer) at a steady rate, so the
+    last quarter of the stream still has over 300 such first transactions (the starting pool's
+    unused accounts alone give ~220 there, seed 31), and some of them keep sending."""
+    rows, labels = stream200k
+    seen = first_seen(rows)
+    fresh = [i for i, r in enumerate(rows)
+             if r["nonce"] == 0 and seen[r["from"]] == i and r["hash"] not in labels]
+    late = sum(i >= 3 * len(rows) // 4 for i in fresh)
+    assert late >= 300, f"only {late} unfunded first transactions in the last quarter"
+    sent = collections.Counter(r["from"] for r in rows)
+    assert sum(sent[rows[i]["from"]] >= 2 for i in fresh) >= 0.2 * len(fresh)

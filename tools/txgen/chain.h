@@ -1,4 +1,4 @@
-/* tools/txgen/chain.h — a synthetic Ethereum chain: blocks, fees, senders, labelled anomalies */
+/* tools/txgen/chain.h — a synthetic Ethereum chain: accounts with habits, fees, labelled attacks */
 #ifndef TXGEN_CHAIN_H
 #define TXGEN_CHAIN_H
 
@@ -21,6 +21,10 @@ enum tx_anomaly {
     TX_GAS_PRICE_SPIKE,
     TX_GAS_LIMIT_OUTLIER,
     TX_ADDRESS_BURST,
+    TX_ADDRESS_POISONING,
+    TX_DRAINER_SWEEP,
+    TX_PEEL_CHAIN,
+    TX_ANOMALY_KINDS /* number of labels, TX_NORMAL included */
 };
 
 /* One generated transaction; every field is already final (formatters only print). */
@@ -70,5 +74,10 @@ void chain_free(struct chain *c);
 
 /* chain_anomaly_name returns the label written to the labels file ("" for TX_NORMAL). */
 const char *chain_anomaly_name(enum tx_anomaly a);
+
+/* chain_kinds_help returns the --help lines that describe the anomaly kinds (each with its
+ * share of the labels and its source), from the same table the generator uses. Static
+ * storage, built on first use. */
+const char *chain_kinds_help(void);
 
 #endif /* TXGEN_CHAIN_H */

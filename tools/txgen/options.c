@@ -59,15 +59,12 @@ void options_usage(FILE *fp)
             "  legacy     {hash, from, to, value, gas, gasPrice, timestamp, blockNumber}: value a\n"
             "             decimal string, the rest JSON numbers\n"
             "\nAnomaly kinds (labels file, only anomalous transactions are listed):\n"
-            "  huge_value         transfer of 10k..1M ETH\n"
-            "  gas_price_spike    gas price 5000..50000 gwei\n"
-            "  gas_limit_outlier  contract call with gas 8M..30M, or 21001..21999\n"
-            "  address_burst      20..40 transactions from one fresh address in one block\n"
+            "%s"
             "\nThe chain starts at 2024-01-01T00:00:00Z (unix %llu) with ~150 transactions per\n"
             "12 s block; output never depends on the wall clock. With --brokers, delivery is\n"
             "reported on stderr and any failed delivery makes the exit status 1.\n"
             "Exit status: 0 ok, 1 runtime error, 2 invalid arguments.\n",
-            (unsigned long long) CHAIN_GENESIS_TIME);
+            chain_kinds_help(), (unsigned long long) CHAIN_GENESIS_TIME);
 }
 
 /* parse_u64 accepts a whole decimal (or 0x hex) unsigned integer in [lo, hi]. */
