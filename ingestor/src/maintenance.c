@@ -14,9 +14,14 @@
  * for it. maintain() itself is safe against several callers (an advisory lock; a second caller
  * returns at once), so several ingestors each running this thread never collide.
  *
- * MAINTENANCE_MODE decides: auto (default) maintains while no `chainwatch maintenance` backend is
- * seen in this database's pg_stat_activity (checked every WORKER_CHECK_MS, and again when a writer
- * asks while the worker is seen, in case it has stopped); thread always maintains; off never does.
+ * MAINTENANCE_MODE decides: auto (default) maintains while the server runs no worker for this
+ * database; thread always maintains; off never does. The worker is looked up every WORKER_CHECK_MS,
+ * and again when a writer asks while the worker is seen, in case it has stopped. A role without
+ * pg_read_all_stats (the ingestor's, sql/roles.sql) sees other users' backends in pg_stat_activity
+ * with backend_type NULL, so a `chainwatch maintenance` backend found there is only one of two
+ * signs; the other, visible to any role, is the server's configuration: chainwatch.database is a
+ * postmaster setting only when the library was preloaded (extension/src/chainwatch.c), and then the
+ * postmaster runs a worker for each database it lists (restarted 10 s after it exits).
  * MAINTENANCE_INTERVAL_MS is the period of maintain() (0: never, whatever the mode); the store
  * gauges (chainwatch.status()) are refreshed on the same tick, every GAUGE_MS when maintain() is
  * off.
@@ -115,11 +120,14 @@ static bool connect_db(maintenance *m)
 /* check_worker looks for the server's maintenance worker in this database and logs changes */
 static void check_worker(maintenance *m)
 {
-    PGresult *res = exec_cancellable(m, "SELECT count(*) FROM pg_stat_activity "
-                                        "WHERE backend_type = 'chainwatch maintenance' "
-                                        "AND datname = current_database()");
+    PGresult *res = exec_cancellable(
+        m, "SELECT EXISTS (SELECT FROM pg_stat_activity "
+           "WHERE backend_type = 'chainwatch maintenance' AND datname = current_database()) "
+           "OR COALESCE((SELECT context = 'postmaster' AND current_database() = "
+           "ANY (string_to_array(replace(setting, ' ', ''), ',')) "
+           "FROM pg_settings WHERE name = 'chainwatch.database'), false)");
     if (!failed(m, res, "looking for the maintenance worker")) {
-        int seen = atoi(PQgetvalue(res, 0, 0)) > 0;
+        int seen = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         int before = atomic_exchange(&m->worker_seen, seen);
         if (before != seen && m->mode == MAINTENANCE_AUTO && m->cfg->maintenance_interval_ms > 0)
             log_info("maintenance: %s",
