@@ -116,6 +116,13 @@ static void committed_stats(committer *c, const batch *b, const batch_counts *n,
     c->ops->committed(c->ctx, &c->ranges);
 }
 
+/* line1 is the length of the first line of a server message (the rest is CONTEXT and DETAIL),
+ * for log lines that stay on one line */
+static int line1(const char *msg)
+{
+    return (int) strcspn(msg, "\n");
+}
+
 /* refused moves the single message of b one stage down after the database refused it; returns
  * whether anything of it was still sent (false: the refusal cannot be the message's) */
 static bool refused(committer *c, batch *b, const pg_failure *why)
@@ -125,23 +132,29 @@ static bool refused(committer *c, batch *b, const pg_failure *why)
     long long o = (long long) it->msg->offset;
     item_stage before = it->stage;
     item_stage now = batch_item_refused(it, why->sqlstate, why->message);
+    int len = line1(why->message);
     b->scored_with = -1;
     switch (now) {
     case ITEM_DEAD_LETTER:
-        log_warn("writer %d: message %d/%lld refused by the database (%s): storing it as a dead "
+        log_warn("writer %d: message %d/%lld refused by the database (%.*s): storing it as a dead "
                  "letter",
-                 c->id, p, o, why->message);
+                 c->id, p, o, len, why->message);
         break;
     case ITEM_MINIMAL:
-        log_error("writer %d: dead letter of %d/%lld refused too (%s): storing one without its "
-                  "payload",
-                  c->id, p, o, why->message);
+        log_error("writer %d: message %d/%lld: its dead letter was refused too (%.*s): storing "
+                  "one without its payload",
+                  c->id, p, o, len, why->message);
         break;
     case ITEM_DROPPED:
         if (before != ITEM_DROPPED)
-            log_error("writer %d: message %d/%lld: even its minimal dead letter was refused (%s); "
-                      "giving it up: its offset is committed without a row (it stays in Kafka)",
-                      c->id, p, o, why->message);
+            log_error("writer %d: message %d/%lld: even its minimal dead letter was refused "
+                      "(%.*s); giving it up: its offset is committed without a row (it stays in "
+                      "Kafka)",
+                      c->id, p, o, len, why->message);
+        else
+            log_warn("writer %d: message %d/%lld, given up, is still refused (%.*s): the refusal "
+                     "is not the message's; retrying with backoff",
+                     c->id, p, o, len, why->message);
         break;
     case ITEM_ROWS:
         break;
@@ -245,12 +258,13 @@ static void commit_loop(committer *c, batch *b)
             if (last != ATTEMPT_NO_PARTITION)
                 log_warn("writer %d: no partition for the current time (%.*s); waiting for "
                          "maintenance to create it",
-                         c->id, (int) strcspn(why.message, "\n"), why.message);
+                         c->id, line1(why.message), why.message);
             atomic_fetch_add(&st->db_errors, 1);
             c->ops->maintenance_now(c->ctx);
             break;
         case ATTEMPT_CONNECTION:
-            log_warn("writer %d: Postgres unavailable: %s", c->id, why.message);
+            log_warn("writer %d: Postgres unavailable: %.*s", c->id, line1(why.message),
+                     why.message);
             atomic_store(&st->db_up, false);
             atomic_fetch_add(&st->db_errors, 1);
             c->ops->disconnect(c->ctx);
@@ -258,15 +272,16 @@ static void commit_loop(committer *c, batch *b)
         case ATTEMPT_DATA:
             atomic_fetch_add(&st->db_errors, 1);
             if (b->n > 1) {
-                log_warn("writer %d: batch refused (%s); retrying message by message", c->id,
-                         why.message);
+                log_warn("writer %d: batch refused (%.*s); retrying message by message", c->id,
+                         line1(why.message), why.message);
                 commit_split(c, b);
                 return;
             }
             wait = !refused(c, b, &why);
             break;
         case ATTEMPT_TRANSIENT:
-            log_warn("writer %d: transaction failed, retrying: %s", c->id, why.message);
+            log_warn("writer %d: transaction failed, retrying: %.*s", c->id, line1(why.message),
+                     why.message);
             atomic_fetch_add(&st->db_errors, 1);
             break;
         }

@@ -43,46 +43,40 @@ extern char **environ;
 /* ---- consumer_ops on librdkafka, libpq and the writers ----------------------------------------
  */
 
-static int k_assign(void *ctx, rd_kafka_topic_partition_list_t *parts, bool cooperative, char *err,
-                    size_t errlen)
+/* k_change takes (add) or gives up parts: incrementally for the cooperative protocol, else the
+ * whole assignment (an eager revocation gives up everything); -1 with librdkafka's reason */
+static int k_change(poller *pl, rd_kafka_topic_partition_list_t *parts, bool cooperative, bool add,
+                    char *err, size_t errlen)
 {
-    poller *pl = ctx;
+    const char *what = add ? "assign" : "unassign";
     if (cooperative) {
-        rd_kafka_error_t *error = rd_kafka_incremental_assign(pl->rk, parts);
+        rd_kafka_error_t *error = add ? rd_kafka_incremental_assign(pl->rk, parts)
+                                      : rd_kafka_incremental_unassign(pl->rk, parts);
         if (error) {
-            snprintf(err, errlen, "incremental assign failed: %s", rd_kafka_error_string(error));
+            snprintf(err, errlen, "incremental %s failed: %s", what, rd_kafka_error_string(error));
             rd_kafka_error_destroy(error);
             return -1;
         }
-    } else {
-        rd_kafka_resp_err_t e = rd_kafka_assign(pl->rk, parts);
-        if (e) {
-            snprintf(err, errlen, "assign failed: %s", rd_kafka_err2str(e));
-            return -1;
-        }
+        return 0;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(pl->rk, add ? parts : NULL);
+    if (e) {
+        snprintf(err, errlen, "%s failed: %s", what, rd_kafka_err2str(e));
+        return -1;
     }
     return 0;
+}
+
+static int k_assign(void *ctx, rd_kafka_topic_partition_list_t *parts, bool cooperative, char *err,
+                    size_t errlen)
+{
+    return k_change(ctx, parts, cooperative, true, err, errlen);
 }
 
 static int k_unassign(void *ctx, rd_kafka_topic_partition_list_t *parts, bool cooperative,
                       char *err, size_t errlen)
 {
-    poller *pl = ctx;
-    if (cooperative) {
-        rd_kafka_error_t *error = rd_kafka_incremental_unassign(pl->rk, parts);
-        if (error) {
-            snprintf(err, errlen, "incremental unassign failed: %s", rd_kafka_error_string(error));
-            rd_kafka_error_destroy(error);
-            return -1;
-        }
-    } else {
-        rd_kafka_resp_err_t e = rd_kafka_assign(pl->rk, NULL);
-        if (e) {
-            snprintf(err, errlen, "unassign failed: %s", rd_kafka_err2str(e));
-            return -1;
-        }
-    }
-    return 0;
+    return k_change(ctx, parts, cooperative, false, err, errlen);
 }
 
 /* k_set_paused pauses or resumes a single partition of our topic */
