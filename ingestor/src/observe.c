@@ -48,6 +48,12 @@ static int metrics_handler(struct mg_connection *conn, void *data)
                      (double) atomic_load(&st->unscored_rows[UNSCORED_NO_MODEL]));
     cw_metric_sample(&b, "chainwatch_ingest_unscored_rows_total", "reason=\"unusable_model\"",
                      (double) atomic_load(&st->unscored_rows[UNSCORED_UNUSABLE_MODEL]));
+    cw_metric_header(
+        &b, "chainwatch_ingest_model_usable", "gauge",
+        "0 while the active model cannot be used by the ingestor (rows stored unscored), "
+        "else 1");
+    cw_metric_sample(&b, "chainwatch_ingest_model_usable", NULL,
+                     atomic_load(&st->unusable_model) ? 0 : 1);
     cw_metric_header(&b, "chainwatch_anomalies_detected_total", "counter",
                      "Anomalies stored, by severity");
     for (int s = 0; s < N_SEVERITIES; s++) {
@@ -141,10 +147,11 @@ static int live_handler(struct mg_connection *conn, void *data)
 }
 
 /*
- * ready: consuming (assigned or waiting for an assignment), Postgres reachable, not stopping.
- * "model" says whether rows are scored: "unusable" while the active model cannot be used by the
- * ingestor (rows are then stored unscored, see docs/ingestor.md). That does not make the ingestor
- * unready: it stores every row, and no restart or other replica would do better.
+ * ready: consuming (assigned or waiting for an assignment), Postgres reachable, not stopping, and
+ * the active model usable. While the active model cannot be used by the ingestor the rows are
+ * still stored (unscored, see docs/ingestor.md), but nothing is scored, which an operator must
+ * fix: readiness says so with "reason" and the model's id. With no model active at all (a cold
+ * start) rows are stored unscored too and the ingestor is ready: that is the normal first state.
  */
 static int ready_handler(struct mg_connection *conn, void *data)
 {
@@ -153,17 +160,23 @@ static int ready_handler(struct mg_connection *conn, void *data)
     bool db = atomic_load(&src->stats->db_up);
     bool stopping = atomic_load(&src->stats->shutting_down);
     int unusable = atomic_load(&src->stats->unusable_model);
-    bool ready = consumer && db && !stopping;
-    char body[320], model[64];
+    bool ready = consumer && db && !stopping && !unusable;
+    const char *reason = stopping    ? "shutting down"
+                         : !consumer ? "the Kafka consumer is not running"
+                         : !db       ? "Postgres is unreachable"
+                         : unusable  ? "the active model cannot be used: rows are stored unscored"
+                                     : "";
+    char body[448], model[64];
     if (unusable)
         snprintf(model, sizeof(model), "\"unusable\",\"unusable_model_id\":%d", unusable);
     else
         snprintf(model, sizeof(model), "\"ok\"");
     int n = snprintf(body, sizeof(body),
                      "{\"ready\":%s,\"consumer\":%s,\"postgres\":%s,\"shutting_down\":%s,"
-                     "\"partitions\":%d,\"model\":%s}",
+                     "\"partitions\":%d,\"model\":%s%s%s%s}",
                      ready ? "true" : "false", consumer ? "true" : "false", db ? "true" : "false",
-                     stopping ? "true" : "false", partitions_owned_count(src->parts), model);
+                     stopping ? "true" : "false", partitions_owned_count(src->parts), model,
+                     *reason ? ",\"reason\":\"" : "", reason, *reason ? "\"" : "");
     return cw_http_send(conn, ready ? 200 : 503, "application/json", body, (size_t) n, NULL);
 }
 
