@@ -19,3 +19,8 @@ cmocka_suite ingestor-writer-asan build/san/tests/test_ingestor_writer
 pytest_suite ingestor tests/integration/test_ingestor.py
 CHAINWATCH_BIN=$TOP/build/san/bin CHAINWATCH_TEST_SCALE=0.2 pytest_suite ingestor-san \
     tests/integration/test_ingestor.py -k 'not kill_9 and not two_ingestors and not invalid and not 256 and not second_sigterm'
+# the failures issue 23 found (~4 min); under ASan/UBSan the shutdown-time /metrics scrape (a use after free
+# before the fix), the refusal paths and the unusable model
+pytest_suite ingestor-resilience tests/integration/test_ingestor_resilience.py
+CHAINWATCH_BIN=$TOP/build/san/bin CHAINWATCH_TEST_SCALE=0.2 pytest_suite ingestor-resilience-san \
+    tests/integration/test_ingestor_resilience.py -k 'metrics_scraped or refus or cannot_use'
