@@ -193,6 +193,9 @@ void commit_run(committer *c, batch *b)
     commit_loop(c, b);
 }
 
+/* commit_loop is commit_run's body: attempt b, classify a failure (retry.c) and act on it (see the
+ * design note above), until b is committed, holds nothing of ours, or sleep says to stop. A data
+ * error on several messages recurses through commit_split, one message at a time. */
 static void commit_loop(committer *c, batch *b)
 {
     ingest_stats *st = c->stats;

@@ -68,6 +68,8 @@ typedef struct consumer {
     char fatal_reason[512];
 } consumer;
 
+/* consumer_init prepares c over ops (not owned: ctx, parts, stats outlive it); latest is
+ * KAFKA_AUTO_OFFSET_RESET=latest */
 void consumer_init(consumer *c, const consumer_ops *ops, void *ctx, partitions *parts,
                    ingest_stats *stats, bool latest);
 /* consumer_free destroys the stashed messages and the state */

@@ -103,7 +103,7 @@ static bool failed(maintenance *m, PGresult *res, const char *what)
     return true;
 }
 
-/* connect opens the thread's connection unless it is open; false when Postgres is away */
+/* connect_db opens the thread's connection unless it is open; false when Postgres is away */
 static bool connect_db(maintenance *m)
 {
     char err[256];
@@ -184,6 +184,9 @@ static bool wait_for_work(maintenance *m, int64_t deadline)
     return asked;
 }
 
+/* maintenance_main is the thread: every tick (MAINTENANCE_INTERVAL_MS, or GAUGE_MS) look for the
+ * server's worker when due, run maintain() when this process is the maintainer (at once, spaced by
+ * REQUEST_SPACING_MS, when a writer asked), refresh the store gauges; sets finished on stop */
 static void *maintenance_main(void *arg)
 {
     maintenance *m = arg;

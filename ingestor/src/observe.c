@@ -147,11 +147,12 @@ static int live_handler(struct mg_connection *conn, void *data)
 }
 
 /*
- * ready: consuming (assigned or waiting for an assignment), Postgres reachable, not stopping, and
- * the active model usable. While the active model cannot be used by the ingestor the rows are
- * still stored (unscored, see docs/ingestor.md), but nothing is scored, which an operator must
- * fix: readiness says so with "reason" and the model's id. With no model active at all (a cold
- * start) rows are stored unscored too and the ingestor is ready: that is the normal first state.
+ * ready_handler: ready when consuming (assigned or waiting for an assignment), Postgres reachable,
+ * not stopping, and the active model usable. While the active model cannot be used by the ingestor
+ * the rows are still stored (unscored, see docs/ingestor.md), but nothing is scored, which an
+ * operator must fix: readiness says so with "reason" and the model's id. With no model active at
+ * all (a cold start) rows are stored unscored too and the ingestor is ready: that is the normal
+ * first state.
  */
 static int ready_handler(struct mg_connection *conn, void *data)
 {

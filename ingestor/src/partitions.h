@@ -41,6 +41,8 @@ typedef struct partitions {
     _Atomic int owned;     /* partitions owned now */
 } partitions;
 
+/* partitions_init makes an empty table (nothing owned) and its locks; -1 when a lock cannot be made
+ */
 int partitions_init(partitions *ps);
 void partitions_destroy(partitions *ps);
 
