@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "ingestor.h"
+#include "txdecode.h"
 
 int batch_init(batch *b, size_t capacity)
 {
@@ -99,6 +99,7 @@ void batch_decode(batch *b, size_t max_message_bytes)
         it->decoded = true;
         if (cw_tx_decode(it->msg->payload, it->msg->len, max_message_bytes, &it->txs, &it->n_txs,
                          &err) != 0) {
+            it->stage = ITEM_DEAD_LETTER;
             it->dead = true;
             it->dead_reason = err.reason;
             snprintf(it->dead_error, sizeof(it->dead_error), "%s", err.message);
@@ -110,11 +111,16 @@ int batch_score(batch *b, const loaded_model *m)
 {
     size_t rows = 0;
 
+    if (!model_usable(m)) {
+        /* nothing to score with: the rows are stored unscored (batch_copy_stream) */
+        b->scored_with = m->model_id;
+        return 0;
+    }
     for (size_t i = 0; i < b->n; i++)
-        if (!b->items[i].dead)
+        if (b->items[i].stage == ITEM_ROWS)
             rows += b->items[i].n_txs;
     if (rows > b->rows_cap) {
-        double *f = realloc(b->features, sizeof(double) * 3 * rows);
+        double *f = realloc(b->features, sizeof(double) * MODEL_FEATURES * rows);
         if (!f)
             return -1;
         b->features = f;
@@ -128,18 +134,93 @@ int batch_score(batch *b, const loaded_model *m)
     for (size_t i = 0; i < b->n; i++) {
         batch_item *it = &b->items[i];
         it->first_score = r;
-        if (it->dead)
+        if (it->stage != ITEM_ROWS)
             continue;
         for (size_t k = 0; k < it->n_txs; k++, r++) {
-            b->features[3 * r] = it->txs[k].f_value;
-            b->features[3 * r + 1] = it->txs[k].f_gas;
-            b->features[3 * r + 2] = it->txs[k].f_gas_price;
+            b->features[MODEL_FEATURES * r] = it->txs[k].f_value;
+            b->features[MODEL_FEATURES * r + 1] = it->txs[k].f_gas;
+            b->features[MODEL_FEATURES * r + 2] = it->txs[k].f_gas_price;
         }
     }
-    if (m->forest && rows > 0 && forest_n_features(m->forest) == 3)
+    if (rows > 0)
         forest_score_batch(m->forest, b->features, rows, b->scores);
     b->scored_with = m->model_id;
     return 0;
+}
+
+size_t batch_clip_utf8(char *dst, size_t dstlen, const char *src, size_t max)
+{
+    size_t n = strlen(src);
+    if (dstlen == 0)
+        return 0;
+    if (n > max)
+        n = max;
+    if (n > dstlen - 1)
+        n = dstlen - 1;
+    /* back over the continuation bytes (10xxxxxx) of a character the cut went through */
+    if (n < strlen(src)) {
+        size_t k = n;
+        while (k > 0 && ((unsigned char) src[k] & 0xC0) == 0x80)
+            k--;
+        n = k;
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    if (!cw_utf8_valid(dst, n))
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char) dst[i] >= 0x80)
+                dst[i] = '?';
+    return n;
+}
+
+/* sqlstate_or_unknown: s when it looks like a SQLSTATE (five digits or capitals), else "?????" */
+static const char *sqlstate_or_unknown(const char *s)
+{
+    size_t n = 0;
+    while (s && n < 6 && ((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'A' && s[n] <= 'Z')))
+        n++;
+    return s && n == 5 && s[5] == '\0' ? s : "?????";
+}
+
+item_stage batch_item_refused(batch_item *it, const char *sqlstate, const char *error)
+{
+    const char *state = sqlstate_or_unknown(sqlstate);
+    if (!it->first_refusal[0])
+        snprintf(it->first_refusal, sizeof(it->first_refusal), "%s", state);
+    switch (it->stage) {
+    case ITEM_ROWS: {
+        char clipped[201];
+        batch_clip_utf8(clipped, sizeof(clipped), error ? error : "", 200);
+        free(it->txs);
+        it->txs = NULL;
+        it->n_txs = 0;
+        it->stage = ITEM_DEAD_LETTER;
+        it->dead = true;
+        it->dead_reason = DEAD_REASON_DB_REJECTED;
+        snprintf(it->dead_error, sizeof(it->dead_error), "database refused: %s", clipped);
+        break;
+    }
+    case ITEM_DEAD_LETTER:
+        /* the error text or the payload may be what is refused: keep neither (the reason stays) */
+        it->stage = ITEM_MINIMAL;
+        if (it->dead_reason == DEAD_REASON_DB_REJECTED)
+            snprintf(it->dead_error, sizeof(it->dead_error),
+                     "the database refused this message (SQLSTATE %s) and its dead letter "
+                     "(SQLSTATE %s); payload not stored, read it from Kafka",
+                     it->first_refusal, state);
+        else
+            snprintf(it->dead_error, sizeof(it->dead_error),
+                     "the database refused this message's dead letter (SQLSTATE %s); payload not "
+                     "stored, read it from Kafka",
+                     state);
+        break;
+    case ITEM_MINIMAL:
+    case ITEM_DROPPED:
+        it->stage = ITEM_DROPPED;
+        it->dead = false;
+        break;
+    }
+    return it->stage;
 }
 
 /* the header of binary COPY data: signature, flags (none), header extension length (0) */
@@ -311,7 +392,7 @@ int batch_copy_stream(const batch *b, const loaded_model *m, const char *topic, 
     int flushed = 0;
     static const char hex[] = "0123456789abcdef";
     char score_buf[32], model_buf[16];
-    bool scored = m->forest != NULL && b->scored_with == m->model_id;
+    bool scored = model_usable(m) && b->scored_with == m->model_id;
     double threshold = scored ? forest_threshold(m->forest) : 0;
 
     memset(counts, 0, sizeof(*counts));
@@ -322,10 +403,15 @@ int batch_copy_stream(const batch *b, const loaded_model *m, const char *topic, 
     for (size_t i = 0; i < b->n; i++) {
         const batch_item *it = &b->items[i];
         const ingest_msg *msg = it->msg;
+        if (it->stage == ITEM_DROPPED) {
+            counts->dropped++; /* its offset is committed with the batch's range, nothing else */
+            continue;
+        }
         if (it->dead) {
             cw_strbuf_append(dead, "\\\\x", 3);
             const unsigned char *p = (const unsigned char *) msg->payload;
-            for (size_t k = 0; k < msg->len; k++) {
+            size_t len = it->stage == ITEM_MINIMAL ? 0 : msg->len;
+            for (size_t k = 0; k < len; k++) {
                 char pair[2] = {hex[p[k] >> 4], hex[p[k] & 15]};
                 cw_strbuf_append(dead, pair, 2);
             }
@@ -391,6 +477,8 @@ int batch_copy_stream(const batch *b, const loaded_model *m, const char *topic, 
                 put_int(o, msg->offset, false, true);
             }
             counts->rows++;
+            if (!scored)
+                counts->unscored++;
             if (sink && flushed == 0 && tx->len >= sink->flush_at)
                 flushed = sink->flush(sink->ctx, tx);
         }

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const severity_names[4] = {"low", "medium", "high", "critical"};
+const char *const severity_names[N_SEVERITIES] = {"low", "medium", "high", "critical"};
 
 /* dec_ge: a >= b for canonical non-negative decimal strings */
 static bool dec_ge(const char *a, const char *b)
@@ -48,14 +48,26 @@ void model_free(loaded_model *m)
     m->forest = NULL;
     m->loaded = false;
     m->model_id = 0;
+    m->unusable[0] = '\0';
     m->n_rules = 0;
 }
 
+bool model_usable(const loaded_model *m)
+{
+    return m->forest != NULL;
+}
+
+/*
+ * model_load reads the active model and the rules in two statements. A forest the ingestor
+ * cannot use is not an error of the load: failing here made every writer retry the same batch
+ * for ever (issue 24), while storing the rows unscored keeps the stream flowing (see loaded_model).
+ */
 int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
 {
     PGresult *res;
     forest *f = NULL;
     int id = 0;
+    char unusable[sizeof(m->unusable)] = "";
 
     res = PQexecParams(conn, "SELECT id, forest FROM chainwatch.models WHERE is_active", 0, NULL,
                        NULL, NULL, NULL, 1);
@@ -73,9 +85,13 @@ int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
         f = forest_deserialize((const uint8_t *) PQgetvalue(res, 0, 1),
                                (size_t) PQgetlength(res, 0, 1), &ferr);
         if (!f) {
-            snprintf(err, errlen, "active model %d cannot be loaded: %s", id, ferr.message);
-            PQclear(res);
-            return -1;
+            snprintf(unusable, sizeof(unusable), "its forest cannot be read: %s", ferr.message);
+        } else if (forest_n_features(f) != MODEL_FEATURES) {
+            snprintf(unusable, sizeof(unusable),
+                     "it has %d features; the ingestor scores %d (value, gas, gas price)",
+                     forest_n_features(f), MODEL_FEATURES);
+            forest_free(f);
+            f = NULL;
         }
     }
     PQclear(res);
@@ -110,6 +126,7 @@ int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
     forest_free(m->forest);
     m->forest = f;
     m->model_id = id;
+    snprintf(m->unusable, sizeof(m->unusable), "%s", unusable);
     m->n_rules = n;
     m->loaded = true;
     return 0;

@@ -43,7 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ingestor.h"
+#include "monoclock.h"
 #include "log.h"
 
 #define NUDGE_MIN_INTERVAL_MS 20

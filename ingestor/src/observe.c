@@ -1,24 +1,31 @@
 /* ingestor/src/observe.c — /metrics, /health/live, /health/ready on METRICS_PORT and the periodic
  * stats line */
+#include "observe.h"
+
 #include <stdio.h>
 #include <string.h>
 
 #include <civetweb.h>
 
 #include "http.h"
-#include "ingestor.h"
 #include "log.h"
 #include "model.h"
-#include "writer.h"
+#include "monoclock.h"
 
 static struct mg_context *http_ctx;
-static ingestor *the_ingestor;
+static observe_sources sources; /* copied by observe_start, read by the handlers */
+
+/* threads_active: the running poll and writer threads */
+static int threads_active(const observe_sources *src)
+{
+    return (atomic_load(&src->poller->running) ? 1 : 0) + atomic_load(&src->writers->running);
+}
 
 /* metrics_handler renders the Prometheus page (names documented in docs/ingestor.md) */
 static int metrics_handler(struct mg_connection *conn, void *data)
 {
-    ingestor *ing = data;
-    ingest_stats *st = &ing->stats;
+    const observe_sources *src = data;
+    ingest_stats *st = src->stats;
     cw_strbuf b = CW_STRBUF_INIT;
     char labels[128];
 
@@ -30,9 +37,23 @@ static int metrics_handler(struct mg_connection *conn, void *data)
                      (double) atomic_load(&st->messages_dead));
     cw_metric_sample(&b, "chainwatch_ingest_messages_total", "status=\"skipped\"",
                      (double) atomic_load(&st->messages_skipped));
+    cw_metric_sample(&b, "chainwatch_ingest_messages_total", "status=\"dropped\"",
+                     (double) atomic_load(&st->messages_dropped));
     cw_metric_header(&b, "chainwatch_ingest_rows_total", "counter",
                      "Transactions stored in chainwatch.transactions");
     cw_metric_sample(&b, "chainwatch_ingest_rows_total", NULL, (double) atomic_load(&st->rows));
+    cw_metric_header(&b, "chainwatch_ingest_unscored_rows_total", "counter",
+                     "Transactions stored with a NULL score, by reason");
+    cw_metric_sample(&b, "chainwatch_ingest_unscored_rows_total", "reason=\"no_model\"",
+                     (double) atomic_load(&st->unscored_rows[UNSCORED_NO_MODEL]));
+    cw_metric_sample(&b, "chainwatch_ingest_unscored_rows_total", "reason=\"unusable_model\"",
+                     (double) atomic_load(&st->unscored_rows[UNSCORED_UNUSABLE_MODEL]));
+    cw_metric_header(
+        &b, "chainwatch_ingest_model_usable", "gauge",
+        "0 while the active model cannot be used by the ingestor (rows stored unscored), "
+        "else 1");
+    cw_metric_sample(&b, "chainwatch_ingest_model_usable", NULL,
+                     atomic_load(&st->unusable_model) ? 0 : 1);
     cw_metric_header(&b, "chainwatch_anomalies_detected_total", "counter",
                      "Anomalies stored, by severity");
     for (int s = 0; s < N_SEVERITIES; s++) {
@@ -59,63 +80,56 @@ static int metrics_handler(struct mg_connection *conn, void *data)
     cw_metric_header(&b, "chainwatch_ingest_fetch_nudges_total", "counter",
                      "Times librdkafka's stalled fetchers were woken after the prefetch drained");
     cw_metric_sample(&b, "chainwatch_ingest_fetch_nudges_total", NULL,
-                     (double) atomic_load(&ing->nudger.nudges));
+                     (double) poller_nudges(src->poller));
     cw_metric_header(&b, "chainwatch_kafka_consumer_lag", "gauge",
                      "Messages in the partition not yet stored in Postgres");
-    if (ing->rk) {
-        for (int p = 0; p < MAX_PARTITIONS; p++) {
-            int64_t lo, hi;
-            if (!atomic_load(&ing->owned[p]))
-                continue;
-            if (rd_kafka_get_watermark_offsets(ing->rk, ing->cfg->kafka_topic, p, &lo, &hi) ||
-                hi < 0)
-                continue;
-            int64_t done = atomic_load(&ing->committed[p]);
-            int64_t lag = hi - (done >= 0 ? done : lo);
-            snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%d\"", ing->cfg->kafka_topic,
-                     p);
-            cw_metric_sample(&b, "chainwatch_kafka_consumer_lag", labels,
-                             (double) (lag > 0 ? lag : 0));
-        }
+    int32_t limit = partitions_limit(src->parts);
+    for (int32_t p = 0; p < limit; p++) {
+        int64_t lag;
+        if (!partitions_lag(src->parts, p, &lag))
+            continue;
+        snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%d\"", src->cfg->kafka_topic, p);
+        cw_metric_sample(&b, "chainwatch_kafka_consumer_lag", labels, (double) lag);
     }
     cw_metric_header(&b, "chainwatch_ingest_queue_messages", "gauge",
                      "Messages queued between the poll thread and the writers");
-    cw_metric_sample(&b, "chainwatch_ingest_queue_messages", NULL, (double) writers_queued(ing));
+    cw_metric_sample(&b, "chainwatch_ingest_queue_messages", NULL,
+                     (double) writers_queued(src->writers));
     cw_metric_header(&b, "chainwatch_ingest_threads_active", "gauge",
                      "Running poll and writer threads");
-    cw_metric_sample(&b, "chainwatch_ingest_threads_active", NULL,
-                     (double) atomic_load(&ing->threads_active));
+    cw_metric_sample(&b, "chainwatch_ingest_threads_active", NULL, (double) threads_active(src));
     cw_metric_header(&b, "chainwatch_ingest_partitions_assigned", "gauge",
                      "Partitions this member owns");
     cw_metric_sample(&b, "chainwatch_ingest_partitions_assigned", NULL,
-                     (double) atomic_load(&ing->assigned));
+                     (double) partitions_owned_count(src->parts));
     cw_metric_header(
         &b, "chainwatch_store_rows", "gauge",
         "Rows in a managed table (chainwatch.status(), refreshed every maintenance tick)");
-    int n_store = atomic_load(&ing->n_store);
+    const maintenance *mt = src->maint;
+    int n_store = atomic_load(&mt->n_store);
     for (int i = 0; i < n_store; i++) {
-        snprintf(labels, sizeof(labels), "table=\"%s\"", ing->store[i].table);
+        snprintf(labels, sizeof(labels), "table=\"%s\"", mt->store[i].table);
         cw_metric_sample(&b, "chainwatch_store_rows", labels,
-                         (double) atomic_load(&ing->store[i].rows));
+                         (double) atomic_load(&mt->store[i].rows));
     }
     cw_metric_header(&b, "chainwatch_store_max_rows", "gauge", "Row bound of a managed table");
     for (int i = 0; i < n_store; i++) {
-        snprintf(labels, sizeof(labels), "table=\"%s\"", ing->store[i].table);
+        snprintf(labels, sizeof(labels), "table=\"%s\"", mt->store[i].table);
         cw_metric_sample(&b, "chainwatch_store_max_rows", labels,
-                         (double) atomic_load(&ing->store[i].max_rows));
+                         (double) atomic_load(&mt->store[i].max_rows));
     }
     cw_metric_header(&b, "chainwatch_store_evictions_total", "counter",
                      "Rows evicted from a managed table, by reason (ttl, size)");
     for (int i = 0; i < n_store; i++) {
-        snprintf(labels, sizeof(labels), "table=\"%s\",reason=\"ttl\"", ing->store[i].table);
+        snprintf(labels, sizeof(labels), "table=\"%s\",reason=\"ttl\"", mt->store[i].table);
         cw_metric_sample(&b, "chainwatch_store_evictions_total", labels,
-                         (double) atomic_load(&ing->store[i].evicted_ttl));
-        snprintf(labels, sizeof(labels), "table=\"%s\",reason=\"size\"", ing->store[i].table);
+                         (double) atomic_load(&mt->store[i].evicted_ttl));
+        snprintf(labels, sizeof(labels), "table=\"%s\",reason=\"size\"", mt->store[i].table);
         cw_metric_sample(&b, "chainwatch_store_evictions_total", labels,
-                         (double) atomic_load(&ing->store[i].evicted_size));
+                         (double) atomic_load(&mt->store[i].evicted_size));
     }
     cw_metric_header(&b, "chainwatch_db_up", "gauge", "1 when the last database attempt worked");
-    cw_metric_sample(&b, "chainwatch_db_up", NULL, atomic_load(&ing->db_up) ? 1 : 0);
+    cw_metric_sample(&b, "chainwatch_db_up", NULL, atomic_load(&st->db_up) ? 1 : 0);
 
     if (b.oom)
         return cw_http_send(conn, 500, "text/plain", "out of memory\n", 14, NULL);
@@ -126,38 +140,56 @@ static int metrics_handler(struct mg_connection *conn, void *data)
 
 static int live_handler(struct mg_connection *conn, void *data)
 {
-    ingestor *ing = data;
-    bool alive = cw_mono_ms() - atomic_load(&ing->heartbeat_ms) < 5000;
+    const observe_sources *src = data;
+    bool alive = cw_mono_ms() - atomic_load(&src->stats->heartbeat_ms) < 5000;
     const char *body = alive ? "{\"status\":\"ok\"}" : "{\"status\":\"stalled\"}";
     return cw_http_send(conn, alive ? 200 : 503, "application/json", body, strlen(body), NULL);
 }
 
-/* ready: consuming (assigned or waiting for an assignment), Postgres reachable, not stopping */
+/*
+ * ready_handler: ready when consuming (assigned or waiting for an assignment), Postgres reachable,
+ * not stopping, and the active model usable. While the active model cannot be used by the ingestor
+ * the rows are still stored (unscored, see docs/ingestor.md), but nothing is scored, which an
+ * operator must fix: readiness says so with "reason" and the model's id. With no model active at
+ * all (a cold start) rows are stored unscored too and the ingestor is ready: that is the normal
+ * first state.
+ */
 static int ready_handler(struct mg_connection *conn, void *data)
 {
-    ingestor *ing = data;
-    bool consumer = atomic_load(&ing->consumer_running);
-    bool db = atomic_load(&ing->db_up);
-    bool stopping = atomic_load(&ing->shutting_down);
-    bool ready = consumer && db && !stopping;
-    char body[256];
+    const observe_sources *src = data;
+    bool consumer = atomic_load(&src->poller->running);
+    bool db = atomic_load(&src->stats->db_up);
+    bool stopping = atomic_load(&src->stats->shutting_down);
+    int unusable = atomic_load(&src->stats->unusable_model);
+    bool ready = consumer && db && !stopping && !unusable;
+    const char *reason = stopping    ? "shutting down"
+                         : !consumer ? "the Kafka consumer is not running"
+                         : !db       ? "Postgres is unreachable"
+                         : unusable  ? "the active model cannot be used: rows are stored unscored"
+                                     : "";
+    char body[448], model[64];
+    if (unusable)
+        snprintf(model, sizeof(model), "\"unusable\",\"unusable_model_id\":%d", unusable);
+    else
+        snprintf(model, sizeof(model), "\"ok\"");
     int n = snprintf(body, sizeof(body),
                      "{\"ready\":%s,\"consumer\":%s,\"postgres\":%s,\"shutting_down\":%s,"
-                     "\"partitions\":%d}",
+                     "\"partitions\":%d,\"model\":%s%s%s%s}",
                      ready ? "true" : "false", consumer ? "true" : "false", db ? "true" : "false",
-                     stopping ? "true" : "false", atomic_load(&ing->assigned));
+                     stopping ? "true" : "false", partitions_owned_count(src->parts), model,
+                     *reason ? ",\"reason\":\"" : "", reason, *reason ? "\"" : "");
     return cw_http_send(conn, ready ? 200 : 503, "application/json", body, (size_t) n, NULL);
 }
 
-int observe_start(ingestor *ing, char *err, size_t errlen)
+int observe_start(const observe_sources *src, char *err, size_t errlen)
 {
     char ports[128];
     struct mg_callbacks callbacks;
 
-    the_ingestor = ing;
-    if (ing->cfg->metrics_port == 0)
+    sources = *src;
+    if (src->cfg->metrics_port == 0)
         return 0;
-    snprintf(ports, sizeof(ports), "%s:%ld", ing->cfg->metrics_bind, ing->cfg->metrics_port);
+    snprintf(ports, sizeof(ports), "%s:%ld", src->cfg->metrics_bind, src->cfg->metrics_port);
     const char *options[] = {
         "listening_ports",    ports,   "num_threads", "4", "enable_keep_alive", "yes",
         "request_timeout_ms", "10000", NULL};
@@ -169,9 +201,9 @@ int observe_start(ingestor *ing, char *err, size_t errlen)
         return -1;
     }
     cw_http_no_file_auth(http_ctx);
-    mg_set_request_handler(http_ctx, "/metrics$", metrics_handler, ing);
-    mg_set_request_handler(http_ctx, "/health/live$", live_handler, ing);
-    mg_set_request_handler(http_ctx, "/health/ready$", ready_handler, ing);
+    mg_set_request_handler(http_ctx, "/metrics$", metrics_handler, &sources);
+    mg_set_request_handler(http_ctx, "/health/live$", live_handler, &sources);
+    mg_set_request_handler(http_ctx, "/health/ready$", ready_handler, &sources);
     return 0;
 }
 
@@ -185,11 +217,11 @@ void observe_stop(void)
 }
 
 /* observe_log_stats logs one line of rates since the previous call (every 10 s from main) */
-void observe_log_stats(ingestor *ing)
+void observe_log_stats(const observe_sources *src)
 {
     static uint64_t last_msgs, last_rows;
     static int64_t last_ms;
-    ingest_stats *st = &ing->stats;
+    ingest_stats *st = src->stats;
     uint64_t msgs = atomic_load(&st->messages_ok) + atomic_load(&st->messages_dead);
     uint64_t rows = atomic_load(&st->rows);
     uint64_t anomalies = 0;
@@ -198,25 +230,22 @@ void observe_log_stats(ingestor *ing)
 
     for (int s = 0; s < N_SEVERITIES; s++)
         anomalies += atomic_load(&st->anomalies[s]);
-    if (ing->rk) {
-        for (int p = 0; p < MAX_PARTITIONS; p++) {
-            int64_t lo, hi;
-            if (atomic_load(&ing->owned[p]) &&
-                !rd_kafka_get_watermark_offsets(ing->rk, ing->cfg->kafka_topic, p, &lo, &hi) &&
-                hi >= 0) {
-                int64_t done = atomic_load(&ing->committed[p]);
-                lag += hi - (done >= 0 ? done : lo);
-            }
-        }
+    int32_t limit = partitions_limit(src->parts);
+    for (int32_t p = 0; p < limit; p++) {
+        int64_t one;
+        if (partitions_lag(src->parts, p, &one))
+            lag += one;
     }
-    log_info("stats: %.0f msg/s, %.0f rows/s, %llu messages (%llu dead letters, %llu skipped), "
-             "%llu anomalies, lag %lld, queue %zu, partitions %d, db %s, db errors %llu",
+    log_info("stats: %.0f msg/s, %.0f rows/s, %llu messages (%llu dead letters, %llu skipped, "
+             "%llu given up), %llu anomalies, lag %lld, queue %zu, partitions %d, db %s, db errors "
+             "%llu",
              secs > 0 ? (double) (msgs - last_msgs) / secs : 0,
              secs > 0 ? (double) (rows - last_rows) / secs : 0, (unsigned long long) msgs,
              (unsigned long long) atomic_load(&st->messages_dead),
              (unsigned long long) atomic_load(&st->messages_skipped),
-             (unsigned long long) anomalies, (long long) lag, writers_queued(ing),
-             atomic_load(&ing->assigned), atomic_load(&ing->db_up) ? "up" : "down",
+             (unsigned long long) atomic_load(&st->messages_dropped),
+             (unsigned long long) anomalies, (long long) lag, writers_queued(src->writers),
+             partitions_owned_count(src->parts), atomic_load(&st->db_up) ? "up" : "down",
              (unsigned long long) atomic_load(&st->db_errors));
     last_msgs = msgs;
     last_rows = rows;

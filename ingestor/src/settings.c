@@ -47,8 +47,11 @@ static const cw_setting settings_table[] = {
     {"SHUTDOWN_TIMEOUT_MS", CW_CFG_INT, "30000", 100, 3600000, S(shutdown_timeout_ms), 0,
      "On SIGTERM, time to flush and commit in-flight batches before exiting anyway"},
     {"MAINTENANCE_INTERVAL_MS", CW_CFG_INT, "10000", 0, 86400000, S(maintenance_interval_ms), 0,
-     "Call chainwatch.maintain() this often when the server runs no maintenance worker (0 = "
-     "never)"},
+     "Period of the maintenance thread's chainwatch.maintain() (0 = never, whatever "
+     "MAINTENANCE_MODE) and of the store gauges"},
+    {"MAINTENANCE_MODE", CW_CFG_STRING, "auto", 0, 0, S(maintenance_mode), 0,
+     "Who runs chainwatch.maintain(): auto (this ingestor's maintenance thread while no chainwatch "
+     "maintenance worker runs in the database), thread (always this ingestor), off (never)"},
     {"DRAIN", CW_CFG_BOOL, "false", 0, 0, S(drain), 0,
      "Consume until every assigned partition is at its end, commit, exit 0 (--drain)"},
 };
@@ -73,6 +76,17 @@ int settings_load(ingestor_settings *s, int argc, char **argv, char *err, size_t
         strcmp(s->kafka_auto_offset_reset, "latest") != 0) {
         snprintf(err, errlen, "invalid KAFKA_AUTO_OFFSET_RESET \"%s\": earliest or latest",
                  s->kafka_auto_offset_reset);
+        return -1;
+    }
+    if (strcmp(s->maintenance_mode, "auto") == 0)
+        s->maintenance = MAINTENANCE_AUTO;
+    else if (strcmp(s->maintenance_mode, "thread") == 0)
+        s->maintenance = MAINTENANCE_THREAD;
+    else if (strcmp(s->maintenance_mode, "off") == 0)
+        s->maintenance = MAINTENANCE_OFF;
+    else {
+        snprintf(err, errlen, "invalid MAINTENANCE_MODE \"%s\": auto, thread or off",
+                 s->maintenance_mode);
         return -1;
     }
     return 0;

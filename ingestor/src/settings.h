@@ -5,6 +5,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* who runs chainwatch.maintain() (MAINTENANCE_MODE; see maintenance.c) */
+typedef enum maintenance_mode {
+    MAINTENANCE_AUTO, /* the maintenance thread, while no `chainwatch maintenance` worker is seen */
+    MAINTENANCE_THREAD, /* the maintenance thread, always */
+    MAINTENANCE_OFF,    /* never this process (the server's worker or pg_cron does) */
+} maintenance_mode;
+
 typedef struct ingestor_settings {
     char *kafka_bootstrap_servers;
     char *kafka_topic;
@@ -26,6 +33,8 @@ typedef struct ingestor_settings {
     char *log_file;
     long shutdown_timeout_ms;
     long maintenance_interval_ms;
+    char *maintenance_mode;       /* as given */
+    maintenance_mode maintenance; /* parsed by settings_load */
     bool drain;
 } ingestor_settings;
 

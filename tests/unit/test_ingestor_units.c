@@ -1,12 +1,9 @@
 /* tests/unit/test_ingestor_units.c — cmocka: bounded queue, batch COPY text, severity */
 
 /*
- * The queue and the batch own ingest_msg objects and free them with ingest_msg_free(), which
- * lives in ingestor/src/message.c. This binary does not link that file: it defines its own
- * ingest_msg_free, which frees the messages made by fake_msg() and records each call. That lets the
- * tests check ownership exactly: a purge destroys what it removes and nothing else, queue_destroy
- * and batch_clear destroy what they still hold, and a message is never destroyed twice (ASan would
- * also say so).
+ * Messages come from fake_msg.c, whose ingest_msg_free records what it destroys: a purge destroys
+ * what it removes and nothing else, queue_destroy and batch_clear destroy what they still hold,
+ * and a message is never destroyed twice.
  *
  * Expected COPY lines are written out by hand from PostgreSQL's COPY text rules (tab-separated,
  * \N for NULL, backslash escapes), not produced by the code under test. Scores are compared with
@@ -26,68 +23,13 @@
 #include <cmocka.h>
 
 #include "batch.h"
-#include "ingestor.h"
+#include "fake_msg.h"
 #include "model.h"
+#include "monoclock.h"
 #include "prng.h"
 #include "queue.h"
 #include "strbuf.h"
-
-/* ---- fake messages ----------------------------------------------------------------------------
- */
-
-#define MAX_DESTROYED 4096
-static const ingest_msg *destroyed[MAX_DESTROYED];
-static int n_destroyed;
-
-/* fake_msg: a heap message with a copy of payload (len bytes) at partition/offset */
-static ingest_msg *fake_msg(const void *payload, size_t len, int32_t partition, int64_t offset)
-{
-    ingest_msg *m = calloc(1, sizeof(*m) + (len ? len : 1));
-    assert_non_null(m);
-    memcpy(m->payload, payload, len);
-    m->len = len;
-    m->partition = partition;
-    m->offset = offset;
-    /* malloc may hand back the address of a message destroyed earlier: forget that one */
-    for (int i = 0; i < n_destroyed; i++)
-        if (destroyed[i] == m)
-            destroyed[i] = NULL;
-    return m;
-}
-
-static ingest_msg *fake_str(const char *s, int32_t partition, int64_t offset)
-{
-    return fake_msg(s, strlen(s), partition, offset);
-}
-
-/* ingest_msg_free replaces message.c's: frees a fake_msg and records it */
-void ingest_msg_free(ingest_msg *m)
-{
-    for (int i = 0; i < n_destroyed; i++)
-        if (destroyed[i] == m) {
-            print_error("message %p (partition %d offset %lld) destroyed twice\n", (void *) m,
-                        m->partition, (long long) m->offset);
-            abort();
-        }
-    if (n_destroyed < MAX_DESTROYED)
-        destroyed[n_destroyed++] = m;
-    free(m);
-}
-
-static int reset_destroyed(void **state)
-{
-    (void) state;
-    n_destroyed = 0;
-    return 0;
-}
-
-static bool was_destroyed(const ingest_msg *m)
-{
-    for (int i = 0; i < n_destroyed; i++)
-        if (destroyed[i] == m)
-            return true;
-    return false;
-}
+#include "txdecode.h"
 
 /* ---- queue ------------------------------------------------------------------------------------
  */
@@ -109,7 +51,7 @@ static void queue_holds_exactly_its_capacity(void **state)
     assert_int_equal(queue_free(&q), 0);
     ingest_msg_free(m[3]);
     queue_destroy(&q); /* destroys the three it holds */
-    assert_int_equal(n_destroyed, 4);
+    assert_int_equal(destroyed_count(), 4);
     for (int i = 0; i < 3; i++)
         assert_true(was_destroyed(m[i]));
 }
@@ -366,7 +308,7 @@ static void batch_capacity_and_ownership(void **state)
     batch_clear(&b);
     assert_int_equal(b.n, 0);
     assert_true(was_destroyed(m1) && was_destroyed(m2));
-    assert_int_equal(n_destroyed, 2);
+    assert_int_equal(destroyed_count(), 2);
     ingest_msg_free(m3);
     batch_free(&b);
 }
@@ -396,7 +338,7 @@ static void batch_remove_if_destroys_removed_and_keeps_order(void **state)
     for (int i = 0; i < 6; i++)
         assert_int_equal(was_destroyed(m[i]), i % 2 == 1);
     batch_free(&b);
-    assert_int_equal(n_destroyed, 6);
+    assert_int_equal(destroyed_count(), 6);
 }
 
 /*
@@ -911,6 +853,153 @@ static void batch_scored_rows_and_anomalies(void **state)
     forest_free(f);
 }
 
+/* ---- a model the ingestor cannot score with; messages refused by the database --------------- */
+
+/* five_feature_forest: a forest trained on rows of five features (a float8[] model) */
+static forest *five_feature_forest(void)
+{
+    enum { N = 256, F = 5 };
+    double rows[N * F];
+    cw_prng rng;
+    cw_prng_seed(&rng, 5);
+    for (int i = 0; i < N * F; i++)
+        rows[i] = cw_prng_double(&rng);
+    forest_params params = {F, 10, 64, 0.05, 5, FOREST_TRANSFORM_IDENTITY};
+    forest_error ferr;
+    forest *f = forest_train(rows, N, &params, NULL, &ferr);
+    if (!f)
+        fail_msg("forest_train: %s", ferr.message);
+    return f;
+}
+
+static void batch_with_an_unusable_model_stores_null_scores(void **state)
+{
+    (void) state;
+    /* what model_load makes of an active model of five features: its id, no forest (issue 26:
+     * the batch was marked scored without scoring, and uninitialised scores were stored) */
+    forest *five = five_feature_forest();
+    assert_int_equal(forest_n_features(five), 5);
+    forest_free(five);
+    loaded_model m = default_rules();
+    m.model_id = 9;
+    snprintf(m.unusable, sizeof(m.unusable), "it has 5 features");
+    assert_false(model_usable(&m));
+
+    batch b;
+    cw_strbuf tx = CW_STRBUF_INIT, an = CW_STRBUF_INIT, dl = CW_STRBUF_INIT, text = CW_STRBUF_INIT;
+    batch_counts c;
+    assert_int_equal(batch_init(&b, 2), 0);
+    batch_add(&b, fake_str("{\"hash\":\"" HASH_A "\",\"value\":\"1\",\"gas\":21000,\"gasPrice\":1}",
+                           3, 40));
+    batch_add(&b, fake_str("{\"hash\":\"" HASH_B "\",\"value\":\"2\",\"gas\":21000,\"gasPrice\":1}",
+                           3, 41));
+    batch_decode(&b, 0);
+    /* scores hold garbage, as realloc'd memory may: none of it may reach the COPY */
+    b.scores = malloc(2 * sizeof(double));
+    b.features = malloc(3 * 2 * sizeof(double));
+    b.rows_cap = 2;
+    b.scores[0] = 4.65e-310;
+    b.scores[1] = 1e300;
+    assert_int_equal(batch_score(&b, &m), 0);
+    assert_int_equal(b.scored_with, 9);
+    assert_true(b.scores[0] == 4.65e-310 && b.scores[1] == 1e300); /* nothing was computed */
+    batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
+    tx_as_text(&tx, &text);
+    check_text(&text, HASH_A "\t\\N\t\\N\t1\t21000\t1\t\\N\t\\N\t\\N\t\\N\tt\t3\t40\n" HASH_B
+                             "\t\\N\t\\N\t2\t21000\t1\t\\N\t\\N\t\\N\t\\N\tt\t3\t41\n");
+    assert_int_equal(an.len, 0);
+    assert_int_equal(c.rows, 2);
+    assert_int_equal(c.unscored, 2);
+    cw_strbuf_free(&tx);
+    cw_strbuf_free(&an);
+    cw_strbuf_free(&dl);
+    cw_strbuf_free(&text);
+    batch_free(&b);
+}
+
+static void clip_utf8_never_cuts_a_character(void **state)
+{
+    (void) state;
+    char out[64];
+    /* "ab" then three euro signs (e2 82 ac): a cut at 4 bytes falls inside the first one */
+    const char *s = "ab\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac";
+    for (size_t max = 0; max <= strlen(s); max++) {
+        size_t n = batch_clip_utf8(out, sizeof(out), s, max);
+        size_t want = max < 2 ? max : 2 + 3 * ((max - 2) / 3);
+        if (n != want || strlen(out) != n || memcmp(out, s, n) != 0 || !cw_utf8_valid(out, n))
+            fail_msg("clip to %zu bytes gave %zu bytes (want %zu)", max, n, want);
+    }
+    /* the destination's size bounds it too */
+    assert_int_equal(batch_clip_utf8(out, 6, s, 100), 5);
+    assert_string_equal(out, "ab\xe2\x82\xac");
+    /* bytes that are not UTF-8 at all become '?' */
+    assert_int_equal(batch_clip_utf8(out, sizeof(out),
+                                     "a\xff\xfe"
+                                     "b",
+                                     100),
+                     4);
+    assert_string_equal(out, "a??b");
+}
+
+static void refused_message_moves_down_to_a_dead_letter_then_minimal_then_dropped(void **state)
+{
+    (void) state;
+    batch b;
+    cw_strbuf tx = CW_STRBUF_INIT, an = CW_STRBUF_INIT, dl = CW_STRBUF_INIT;
+    batch_counts c;
+    loaded_model m = no_model();
+    char error[400];
+    /* a server message of 3-byte characters whose 200-byte cut falls inside one */
+    int k = snprintf(error, sizeof(error), "ERROR:  refused ");
+    for (int i = 0; i < 100; i++)
+        k += snprintf(error + k, sizeof(error) - (size_t) k, "\xe2\x82\xac");
+    assert_int_equal(batch_init(&b, 1), 0);
+    batch_add(&b, fake_str("{\"hash\":\"" HASH_A "\",\"value\":\"1\",\"gas\":21000,\"gasPrice\":1}",
+                           2, 7));
+    batch_decode(&b, 0);
+    batch_item *it = &b.items[0];
+    assert_int_equal(it->stage, ITEM_ROWS);
+
+    assert_int_equal(batch_item_refused(it, "22023", error), ITEM_DEAD_LETTER);
+    assert_true(it->dead && it->n_txs == 0 && it->dead_reason == DEAD_REASON_DB_REJECTED);
+    assert_true(strncmp(it->dead_error, "database refused: ERROR:  refused \xe2\x82\xac", 37) == 0);
+    assert_true(cw_utf8_valid(it->dead_error, strlen(it->dead_error)));
+    assert_int_equal(strlen(it->dead_error), strlen("database refused: ") + 16 + 3 * 61);
+    batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
+    assert_int_equal(c.dead, 1);
+    assert_non_null(strstr(dl.data, "\\\\x7b22")); /* the payload, as bytea hex */
+
+    cw_strbuf_reset(&dl);
+    assert_int_equal(batch_item_refused(it, "22021", "ERROR:  no"), ITEM_MINIMAL);
+    batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
+    check_text(&dl,
+               "\\\\x\tthe database refused this message (SQLSTATE 22023) and its dead letter "
+               "(SQLSTATE 22021); payload not stored, read it from Kafka\tdb_rejected\tt\t2\t7\n");
+    assert_int_equal(c.dead, 1);
+
+    cw_strbuf_reset(&dl);
+    assert_int_equal(batch_item_refused(it, NULL, "ERROR:  still"), ITEM_DROPPED);
+    batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
+    assert_int_equal(dl.len, 0);
+    assert_true(c.dead == 0 && c.rows == 0 && c.dropped == 1);
+    assert_int_equal(batch_item_refused(it, "22023", "x"), ITEM_DROPPED); /* the last stage */
+
+    /* a message that did not decode starts as a dead letter and keeps its reason */
+    batch_clear(&b);
+    batch_add(&b, fake_str("not json", 2, 8));
+    batch_decode(&b, 0);
+    it = &b.items[0];
+    assert_int_equal(it->stage, ITEM_DEAD_LETTER);
+    assert_int_equal(batch_item_refused(it, "23505", "ERROR:  x"), ITEM_MINIMAL);
+    assert_int_equal(it->dead_reason, CW_DECODE_INVALID_JSON);
+    assert_string_equal(it->dead_error, "the database refused this message's dead letter (SQLSTATE "
+                                        "23505); payload not stored, read it from Kafka");
+    cw_strbuf_free(&tx);
+    cw_strbuf_free(&an);
+    cw_strbuf_free(&dl);
+    batch_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -929,6 +1018,10 @@ int main(void)
         cmocka_unit_test_setup(severity_exact_at_the_100_eth_boundary, reset_destroyed),
         cmocka_unit_test_setup(severity_gas_price_and_score_conditions, reset_destroyed),
         cmocka_unit_test_setup(batch_scored_rows_and_anomalies, reset_destroyed),
+        cmocka_unit_test_setup(batch_with_an_unusable_model_stores_null_scores, reset_destroyed),
+        cmocka_unit_test(clip_utf8_never_cuts_a_character),
+        cmocka_unit_test_setup(
+            refused_message_moves_down_to_a_dead_letter_then_minimal_then_dropped, reset_destroyed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
