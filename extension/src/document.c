@@ -153,13 +153,13 @@ static Jsonb *explain_row(const Datum *values, const bool *nulls)
 }
 
 /* document_build returns the JSON object of one anomaly from its fields' values */
-static text *document_build(const Datum *values, const bool *nulls)
+static text *document_build(const Datum *values, const bool *nulls, int nfields)
 {
     StringInfoData b;
 
     initStringInfo(&b);
     appendStringInfoChar(&b, '{');
-    for (int i = 0; i < DOC_NFIELDS; i++) {
+    for (int i = 0; i < nfields; i++) {
         appendStringInfo(&b, "%s\"%s\":", i > 0 ? "," : "", doc_fields[i].key);
         if (nulls[i])
             appendStringInfoString(&b, "null");
@@ -182,15 +182,17 @@ Datum chainwatch_anomaly_document(PG_FUNCTION_ARGS)
     Datum values[DOC_NFIELDS];
     bool nulls[DOC_NFIELDS];
 
-    if (PG_NARGS() != DOC_NFIELDS)
+    /* 16 arguments: the SQL definition of extension versions before 0.9.0 (a generated column
+     * whose documents had no explanation member), which this library still serves */
+    if (PG_NARGS() != DOC_NFIELDS && PG_NARGS() != DOC_NFIELDS - 1)
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                  errmsg("anomaly_document() takes %d arguments, not %d", DOC_NFIELDS, PG_NARGS())));
-    for (int i = 0; i < DOC_NFIELDS; i++) {
+    for (int i = 0; i < PG_NARGS(); i++) {
         nulls[i] = PG_ARGISNULL(i);
         values[i] = nulls[i] ? (Datum) 0 : PG_GETARG_DATUM(i);
     }
-    PG_RETURN_TEXT_P(document_build(values, nulls));
+    PG_RETURN_TEXT_P(document_build(values, nulls, PG_NARGS()));
 }
 
 PG_FUNCTION_INFO_V1(chainwatch_anomalies_document);
@@ -238,7 +240,8 @@ Datum chainwatch_anomalies_document(PG_FUNCTION_ARGS)
     }
     {
         int cols[2] = {target, SPI_fnumber(desc, doc_fields[DOC_EXPLANATION].key)};
-        Datum datums[2] = {PointerGetDatum(document_build(values, nulls)), values[DOC_EXPLANATION]};
+        Datum datums[2] = {PointerGetDatum(document_build(values, nulls, DOC_NFIELDS)),
+                           values[DOC_EXPLANATION]};
         bool isnull[2] = {false, nulls[DOC_EXPLANATION]};
 
         return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 2, cols, datums, isnull));

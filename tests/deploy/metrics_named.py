@@ -41,6 +41,8 @@ EXPORTED = {
         "chainwatch_store_rows": "gauge",
         "chainwatch_store_max_rows": "gauge",
         "chainwatch_store_evictions_total": "counter",
+        "chainwatch_ingest_unscored_rows_total": "counter",
+        "chainwatch_ingest_model_usable": "gauge",
     },
     "api": {
         "chainwatch_http_requests_total": "counter",
