@@ -62,13 +62,13 @@ typedef struct skip_ctx {
     size_t skipped;
 } skip_ctx;
 
-/* not_ours: the partition was revoked, or the message is below what Postgres already has */
+/* not_ours: the partition was revoked (and perhaps taken again since the message was polled: a
+ * stale copy, see partitions.h), or the message is below what Postgres already has */
 static bool not_ours(const batch_item *it, void *arg)
 {
     skip_ctx *ctx = arg;
-    int32_t p = it->msg->partition;
-    bool drop =
-        !partitions_owned(ctx->parts, p) || it->msg->offset < partitions_floor(ctx->parts, p);
+    bool drop = !partitions_current(ctx->parts, it->msg->partition, it->msg->generation,
+                                    it->msg->offset);
     if (drop)
         ctx->skipped++;
     return drop;

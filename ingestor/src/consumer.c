@@ -250,6 +250,7 @@ void consumer_route(consumer *c, ingest_msg *m)
         ingest_msg_free(m); /* revoked meanwhile: the new owner reads it */
         return;
     }
+    m->generation = partitions_generation(c->parts, p);
     cp->at_eof = false;
     if (cp->stash) {
         /* cannot happen after a pause; keep order by dropping the later message, which will be

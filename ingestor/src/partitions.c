@@ -85,6 +85,7 @@ int partitions_take(partitions *ps, int32_t p, int64_t start)
     partition_entry *e = entry_create(ps, p);
     if (!e)
         return -1;
+    atomic_fetch_add(&e->generation, 1);
     atomic_store(&e->floor, start);
     atomic_store(&e->committed, start);
     if (!atomic_exchange(&e->owned, true))
@@ -112,6 +113,19 @@ bool partitions_owned(partitions *ps, int32_t p)
 int partitions_owned_count(partitions *ps)
 {
     return atomic_load(&ps->owned);
+}
+
+uint32_t partitions_generation(partitions *ps, int32_t p)
+{
+    partition_entry *e = entry(ps, p);
+    return e ? atomic_load(&e->generation) : 0;
+}
+
+bool partitions_current(partitions *ps, int32_t p, uint32_t generation, int64_t offset)
+{
+    partition_entry *e = entry(ps, p);
+    return e && atomic_load(&e->owned) && atomic_load(&e->generation) == generation &&
+           offset >= atomic_load(&e->floor);
 }
 
 int32_t partitions_limit(partitions *ps)

@@ -20,6 +20,7 @@
 /* one partition: every field is an atomic that any thread may read */
 typedef struct partition_entry {
     _Atomic bool owned;
+    _Atomic uint32_t generation; /* raised by every take: messages polled before it are stale */
     _Atomic int64_t committed; /* next offset stored in Postgres; -1 unknown */
     _Atomic int64_t floor;     /* messages below it are already stored: skip them */
     _Atomic int64_t low, high; /* the broker's watermarks as the poll thread last read them; -1 */
@@ -32,6 +33,15 @@ typedef struct partition_entry {
  * has ended. So once a revocation has the lock, no transaction that still contains rows of a
  * revoked partition can commit. Chunks are allocated by the poll thread and published with an
  * atomic pointer; readers see a partition not yet allocated as not owned.
+ */
+/*
+ * Generations. A writer may hold messages it took from its queue before a revocation (the revocation
+ * drops only what is still queued); if the partition comes back to this member, the poll thread
+ * fetches it again from the stored offset and the same offsets arrive a second time, possibly into
+ * the same batch, above the floor and with the partition owned: stored twice (chaos, kill -9 of a
+ * member). Every take raises the partition's generation, the poll thread stamps each message with
+ * the generation it was polled under, and a writer drops a message whose generation is not the
+ * current one (partitions_current).
  */
 typedef struct partitions {
     pthread_rwlock_t assign_lock;
@@ -60,6 +70,14 @@ int64_t partitions_floor(partitions *ps, int32_t p);
 int64_t partitions_committed(partitions *ps, int32_t p);
 /* partitions_stored records that offsets below next are stored in Postgres (after a commit) */
 void partitions_stored(partitions *ps, int32_t p, int64_t next);
+/* partitions_generation: p's assignment generation (0 before its first take); the poll thread stamps
+ * every message it routes with it */
+uint32_t partitions_generation(partitions *ps, int32_t p);
+
+/* partitions_current: a message of p polled under generation, at offset, is still to be stored:
+ * p is owned, has not been taken again since, and the offset is not below the floor */
+bool partitions_current(partitions *ps, int32_t p, uint32_t generation, int64_t offset);
+
 /* partitions_resync records the next offset Postgres holds for p (after a replay, CW002): below it
  * messages are skipped */
 void partitions_resync(partitions *ps, int32_t p, int64_t next);

@@ -38,8 +38,8 @@ After every fault, `checkpoint()`:
      whole table;
   4. dead letters: every row sits at a position we produced a hostile message at, with that message's exact
      bytes and the reason the decoder documents for it, and no position twice;
-  5. bounds: every managed table's count(*) <= max_rows and equal to chainwatch.status().rows (one statement,
-     one snapshot);
+  5. bounds: every managed table's count(*) <= max_rows and equal to chainwatch.status().rows (one statement
+     in a REPEATABLE READ transaction: one snapshot, status() being VOLATILE);
   6. the API: since the last checkpoint, no request failed to connect, no 5xx except 503 database_unavailable
      inside a Postgres outage window (the kill until Postgres accepts connections again, plus PG_GRACE_S), no
      4xx but a 404 for an anomaly evicted meanwhile, every 200 body right, and every route answered 200 at
@@ -288,15 +288,25 @@ class Pipeline:
 
     # -- plumbing
 
-    def sql(self, query, *params):
-        """sql — one statement as the superuser; reconnects once when the connection died (Postgres kill)."""
+    def sql(self, query, *params, snapshot=False):
+        """sql — one statement as the superuser; reconnects once when the connection died (Postgres kill).
+
+        snapshot=True runs it in a REPEATABLE READ READ ONLY transaction: a VOLATILE function such as status()
+        takes a new snapshot for each of its statements under READ COMMITTED, so a plain statement comparing
+        it with a count(*) would see two moments of a store that is being written."""
         for attempt in range(2):
             try:
                 if self.conn is None or self.conn.closed:
                     self.conn = pg_connect(self.stack)
                 with self.conn.cursor() as cur:
-                    cur.execute(query, params)
-                    return cur.fetchall() if cur.description else None
+                    if snapshot:
+                        cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    try:
+                        cur.execute(query, params)
+                        return cur.fetchall() if cur.description else None
+                    finally:
+                        if snapshot and not self.conn.closed:
+                            cur.execute("ROLLBACK")
             except (psycopg2.OperationalError, psycopg2.InterfaceError):
                 try:
                     self.conn.close()
@@ -508,7 +518,8 @@ class Pipeline:
             pytest.fail(f"{label}: dead letters are wrong:\n  " + "\n  ".join(problems[:20]))
 
     def bounds(self):
-        """bounds — {table: (rows by status(), count(*), max_rows, evicted_ttl, evicted_size)}, one snapshot.
+        """bounds — {table: (rows by status(), count(*), max_rows, evicted_ttl, evicted_size)}, one snapshot
+        (a REPEATABLE READ transaction: see sql()).
 
         Retried when status() trips over a partition that maintenance dropped after the statement's snapshot
         (42P01, the open issue in docs/reliability.md): that is the extension's bug, which check_api reports
@@ -527,7 +538,7 @@ class Pipeline:
             "  WHEN 'transactions' THEN (SELECT count(*) FROM chainwatch.transactions) "
             "  WHEN 'anomalies' THEN (SELECT count(*) FROM chainwatch.anomalies) "
             "  WHEN 'dead_letters' THEN (SELECT count(*) FROM chainwatch.dead_letters) END, "
-            "  s.max_rows, s.evicted_ttl, s.evicted_size FROM chainwatch.status() s")
+            "  s.max_rows, s.evicted_ttl, s.evicted_size FROM chainwatch.status() s", snapshot=True)
         return {r[0]: tuple(r[1:]) for r in rows}
 
     def assert_bounds(self, label):
