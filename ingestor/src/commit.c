@@ -67,8 +67,8 @@ typedef struct skip_ctx {
 static bool not_ours(const batch_item *it, void *arg)
 {
     skip_ctx *ctx = arg;
-    bool drop = !partitions_current(ctx->parts, it->msg->partition, it->msg->generation,
-                                    it->msg->offset);
+    bool drop =
+        !partitions_current(ctx->parts, it->msg->partition, it->msg->generation, it->msg->offset);
     if (drop)
         ctx->skipped++;
     return drop;

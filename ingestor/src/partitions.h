@@ -21,9 +21,9 @@
 typedef struct partition_entry {
     _Atomic bool owned;
     _Atomic uint32_t generation; /* raised by every take: messages polled before it are stale */
-    _Atomic int64_t committed; /* next offset stored in Postgres; -1 unknown */
-    _Atomic int64_t floor;     /* messages below it are already stored: skip them */
-    _Atomic int64_t low, high; /* the broker's watermarks as the poll thread last read them; -1 */
+    _Atomic int64_t committed;   /* next offset stored in Postgres; -1 unknown */
+    _Atomic int64_t floor;       /* messages below it are already stored: skip them */
+    _Atomic int64_t low, high;   /* the broker's watermarks as the poll thread last read them; -1 */
 } partition_entry;
 
 /*
@@ -35,13 +35,13 @@ typedef struct partition_entry {
  * atomic pointer; readers see a partition not yet allocated as not owned.
  */
 /*
- * Generations. A writer may hold messages it took from its queue before a revocation (the revocation
- * drops only what is still queued); if the partition comes back to this member, the poll thread
- * fetches it again from the stored offset and the same offsets arrive a second time, possibly into
- * the same batch, above the floor and with the partition owned: stored twice (chaos, kill -9 of a
- * member). Every take raises the partition's generation, the poll thread stamps each message with
- * the generation it was polled under, and a writer drops a message whose generation is not the
- * current one (partitions_current).
+ * Generations. A writer may hold messages it took from its queue before a revocation (the
+ * revocation drops only what is still queued); if the partition comes back to this member, the poll
+ * thread fetches it again from the stored offset and the same offsets arrive a second time,
+ * possibly into the same batch, above the floor and with the partition owned: stored twice (chaos,
+ * kill -9 of a member). Every take raises the partition's generation, the poll thread stamps each
+ * message with the generation it was polled under, and a writer drops a message whose generation is
+ * not the current one (partitions_current).
  */
 typedef struct partitions {
     pthread_rwlock_t assign_lock;
@@ -70,8 +70,8 @@ int64_t partitions_floor(partitions *ps, int32_t p);
 int64_t partitions_committed(partitions *ps, int32_t p);
 /* partitions_stored records that offsets below next are stored in Postgres (after a commit) */
 void partitions_stored(partitions *ps, int32_t p, int64_t next);
-/* partitions_generation: p's assignment generation (0 before its first take); the poll thread stamps
- * every message it routes with it */
+/* partitions_generation: p's assignment generation (0 before its first take); the poll thread
+ * stamps every message it routes with it */
 uint32_t partitions_generation(partitions *ps, int32_t p);
 
 /* partitions_current: a message of p polled under generation, at offset, is still to be stored:

@@ -15,7 +15,8 @@
  */
 typedef struct ingest_msg {
     int32_t partition;
-    uint32_t generation; /* the partition's assignment generation when it was polled (partitions.h) */
+    uint32_t
+        generation; /* the partition's assignment generation when it was polled (partitions.h) */
     int64_t offset;
     size_t len;
     char payload[]; /* len bytes, not NUL-terminated */

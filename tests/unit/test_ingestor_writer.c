@@ -434,9 +434,9 @@ static void messages_of_a_revoked_partition_are_not_sent(void **state)
     assert_int_equal(destroyed_count(), 2);
 }
 
-/* chaos (kill -9 of a member) stored three offsets twice: a writer held messages it had taken before
- * a revocation, the partition came back to the same member, was fetched again from the stored
- * offset, and both copies went into one batch above the floor with the partition owned */
+/* chaos (kill -9 of a member) stored three offsets twice: a writer held messages it had taken
+ * before a revocation, the partition came back to the same member, was fetched again from the
+ * stored offset, and both copies went into one batch above the floor with the partition owned */
 static void copies_taken_before_a_revocation_are_dropped_when_the_partition_comes_back(void **state)
 {
     rig *r = *state;
