@@ -37,8 +37,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parents[1]
-sys.path.insert(0, str(TOP / "bench" / "ingest"))
-from bench_ingest import broker_name, drain_once, machine, write_section  # noqa: E402
+sys.path[:0] = [str(TOP / "bench"), str(TOP / "bench" / "ingest")]
+from benchlib import machine, write_section  # noqa: E402  (bench/benchlib.py)
+from bench_ingest import broker_name, drain_once  # noqa: E402
 
 PEER_TOPIC = "connect-transactions"
 TABLE = "connect_transactions"

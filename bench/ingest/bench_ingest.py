@@ -19,8 +19,6 @@ import collections
 import datetime
 import io
 import os
-import platform
-import re
 import resource
 import struct
 import subprocess
@@ -31,6 +29,7 @@ import time
 import psycopg2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import machine, write_section  # noqa: E402  (bench/benchlib.py)
 from drainlog import steady_seconds  # noqa: E402  (bench/drainlog.py)
 
 TX_COLUMNS = ("hash, from_address, to_address, value, gas, gas_price, block_number, tx_time, score, "
@@ -46,18 +45,6 @@ def connect(dbname=None):
     conn = psycopg2.connect(dbname=dbname or os.environ.get("PGDATABASE", "chainwatch"))
     conn.autocommit = True
     return conn
-
-
-def machine():
-    """machine: one line describing where the numbers come from."""
-    cpu = "unknown CPU"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        m = re.search(r"Model name:\s*(.+)", out)
-        cpu = m.group(1).strip() if m else cpu
-    except OSError:
-        pass
-    return f"{os.cpu_count()} × {cpu}, {platform.system()} {platform.release()}"
 
 
 def prepare_ceilings(cur):
@@ -488,19 +475,6 @@ def bench_e2e(args):
     ]
     write_section(args.doc, "bench-ingest", section)
     print("\n".join(section))
-
-
-def write_section(doc, name, lines):
-    """write_section: replace (or append) the block between <!-- name:start --> and <!-- name:end -->."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n"
-    block = start + "\n" + "\n".join(lines) + "\n" + end
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(doc, "w") as fh:
-        fh.write(text)
 
 
 def main():

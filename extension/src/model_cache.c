@@ -44,6 +44,11 @@ static uint64 inval_count = 0; /* bumped by every relevant invalidation */
 static CachedModel *last_model = NULL;
 static int32 last_model_id = 0;
 static uint64 last_model_inval = 0;
+/* the last model ModelCacheTryGet found missing or unreadable, valid while inval_count has not
+ * moved: the anomalies trigger asks once per row, and re-reading a corrupt forest for every row of
+ * a COPY cost a catalog read and a full deserialisation each */
+static int32 miss_model_id = 0;
+static uint64 miss_model_inval = 0;
 
 /* ModelCacheReset frees every cached forest and forgets the active model. */
 static void ModelCacheReset(void)
@@ -134,6 +139,17 @@ static CachedModel *ModelCacheRemember(CachedModel *m, int32 model_id)
  * its checksum or validation raises data_corrupted; with quiet, both return NULL instead (for the
  * anomalies trigger, which must never fail a batch over its explanation).
  */
+/* model_miss remembers that model_id cannot be loaded until the next invalidation (unless one
+ * arrived while it was read: the answer may predate it); returns NULL */
+static CachedModel *model_miss(int32 model_id, uint64 before)
+{
+    if (before == inval_count) {
+        miss_model_id = model_id;
+        miss_model_inval = inval_count;
+    }
+    return NULL;
+}
+
 static CachedModel *model_load(int32 model_id, bool quiet)
 {
     CachedModel *m;
@@ -144,15 +160,19 @@ static CachedModel *model_load(int32 model_id, bool quiet)
     Datum arg = Int32GetDatum(model_id);
     Oid argtype = INT4OID;
     double *median = NULL;
+    uint64 before;
 
     if (last_model && model_id == last_model_id && last_model_inval == inval_count)
         return last_model;
+    if (quiet && model_id == miss_model_id && miss_model_inval == inval_count)
+        return NULL;
     ModelCacheInit();
     (void) ModelCacheModelsRelid();
     m = hash_search(ModelHash(), &model_id, HASH_FIND, NULL);
     if (m)
         return ModelCacheRemember(m, model_id);
 
+    before = inval_count;
     initStringInfo(&sql);
     appendStringInfo(&sql,
                      "SELECT forest, ARRAY(SELECT pg_catalog.jsonb_array_elements_text("
@@ -167,7 +187,7 @@ static CachedModel *model_load(int32 model_id, bool quiet)
     if (SPI_processed == 0) {
         SPI_finish();
         if (quiet)
-            return NULL;
+            return model_miss(model_id, before);
         ereport(ERROR,
                 (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model %d does not exist", model_id),
                  errhint("SELECT id, name FROM chainwatch.models lists the models.")));
@@ -179,7 +199,7 @@ static CachedModel *model_load(int32 model_id, bool quiet)
         if (!b) {
             SPI_finish();
             if (quiet)
-                return NULL;
+                return model_miss(model_id, before);
             ereport(ERROR,
                     (errcode(ERRCODE_DATA_CORRUPTED), errmsg("model %d has no forest", model_id)));
         }
@@ -202,7 +222,7 @@ static CachedModel *model_load(int32 model_id, bool quiet)
     SPI_finish();
     if (!f) {
         if (quiet)
-            return NULL;
+            return err.code == FOREST_ERR_NOMEM ? NULL : model_miss(model_id, before);
         if (err.code == FOREST_ERR_NOMEM || err.code == FOREST_ERR_VERSION)
             ForestErrorReport(&err, psprintf("loading model %d", model_id));
         ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),

@@ -9,6 +9,7 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -123,6 +124,10 @@ int32 ModelInsert(const char *name, forest *f, const char *source, double contam
     SetUserIdAndSecContext(caller, sec_context);
     id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
     SPI_finish();
+    /* the models_invalidate statement trigger does not fire for this SPI INSERT ... RETURNING
+     * (triggers.sql), so the model caches hear of the new row here: a cache that found this id
+     * missing earlier (model_cache.c) must read it again */
+    CacheInvalidateRelcacheByRelid(rel);
     return id;
 }
 

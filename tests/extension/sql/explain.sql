@@ -62,6 +62,17 @@ VALUES ('0xvector', 1e17, 21000, 3e13, 0.8, 'high', :v), ('0xrenamed', 1e17, 210
 RETURNING hash, explanation->0->>'feature' AS first, explanation->0 ? 'typical' AS typical;
 -- the TTL view shows it
 SELECT count(*) AS explained_in_view FROM chainwatch.recent_anomalies WHERE hash = '0xspike' AND explanation IS NOT NULL;
+-- a model the trigger could not load is remembered as such (not read again for every row) only until the
+-- models table changes: an anomaly naming a model id not inserted yet has no explanation, one naming it
+-- after the model arrived has one
+SELECT (SELECT last_value FROM chainwatch.models_id_seq) + 1 AS next_id \gset
+INSERT INTO chainwatch.anomalies (hash, value, gas, gas_price, score, severity, model_id)
+VALUES ('0xearly', 1e17, 21000, 3e13, 0.8, 'high', :next_id), ('0xearly2', 1e17, 21000, 3e13, 0.8, 'high', :next_id)
+RETURNING hash, explanation IS NULL AS unexplained;
+SELECT chainwatch.import_model('late', chainwatch.export_model(:m)) = :next_id AS late_has_that_id;
+INSERT INTO chainwatch.anomalies (hash, value, gas, gas_price, score, severity, model_id)
+VALUES ('0xlate', 1e17, 21000, 3e13, 0.8, 'high', :next_id)
+RETURNING hash, explanation = chainwatch.explain(value, gas, gas_price, model_id) AS explained;
 ROLLBACK;
 
 -- the functions: stable (they read a model), parallel safe, not strict (NULL model_id)
