@@ -109,6 +109,7 @@ build_archive() {
     cp=$(cat "$HOME_DIR/classpath")
     port=$(free_port)
     cport=$(free_port)
+    while [[ $cport == "$port" ]]; do cport=$(free_port); done # two listeners on one port: Kafka refuses
     cat >"$work/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1

@@ -112,6 +112,16 @@ free_port() {
     "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# free_ports N — print N distinct TCP ports on 127.0.0.1 (all bound at once, so no two are the same: two separate
+# free_port calls once gave a broker's PLAINTEXT and CONTROLLER listeners one port, and Kafka refused to start)
+free_ports() {
+    "$PYTHON" -c 'import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
+
 # wait_until SECONDS PID CMD... — poll CMD every 0.2 s until it succeeds (0), the time is up (1) or process PID
 # has died (2; pass PID "" when there is no process to watch), so a daemon that exits at once fails fast
 wait_until() {
@@ -574,11 +584,13 @@ apache_configure() {
     : >"$DIR/kafka/nodes"
     rf=$((BROKERS < 3 ? BROKERS : 3))
     isr=$((rf < 3 ? 1 : 2))
+    local -a ports
+    read -r -a ports < <(free_ports $((BROKERS * 3)))
     for ((n = 1; n <= BROKERS; n++)); do
         mkdir -p "$DIR/kafka/$n"
-        free_port >"$DIR/kafka/$n/port"
-        free_port >"$DIR/kafka/$n/controller.port"
-        if [[ $KAFKA_SASL == 1 ]]; then free_port >"$DIR/kafka/$n/sasl.port"; fi
+        echo "${ports[3 * n - 3]}" >"$DIR/kafka/$n/port"
+        echo "${ports[3 * n - 2]}" >"$DIR/kafka/$n/controller.port"
+        if [[ $KAFKA_SASL == 1 ]]; then echo "${ports[3 * n - 1]}" >"$DIR/kafka/$n/sasl.port"; fi
         voters+=${voters:+,}$n@127.0.0.1:$(cat "$DIR/kafka/$n/controller.port")
         boot+=${boot:+,}127.0.0.1:$(cat "$DIR/kafka/$n/port")
         [[ $KAFKA_SASL != 1 ]] || sasl_boot+=${sasl_boot:+,}127.0.0.1:$(cat "$DIR/kafka/$n/sasl.port")

@@ -4,9 +4,10 @@
  * Design. Cache correctness hangs on this thread. The ingest path bumps
  * chainwatch.ingest_state.anomaly_generation and NOTIFYs chainwatch_anomalies in the transaction
  * that commits new anomalies; Postgres delivers the notification at commit. Cached lists are keyed
- * by the generation this thread last saw, so once a commit's notification has arrived no request
- * can hit a list cached before it. Likewise registry changes (chainwatch_models, from the 0.3.0
- * trigger), activations (chainwatch_model: prediction keys contain the model id) and key
+ * by the generation this thread last read, and a notification makes it read the generations again
+ * at once (the payload is never believed: see handle), so once a commit's notification has arrived
+ * no request can hit a list cached before it. Likewise registry changes (chainwatch_models, from
+ * the 0.3.0 trigger), activations (chainwatch_model: prediction keys contain the model id) and key
  * revocations (chainwatch_api_keys: drop cached authentications).
  *
  * The order on (re)connect matters: LISTEN first, then read the current values, so a change that
@@ -170,19 +171,25 @@ static void raise_to(_Atomic int64_t *a, int64_t v)
         ;
 }
 
-/* handle applies one notification */
-static void handle(listener *l, const PGnotify *n)
+/*
+ * handle takes one notification as a hint, never as the state (issue 24, finding 1): any role that
+ * can log in may NOTIFY these channels with any payload. `NOTIFY chainwatch_models, '48'` used to
+ * raise the registry generation above every real one, so the model list stayed cached for a day,
+ * and `NOTIFY chainwatch_model, '1'` made predict answer with a model that was not active. A
+ * generation or model notification now only asks for read_state (once per batch of notifications,
+ * true is returned); a key notification drops the cached authentications, which costs a forger
+ * nothing but a re-check of keys against the database.
+ */
+static bool handle(listener *l, const PGnotify *n)
 {
-    begin_write(l);
-    if (!strcmp(n->relname, "chainwatch_anomalies"))
-        raise_to(&l->anomaly_gen, strtoll(n->extra, NULL, 10));
-    else if (!strcmp(n->relname, "chainwatch_models"))
-        raise_to(&l->registry_gen, strtoll(n->extra, NULL, 10));
-    else if (!strcmp(n->relname, "chainwatch_model"))
-        atomic_store(&l->active_model, (int32_t) strtol(n->extra, NULL, 10));
-    else if (!strcmp(n->relname, "chainwatch_api_keys"))
+    if (!strcmp(n->relname, "chainwatch_api_keys")) {
+        begin_write(l);
         atomic_fetch_add(&l->auth_epoch, 1);
-    end_write(l);
+        end_write(l);
+        return false;
+    }
+    return !strcmp(n->relname, "chainwatch_anomalies") ||
+           !strcmp(n->relname, "chainwatch_models") || !strcmp(n->relname, "chainwatch_model");
 }
 
 /* connect_and_listen opens the listener's connection and LISTENs; NULL with libpq's reason (its
@@ -249,11 +256,12 @@ static void *listener_main(void *arg)
             continue;
         }
         PGnotify *n;
+        bool reread = false;
         while ((n = PQnotifies(pg)) != NULL) {
-            handle(l, n);
+            reread |= handle(l, n);
             PQfreemem(n);
         }
-        if (time(NULL) - last_refresh >= REFRESH_S) {
+        if (reread || time(NULL) - last_refresh >= REFRESH_S) {
             last_refresh = time(NULL);
             if (read_state(l, pg) != 0 && PQstatus(pg) == CONNECTION_BAD) {
                 set_connected(l, false);

@@ -611,6 +611,43 @@ def test_new_anomaly_appears_immediately(env, reader):
         assert one.status_code == 200
 
 
+def test_notifications_are_hints_never_state(env, reader):
+    """Issue 24, finding 1: any login may NOTIFY the API's channels with any payload. Forged generations and a forged
+    active model id are sent before each real change; the API must follow the real change at once (within 1 s, well
+    inside the listener's 5 s safety re-read: before, a list stayed cached at the forged generation until then, and
+    the model list's TTL followed the forged generation)."""
+    stack, ingest, model = env[0], env[2], env[3]
+
+    def forge():
+        sql(stack, "NOTIFY chainwatch_anomalies, '999999999999'; NOTIFY chainwatch_models, '999999999999';"
+                   " NOTIFY chainwatch_model, '424242'")
+
+    def soon(what, ok):
+        deadline = time.monotonic() + 1.0
+        while not ok():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.02)
+
+    q = "/api/v1/anomalies?limit=5"
+    for i in range(4):
+        forge()
+        h = tx_hash(f"hint{i}")
+        ingest.commit(anomalies=[{"hash": h, "value": 5, "score": 0.95, "severity": "critical"}], model_id=model)
+        soon(f"round {i}: the list stayed at what was cached before the commit",
+             lambda h=h: reader.get(q).json()["data"][0]["hash"] == h)
+    forge()
+    p = reader.post("/api/v1/predict", etherscan_tx("hint", value=7 * 10**18))
+    assert p.status_code == 200 and p.json()["model_id"] == model, p.text
+    reader.get("/api/v1/models")
+    forge()
+    new = sql(stack, "SELECT chainwatch.import_model('hinted', chainwatch.export_model(%s))", (model,))[0][0]
+    try:
+        soon("the model list did not show the imported model",
+             lambda: any(m["id"] == new for m in reader.get("/api/v1/models").json()["data"]))
+    finally:
+        sql(stack, "SELECT chainwatch.drop_model(%s)", (new,))
+
+
 # ---- predict --------------------------------------------------------------------------------------------------------
 
 def test_predict_matches_sql_and_caches(env, reader):
