@@ -107,9 +107,7 @@ build_archive() {
     local work port cport pid cp deadline
     work=$(mktemp -d /tmp/cw-kafka-cds-XXXXXX)
     cp=$(cat "$HOME_DIR/classpath")
-    port=$(free_port)
-    cport=$(free_port)
-    while [[ $cport == "$port" ]]; do cport=$(free_port); done # two listeners on one port: Kafka refuses
+    read -r port cport < <(free_ports 2) # distinct: two listeners on one port and Kafka refuses to start
     cat >"$work/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -147,9 +145,13 @@ EOF
     java_version >"$HOME_DIR/java.version"
 }
 
-# free_port — a TCP port on 127.0.0.1 that was free a moment ago
-free_port() {
-    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# free_ports N — N distinct TCP ports on 127.0.0.1 that were free a moment ago (bound together, so no two are equal)
+free_ports() {
+    /usr/bin/python3 -c 'import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
 }
 
 # cmd_fetch — make HOME_DIR complete: pinned jars (copied and checked if missing or changed), classpath, archive

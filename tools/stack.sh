@@ -107,13 +107,9 @@ log_tail() {
 # runuser keeps our cwd, which postgres may not be allowed to enter)
 as_pg() { (cd / && runuser -u postgres -- "$@"); }
 
-# free_port — print a TCP port on 127.0.0.1 that was free a moment ago (callers retry if it gets taken)
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# free_ports N — print N distinct TCP ports on 127.0.0.1 (all bound at once, so no two are the same: two separate
-# free_port calls once gave a broker's PLAINTEXT and CONTROLLER listeners one port, and Kafka refused to start)
+# free_ports N — print N distinct TCP ports on 127.0.0.1 that were free a moment ago (callers retry if one gets
+# taken). All are bound at once, so no two are the same: two separate picks once gave a broker's PLAINTEXT and
+# CONTROLLER listeners one port, and Kafka refused to start.
 free_ports() {
     "$PYTHON" -c 'import socket, sys
 ss = [socket.socket() for _ in range(int(sys.argv[1]))]
@@ -121,6 +117,9 @@ for s in ss:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
 }
+
+# free_port — one such port
+free_port() { free_ports 1; }
 
 # wait_until SECONDS PID CMD... — poll CMD every 0.2 s until it succeeds (0), the time is up (1) or process PID
 # has died (2; pass PID "" when there is no process to watch), so a daemon that exits at once fails fast
