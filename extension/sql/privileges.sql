@@ -64,3 +64,25 @@ REVOKE EXECUTE ON FUNCTION @extschema@._drop_partitions(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@._wei_float8(numeric) FROM PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION @extschema@._reconcile_partitions(text) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._profiles_from_batch() FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._count_profiles(bigint) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._evict_profiles() FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@.rebuild_address_profiles() FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._sketch_merge(bigint[], bigint[]) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._profile_merge_sql(text, text) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._profile_upsert_sql(text, text) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._profile_fold_sql(text) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._bucket_count(bigint, bigint, bigint, bigint) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._bucket_prev(bigint, bigint, bigint, bigint, bigint, bigint) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._profile_batch() FROM PUBLIC;

@@ -1,4 +1,5 @@
--- extension/sql/triggers.sql — triggers: cache invalidation and the registry generation, anomaly documents, configuration restores
+-- extension/sql/triggers.sql — triggers: cache invalidation and the registry generation, anomaly documents, address
+-- profiles, configuration restores
 
 CREATE TRIGGER models_invalidate
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.models
@@ -17,6 +18,12 @@ CREATE TRIGGER registry_truncated
 CREATE TRIGGER anomalies_document
     BEFORE INSERT OR UPDATE ON @extschema@.anomalies
     FOR EACH ROW EXECUTE FUNCTION @extschema@._anomalies_document();
+
+-- statement level with a transition table: one merge per batch (a COPY is one statement), in its transaction
+CREATE TRIGGER transactions_profiles
+    AFTER INSERT ON @extschema@.transactions
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._profiles_from_batch();
 
 CREATE TRIGGER retention_policies_restore
     BEFORE INSERT ON @extschema@.retention_policies

@@ -17,9 +17,9 @@
 bool maintenance_runs_maintain(maintenance_mode mode, int worker_seen, long interval_ms);
 
 /* the store's size and evictions as chainwatch.status() reported them at the last refresh */
-#define N_STORE_TABLES 3
+#define N_STORE_TABLES 4
 typedef struct store_gauge {
-    char table[16]; /* written once, before n_store counts it */
+    char table[24]; /* written once, before n_store counts it */
     _Atomic int64_t rows, max_rows, evicted_ttl, evicted_size;
 } store_gauge;
 

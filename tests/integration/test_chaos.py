@@ -39,7 +39,7 @@ After every fault, `checkpoint()`:
   4. dead letters: every row sits at a position we produced a hostile message at, with that message's exact
      bytes and the reason the decoder documents for it, and no position twice;
   5. bounds: every managed table's count(*) <= max_rows and equal to chainwatch.status().rows (one statement
-     in a REPEATABLE READ transaction: one snapshot, status() being VOLATILE);
+     in a REPEATABLE READ transaction: one snapshot, status() being VOLATILE), address_profiles included;
   6. the API: since the last checkpoint, no request failed to connect, no 5xx except 503 database_unavailable
      inside a Postgres outage window (the kill until Postgres accepts connections again, plus PG_GRACE_S), no
      4xx but a 404 for an anomaly evicted meanwhile, every 200 body right, and every route answered 200 at
@@ -49,7 +49,9 @@ After every fault, `checkpoint()`:
 The last test stops txgen (SIGTERM: it flushes; it must report every message delivered), regenerates the very
 same streams with the same seeds to stdout, and compares the hash multiset of the whole table with them plus the
 good messages the hostile test produced: the final, end-to-end "every produced transaction exactly once", which
-also proves the idempotent producer wrote nothing twice through the broker outage.
+also proves the idempotent producer wrote nothing twice through the broker outage. The address profiles, folded
+in by each batch's own transaction, must then equal a recomputation from the stored transactions
+(verify_address_profiles()): no killed batch left half an update, no replay counted twice.
 
 Why this shape: one pipeline rather than one per fault, because what is asked is recovery without a hand on
 anything, with every other component still busy, and faults compound as they would in production (the
@@ -537,7 +539,8 @@ class Pipeline:
             "SELECT s.table_name, s.rows, CASE s.table_name "
             "  WHEN 'transactions' THEN (SELECT count(*) FROM chainwatch.transactions) "
             "  WHEN 'anomalies' THEN (SELECT count(*) FROM chainwatch.anomalies) "
-            "  WHEN 'dead_letters' THEN (SELECT count(*) FROM chainwatch.dead_letters) END, "
+            "  WHEN 'dead_letters' THEN (SELECT count(*) FROM chainwatch.dead_letters) "
+            "  WHEN 'address_profiles' THEN (SELECT count(*) FROM chainwatch.address_profiles) END, "
             "  s.max_rows, s.evicted_ttl, s.evicted_size FROM chainwatch.status() s", snapshot=True)
         return {r[0]: tuple(r[1:]) for r in rows}
 
@@ -955,6 +958,14 @@ def test_everything_produced_is_stored_exactly_once(chaos):
     assert not missing and not extra, (f"the table differs from what was produced: {sum(missing.values())} "
                                        f"missing (e.g. {list(missing)[:3]}), {sum(extra.values())} extra or "
                                        f"duplicated (e.g. {list(extra.items())[:3]})")
+    # the behavioural state survived the kills exactly as the rows did: the profiles equal a recomputation
+    # from the stored transactions (valid while none was evicted, which the bounds report)
+    evicted = {t: v[3] + v[4] for t, v in chaos.bounds().items() if t in ("transactions", "address_profiles")}
+    assert evicted == {"transactions": 0, "address_profiles": 0}, f"evictions make the recomputation partial: {evicted}"
+    differ = chaos.sql("SELECT address, stored, recomputed FROM chainwatch.verify_address_profiles() LIMIT 5")
+    n_profiles = chaos.sql("SELECT count(*) FROM chainwatch.address_profiles")[0][0]
+    assert n_profiles > 0 and not differ, (f"{n_profiles} address profiles; they differ from a recomputation from "
+                                           f"the stored transactions, e.g. {differ}")
     assert broker == want, (f"the broker holds {sum(broker.values())} good messages, txgen and the test produced "
                             f"{sum(want.values())}: {sum((broker - want).values())} duplicated by the producer, "
                             f"{sum((want - broker).values())} lost")

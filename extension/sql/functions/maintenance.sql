@@ -5,7 +5,8 @@
 --   1. reconcile partition_state with the catalog, then create partitions ahead (ATTACH takes SHARE UPDATE
 --      EXCLUSIVE on the parent: it never waits for ingest and ingest never waits for it);
 --   2. drop expired and entirely excess partitions, under ACCESS EXCLUSIVE on each parent, in table order;
---   3. enforce the row bounds, after all DDL, under the bookkeeping locks;
+--   3. enforce the row bounds, after all DDL, under the bookkeeping locks; evict address profiles (TTL on
+--      updated_at, then max_rows; rows a writer has locked are skipped, so it never waits for one);
 --   4. train a first model (or retrain) when due, only in a run that dropped, evicted and reconciled nothing:
 --      it would otherwise hold ACCESS EXCLUSIVE on a table, or rows writers update, for as long as training
 --      takes;
@@ -74,6 +75,9 @@ DECLARE
     dropped int[] := '{0,0,0}';
     evicted bigint[] := '{0,0,0}';
     reconciled int[] := '{0,0,0}';
+    prof record;
+    prof_err text;
+    prof_ms float8 := 0;
     errs text[] := '{NULL,NULL,NULL}';
     ms float8[] := '{0,0,0}';
     t0 timestamptz;
@@ -128,13 +132,24 @@ BEGIN
         ms[i] := ms[i] + extract(epoch FROM clock_timestamp() - t0) * 1000;
     END LOOP;
 
+    -- 3b. address profiles: not partitioned, evicted row by row
+    t0 := clock_timestamp();
+    BEGIN
+        SELECT * INTO prof FROM @extschema@._evict_profiles();
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+        prof_err := 'evicting profiles: ' || err;
+    END;
+    prof_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+
     -- 4. a first model (or a retrain) when due, but never in a run that dropped partitions, evicted
     -- rows or changed partition_state rows (0.8.0): it would hold ACCESS EXCLUSIVE on a table, the
     -- retention_stats rows writers update when they evict, or partition_state rows writers count into,
     -- for as long as training takes; the next run (chainwatch.maintenance_interval later) trains
     -- instead. It comes before the record of the run, which locks those rows too.
     IF (SELECT sum(x) FROM unnest(dropped) x) = 0 AND (SELECT sum(x) FROM unnest(evicted) x) = 0
-       AND (SELECT sum(x) FROM unnest(reconciled) x) = 0 THEN
+       AND (SELECT sum(x) FROM unnest(reconciled) x) = 0
+       AND coalesce(prof.evicted_ttl + prof.evicted_size, 0) = 0 THEN
         BEGIN
             PERFORM @extschema@._auto_train();
         EXCEPTION WHEN OTHERS THEN
@@ -159,6 +174,19 @@ BEGIN
         rows_evicted := evicted[i]; error := errs[i];
         RETURN NEXT;
     END LOOP;
+    BEGIN
+        -- last_maintenance_at: the last eviction scan (_evict_profiles() scans only when due)
+        UPDATE @extschema@.retention_stats s
+           SET last_maintenance_at = CASE WHEN prof.scanned THEN now() ELSE s.last_maintenance_at END,
+               last_maintenance_ms = CASE WHEN prof.scanned THEN prof_ms ELSE s.last_maintenance_ms END,
+               last_maintenance_error = prof_err
+         WHERE s.table_name = 'address_profiles';
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        RAISE LOG 'chainwatch: could not record maintenance of address_profiles: lock timeout';
+    END;
+    table_name := 'address_profiles'; partitions_created := 0; partitions_dropped := 0;
+    rows_evicted := coalesce(prof.evicted_ttl + prof.evicted_size, 0); error := prof_err;
+    RETURN NEXT;
 END
 $$;
 
@@ -174,6 +202,10 @@ AS $$
 DECLARE
     result @extschema@.retention_policies;
 BEGIN
+    IF set_retention.table_name = 'address_profiles' AND set_retention.partition_width IS NOT NULL THEN
+        RAISE EXCEPTION 'address_profiles is not partitioned: it has no partition width'
+            USING ERRCODE = '22023', HINT = 'Its ttl evicts profiles not updated for that long; max_rows bounds their number.';
+    END IF;
     UPDATE @extschema@.retention_policies p
        SET ttl = coalesce(set_retention.ttl, p.ttl),
            max_rows = coalesce(set_retention.max_rows, p.max_rows),
@@ -184,7 +216,7 @@ BEGIN
     RETURNING p.* INTO result;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no retention policy for "%"', set_retention.table_name
-            USING ERRCODE = '42704', HINT = 'Managed tables: transactions, anomalies, dead_letters.';
+            USING ERRCODE = '42704', HINT = 'Managed tables: transactions, anomalies, dead_letters, address_profiles.';
     END IF;
     RETURN result;
 END

@@ -27,15 +27,20 @@ LANGUAGE sql VOLATILE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT p.table_name,
-           (SELECT coalesce(sum(s.row_count), 0)::bigint FROM @extschema@.partition_state s WHERE s.table_name = p.table_name),
+           CASE WHEN p.table_name = 'address_profiles'
+                THEN (SELECT coalesce(sum(c.profiles), 0)::bigint FROM @extschema@.address_profile_counts c)
+                ELSE (SELECT coalesce(sum(s.row_count), 0)::bigint FROM @extschema@.partition_state s WHERE s.table_name = p.table_name) END,
            p.max_rows, p.ttl,
            (SELECT count(*)::int FROM @extschema@.partition_state s WHERE s.table_name = p.table_name),
            now() - CASE p.table_name
                        WHEN 'anomalies' THEN (SELECT min(a.detected_at) FROM @extschema@.anomalies a)
                        WHEN 'transactions' THEN (SELECT min(t.detected_at) FROM @extschema@.transactions t)
+                       WHEN 'address_profiles' THEN (SELECT min(a.updated_at) FROM @extschema@.address_profiles a)
                        ELSE (SELECT min(d.received_at) FROM @extschema@.dead_letters d) END,
-           (SELECT coalesce(sum(pg_catalog.pg_total_relation_size(pg_catalog.to_regclass(format('@extschema@.%I', s.partition_name)))), 0)::bigint
-              FROM @extschema@.partition_state s WHERE s.table_name = p.table_name),
+           CASE WHEN p.table_name = 'address_profiles'
+                THEN pg_catalog.pg_total_relation_size('@extschema@.address_profiles'::regclass)
+                ELSE (SELECT coalesce(sum(pg_catalog.pg_total_relation_size(pg_catalog.to_regclass(format('@extschema@.%I', s.partition_name)))), 0)::bigint
+                        FROM @extschema@.partition_state s WHERE s.table_name = p.table_name) END,
            r.evicted_ttl, r.evicted_size, r.last_maintenance_at, r.last_maintenance_ms, r.last_maintenance_error,
            (SELECT m.id FROM @extschema@.models m WHERE m.is_active),
            (SELECT i.last_ingest_at FROM @extschema@.ingest_state i)
@@ -44,7 +49,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION @extschema@.status() IS
-    'One row per managed table: rows, bound, TTL, partitions, age of the oldest partition holding rows, bytes, evictions by reason, last maintenance, active model, last ingest. Offsets: chainwatch.kafka_offsets. SECURITY DEFINER: aggregates only, for roles that may not read the rows.';
+    'One row per managed table (address_profiles: no partitions, the age of the least recently updated profile): rows, bound, TTL, partitions, age of the oldest partition holding rows, bytes, evictions by reason, last maintenance, active model, last ingest. Offsets: chainwatch.kafka_offsets. SECURITY DEFINER: aggregates only, for roles that may not read the rows.';
 
 -- recent_anomaly_count: partitions lying entirely inside the TTL window contribute their exact
 -- partition_state row_count (kept by commit_batch() and maintain()); only rows older than the oldest such

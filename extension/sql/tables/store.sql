@@ -31,22 +31,24 @@
 -- ---------------------------------------------------------------------------------------------
 
 CREATE TABLE @extschema@.retention_policies (
-    table_name      text PRIMARY KEY CHECK (table_name IN ('transactions', 'anomalies', 'dead_letters')),
+    table_name      text PRIMARY KEY CHECK (table_name IN ('transactions', 'anomalies', 'dead_letters', 'address_profiles')),
     time_column     text     NOT NULL,
     ttl             interval NOT NULL CHECK (ttl >= interval '1 minute'),
     max_rows        bigint   NOT NULL CHECK (max_rows > 0),
     partition_width interval CHECK (partition_width IS NULL OR partition_width >= interval '10 seconds'),
     premake         int      NOT NULL DEFAULT 4 CHECK (premake BETWEEN 1 AND 100),
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT retention_policies_unpartitioned CHECK (table_name <> 'address_profiles' OR partition_width IS NULL)
 );
 
 COMMENT ON TABLE @extschema@.retention_policies IS
-    'Bounds of each managed table: rows older than ttl are invisible and dropped within one partition width; at most max_rows rows. partition_width NULL means ttl / 12. Change with chainwatch.set_retention().';
+    'Bounds of each managed table: rows older than ttl are invisible and dropped within one partition width; at most max_rows rows. partition_width NULL means ttl / 12. address_profiles is not partitioned: maintain() evicts profiles not updated within ttl and the least recently updated beyond max_rows. Change with chainwatch.set_retention().';
 
 INSERT INTO @extschema@.retention_policies (table_name, time_column, ttl, max_rows) VALUES
     ('transactions', 'detected_at', interval '24 hours', 5000000),
     ('anomalies',    'detected_at', interval '1 hour',   10000),
-    ('dead_letters', 'received_at', interval '7 days',   100000);
+    ('dead_letters', 'received_at', interval '7 days',   100000),
+    ('address_profiles', 'updated_at', interval '30 days', 1000000);
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.retention_policies', '');
 
