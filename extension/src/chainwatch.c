@@ -17,7 +17,19 @@ int cw_maintenance_interval = 10; /* seconds */
 char *cw_database = NULL;         /* comma-separated database names for the worker */
 static bool cw_auto_train = true;
 static int cw_auto_train_min_rows = 10000;
-static int cw_retrain_interval = 0;           /* seconds, 0 = off */
+static int cw_retrain_interval = 0;    /* seconds, 0 = off */
+static double cw_retrain_growth = 2.0; /* multiple of the newest model's training rows, 0 = off */
+
+/* check_retrain_growth refuses growths in (0, 1.1): they would retrain on nearly every maintenance
+ * run */
+static bool check_retrain_growth(double *newval, void **extra, GucSource source)
+{
+    if (*newval > 0 && *newval < 1.1) {
+        GUC_check_errdetail("chainwatch.retrain_growth is 0 (off) or at least 1.1.");
+        return false;
+    }
+    return true;
+}
 static int cw_maintenance_lock_timeout = 200; /* ms */
 
 /*
@@ -52,6 +64,12 @@ void _PG_init(void)
     DefineCustomIntVariable(
         "chainwatch.retrain_interval", "Retrain on the latest window this often (0 = never).", NULL,
         &cw_retrain_interval, 0, 0, INT_MAX, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+    DefineCustomRealVariable("chainwatch.retrain_growth",
+                             "Retrain when the stored transactions reach this multiple of the "
+                             "newest model's training rows "
+                             "(0 = never).",
+                             NULL, &cw_retrain_growth, 2.0, 0.0, 1000.0, PGC_SUSET, 0,
+                             check_retrain_growth, NULL, NULL);
     DefineCustomIntVariable("chainwatch.maintenance_lock_timeout",
                             "Longest wait of maintenance DDL for a table lock.", NULL,
                             &cw_maintenance_lock_timeout, 200, 1, 60000, PGC_SUSET, GUC_UNIT_MS,

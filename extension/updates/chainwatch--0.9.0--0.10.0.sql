@@ -10,6 +10,9 @@
 -- * retention_policies gains the row address_profiles (ttl 30 days on updated_at, max_rows 1,000,000; never a
 --   partition width: CHECK retention_policies_unpartitioned); maintain() evicts profiles (a fourth row in its
 --   result), status() reports them, set_retention() refuses a partition width for them (22023).
+-- * Automatic retraining follows the growth of history (issue 26): chainwatch.retrain_growth (default 2) retrains
+--   on everything stored when the stored transactions reach that multiple of the newest model's training rows,
+--   and activates the candidate only if its checks pass (_auto_train()).
 
 -- address profiles
 
@@ -399,6 +402,71 @@ INSERT INTO @extschema@.retention_policies (table_name, time_column, ttl, max_ro
 INSERT INTO @extschema@.retention_stats (table_name) VALUES ('address_profiles');
 
 -- maintenance, status and set_retention know them
+
+CREATE OR REPLACE FUNCTION @extschema@._auto_train() RETURNS int
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+    active record;
+    retrain_s int := @extschema@._setting('retrain_interval', '0')::int;
+    growth float8 := @extschema@._setting('retrain_growth', '2')::float8;
+    base bigint;
+    due_time boolean;
+    new_id int;
+    cand record;
+    cand_rate float8;
+    active_rate float8;
+BEGIN
+    IF NOT @extschema@._setting('auto_train', 'on')::boolean THEN
+        RETURN NULL;
+    END IF;
+    SELECT coalesce(sum(s.row_count), 0) INTO n FROM @extschema@.partition_state s WHERE s.table_name = 'transactions';
+    SELECT m.* INTO active FROM @extschema@.models m WHERE m.is_active;
+    IF NOT FOUND THEN
+        IF n < @extschema@._setting('auto_train_min_rows', '10000')::bigint THEN
+            RETURN NULL;
+        END IF;
+        new_id := @extschema@.train_model('auto ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                      'SELECT value, gas, gas_price FROM @extschema@.transactions');
+        PERFORM @extschema@.activate_model(new_id, 'auto_train');
+        RAISE LOG 'chainwatch: trained and activated model % from % transactions', new_id, n;
+        RETURN new_id;
+    END IF;
+    due_time := retrain_s > 0 AND active.created_at <= now() - make_interval(secs => retrain_s);
+    SELECT max(m.training_rows) INTO base FROM @extschema@.models m
+     WHERE m.id = active.id OR (m.created_at > active.created_at AND m.source = 'trained');
+    IF NOT due_time AND NOT (growth > 0 AND n >= growth * coalesce(base, 0) AND base IS NOT NULL) THEN
+        RETURN NULL;
+    END IF;
+    IF due_time THEN
+        new_id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                      format('SELECT value, gas, gas_price FROM @extschema@.transactions WHERE detected_at > now() - interval %L',
+                                             make_interval(secs => retrain_s)));
+    ELSE
+        new_id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                      'SELECT value, gas, gas_price FROM @extschema@.transactions');
+    END IF;
+    SELECT m.* INTO cand FROM @extschema@.models m WHERE m.id = new_id;
+    SELECT avg((@extschema@.is_anomaly(t.value, t.gas, t.gas_price, cand.id))::int),
+           avg((@extschema@.is_anomaly(t.value, t.gas, t.gas_price, active.id))::int)
+      INTO cand_rate, active_rate
+      FROM (SELECT x.value, x.gas, x.gas_price FROM @extschema@.transactions x ORDER BY x.detected_at DESC LIMIT 10000) t;
+    IF cand_rate > greatest(3 * cand.contamination, active_rate) THEN
+        RAISE WARNING 'chainwatch: retrained model % not activated: it flags % of the latest transactions, the active model % flags %',
+                      new_id, round(cand_rate::numeric, 4), active.id, round(active_rate::numeric, 4);
+        RETURN NULL;
+    END IF;
+    PERFORM @extschema@.activate_model(new_id, 'auto_train');
+    RAISE LOG 'chainwatch: retrained and activated model % from % transactions (flags % of the latest, the previous model %)',
+              new_id, n, round(cand_rate::numeric, 4), round(active_rate::numeric, 4);
+    RETURN new_id;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@._auto_train() IS
+    'Internal: trains and activates a first model once transactions holds chainwatch.auto_train_min_rows rows; retrains when the stored transactions reach chainwatch.retrain_growth times the newest model''s training rows, or every chainwatch.retrain_interval seconds, activating the candidate only if it flags at most 3 x its contamination of the latest 10,000 transactions or no more than the active model.';
 
 CREATE OR REPLACE FUNCTION @extschema@.maintain()
 RETURNS TABLE (table_name text, partitions_created int, partitions_dropped int, rows_evicted bigint, error text)

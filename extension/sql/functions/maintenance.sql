@@ -26,6 +26,14 @@ AS $$ SELECT coalesce(nullif(pg_catalog.current_setting('chainwatch.' || name, t
 
 COMMENT ON FUNCTION @extschema@._setting(text, text) IS 'Internal: a chainwatch.* setting with a fallback.';
 
+-- _auto_train: a first model once enough transactions are stored; then a retrain when the stored
+-- transactions have grown to chainwatch.retrain_growth times the training rows of the newest model (the
+-- active one or a later candidate that was not activated), on everything stored — a model trained on a
+-- fresh install's first rows has seen little of the traffic to come (issue 26: 9.6% of later transactions
+-- flagged as gas prices drifted) — or every chainwatch.retrain_interval seconds, on that latest window.
+-- A retrained candidate is activated only if its checks pass: on the latest 10,000 stored transactions it
+-- flags at most 3 x its contamination, or no more than the active model does. Otherwise it stays inactive,
+-- a WARNING says why, and the next growth step is measured from it.
 CREATE FUNCTION @extschema@._auto_train() RETURNS int
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -34,35 +42,62 @@ DECLARE
     n bigint;
     active record;
     retrain_s int := @extschema@._setting('retrain_interval', '0')::int;
-    id int;
+    growth float8 := @extschema@._setting('retrain_growth', '2')::float8;
+    base bigint;
+    due_time boolean;
+    new_id int;
+    cand record;
+    cand_rate float8;
+    active_rate float8;
 BEGIN
     IF NOT @extschema@._setting('auto_train', 'on')::boolean THEN
         RETURN NULL;
     END IF;
-    SELECT m.* INTO active FROM @extschema@.models m WHERE m.is_active;
-    IF FOUND AND (retrain_s <= 0 OR active.created_at > now() - make_interval(secs => retrain_s)) THEN
-        RETURN NULL;
-    END IF;
     SELECT coalesce(sum(s.row_count), 0) INTO n FROM @extschema@.partition_state s WHERE s.table_name = 'transactions';
-    IF n < @extschema@._setting('auto_train_min_rows', '10000')::bigint THEN
+    SELECT m.* INTO active FROM @extschema@.models m WHERE m.is_active;
+    IF NOT FOUND THEN
+        IF n < @extschema@._setting('auto_train_min_rows', '10000')::bigint THEN
+            RETURN NULL;
+        END IF;
+        new_id := @extschema@.train_model('auto ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                      'SELECT value, gas, gas_price FROM @extschema@.transactions');
+        PERFORM @extschema@.activate_model(new_id, 'auto_train');
+        RAISE LOG 'chainwatch: trained and activated model % from % transactions', new_id, n;
+        RETURN new_id;
+    END IF;
+    due_time := retrain_s > 0 AND active.created_at <= now() - make_interval(secs => retrain_s);
+    SELECT max(m.training_rows) INTO base FROM @extschema@.models m
+     WHERE m.id = active.id OR (m.created_at > active.created_at AND m.source = 'trained');
+    IF NOT due_time AND NOT (growth > 0 AND n >= growth * coalesce(base, 0) AND base IS NOT NULL) THEN
         RETURN NULL;
     END IF;
-    IF active IS NULL THEN
-        id := @extschema@.train_model('auto ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                                      'SELECT value, gas, gas_price FROM @extschema@.transactions');
-    ELSE
-        id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+    IF due_time THEN
+        new_id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                                       format('SELECT value, gas, gas_price FROM @extschema@.transactions WHERE detected_at > now() - interval %L',
                                              make_interval(secs => retrain_s)));
+    ELSE
+        new_id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                      'SELECT value, gas, gas_price FROM @extschema@.transactions');
     END IF;
-    PERFORM @extschema@.activate_model(id, 'auto_train');
-    RAISE LOG 'chainwatch: trained and activated model % from % transactions', id, n;
-    RETURN id;
+    SELECT m.* INTO cand FROM @extschema@.models m WHERE m.id = new_id;
+    SELECT avg((@extschema@.is_anomaly(t.value, t.gas, t.gas_price, cand.id))::int),
+           avg((@extschema@.is_anomaly(t.value, t.gas, t.gas_price, active.id))::int)
+      INTO cand_rate, active_rate
+      FROM (SELECT x.value, x.gas, x.gas_price FROM @extschema@.transactions x ORDER BY x.detected_at DESC LIMIT 10000) t;
+    IF cand_rate > greatest(3 * cand.contamination, active_rate) THEN
+        RAISE WARNING 'chainwatch: retrained model % not activated: it flags % of the latest transactions, the active model % flags %',
+                      new_id, round(cand_rate::numeric, 4), active.id, round(active_rate::numeric, 4);
+        RETURN NULL;
+    END IF;
+    PERFORM @extschema@.activate_model(new_id, 'auto_train');
+    RAISE LOG 'chainwatch: retrained and activated model % from % transactions (flags % of the latest, the previous model %)',
+              new_id, n, round(cand_rate::numeric, 4), round(active_rate::numeric, 4);
+    RETURN new_id;
 END
 $$;
 
 COMMENT ON FUNCTION @extschema@._auto_train() IS
-    'Internal: trains and activates a first model once transactions holds chainwatch.auto_train_min_rows rows (and retrains every chainwatch.retrain_interval seconds when set).';
+    'Internal: trains and activates a first model once transactions holds chainwatch.auto_train_min_rows rows; retrains when the stored transactions reach chainwatch.retrain_growth times the newest model''s training rows, or every chainwatch.retrain_interval seconds, activating the candidate only if it flags at most 3 x its contamination of the latest 10,000 transactions or no more than the active model.';
 
 CREATE FUNCTION @extschema@.maintain()
 RETURNS TABLE (table_name text, partitions_created int, partitions_dropped int, rows_evicted bigint, error text)

@@ -48,3 +48,36 @@ SELECT count(*) AS models, bool_and(is_active) AS active, min(training_rows) AS 
 -- with a model active, later runs do not train again (no retrain_interval)
 SELECT count(*) AS runs FROM chainwatch.maintain();
 SELECT count(*) AS models FROM chainwatch.models;
+
+-- history grows: once the stored transactions reach chainwatch.retrain_growth (2) times the model's 1,500
+-- training rows, a run retrains on everything stored and activates the candidate, whose checks pass
+SHOW chainwatch.retrain_growth;
+BEGIN;
+INSERT INTO chainwatch.transactions (hash, value, gas, gas_price, kafka_topic, kafka_partition, kafka_offset)
+SELECT '0x' || md5('c' || i), i * 1000, 21000 + i % 7, 1000000000 + i, 't', 0, 1500 + i FROM generate_series(0, 1399) i;
+SELECT rows FROM chainwatch.commit_batch('auto', 't', '{0}', '{1500}', '{2900}', (SELECT id FROM chainwatch.models WHERE is_active));
+COMMIT;
+SELECT count(*) AS runs FROM chainwatch.maintain();
+SELECT count(*) AS models_below_twice FROM chainwatch.models;
+BEGIN;
+INSERT INTO chainwatch.transactions (hash, value, gas, gas_price, kafka_topic, kafka_partition, kafka_offset)
+SELECT '0x' || md5('d' || i), i * 1000, 21000 + i % 7, 1000000000 + i, 't', 0, 2900 + i FROM generate_series(0, 99) i;
+SELECT rows FROM chainwatch.commit_batch('auto', 't', '{0}', '{2900}', '{3000}', (SELECT id FROM chainwatch.models WHERE is_active));
+COMMIT;
+SELECT count(*) AS runs FROM chainwatch.maintain();
+SELECT name LIKE 'retrain %' AS retrained, training_rows, is_active FROM chainwatch.models ORDER BY id;
+SELECT reason FROM chainwatch.model_activations ORDER BY activated_at DESC, id DESC LIMIT 1;
+
+-- 0 turns growth off; a growth that would retrain on nearly every run is refused
+SET chainwatch.retrain_growth = 1.05;
+SET chainwatch.retrain_growth = 0;
+BEGIN;
+INSERT INTO chainwatch.transactions (hash, value, gas, gas_price, kafka_topic, kafka_partition, kafka_offset)
+SELECT '0x' || md5('e' || i), i * 1000, 21000 + i % 7, 1000000000 + i, 't', 0, 3000 + i FROM generate_series(0, 2999) i;
+SELECT rows FROM chainwatch.commit_batch('auto', 't', '{0}', '{3000}', '{6000}', (SELECT id FROM chainwatch.models WHERE is_active));
+COMMIT;
+SELECT count(*) AS runs FROM chainwatch.maintain();
+SELECT count(*) AS models_with_growth_off FROM chainwatch.models;
+RESET chainwatch.retrain_growth;
+SELECT count(*) AS runs FROM chainwatch.maintain();
+SELECT count(*) AS models_at_twice_again, max(training_rows) AS newest_training_rows FROM chainwatch.models;

@@ -11,7 +11,7 @@ SELECT i, '0x' || lpad(to_hex(i), 64, '0') AS hash, '0xs' || (i % 5) AS from_add
        ((i * 7919) % 100000)::numeric * 1000000000 AS value, 21000::numeric AS gas,
        (20 + i % 13)::numeric * 1000000000 AS gas_price, 1000 + (i * 37) % 40 AS block_number,
        date_trunc('hour', now()) - interval '3 hours' + ((i * 53) % 7200) * interval '1 second' AS tx_time,
-       now() - interval '10 minutes' + i * interval '1 millisecond' AS detected_at
+       now() + i * interval '1 millisecond' AS detected_at
   FROM generate_series(1, 300) i;
 CREATE FUNCTION pg_temp.load(lo int, hi int, ord text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -67,12 +67,12 @@ SELECT (SELECT out_count FROM chainwatch.address_profiles WHERE address = '0xs1'
 -- clock skew: a tx_time ahead of the moment the row was stored counts at detected_at; none counts at detected_at
 BEGIN;
 INSERT INTO chainwatch.transactions (hash, from_address, to_address, value, gas, gas_price, tx_time, detected_at)
-VALUES ('0xahead', '0xskew', NULL, 1, 21000, 1, timestamptz '2030-01-01', now() - interval '2 minutes'),
-       ('0xnotime', NULL, '0xskew', 1, 21000, 1, NULL, now() - interval '1 minute');
-SELECT first_seen_at = now() - interval '2 minutes' AS ahead_counts_when_stored, last_seen_at = now() - interval '1 minute' AS none_counts_when_stored,
+VALUES ('0xahead', '0xskew', NULL, 1, 21000, 1, timestamptz '2030-01-01', now() + interval '1 minute'),
+       ('0xnotime', NULL, '0xskew', 1, 21000, 1, NULL, now() + interval '2 minutes');
+SELECT first_seen_at = now() + interval '1 minute' AS ahead_counts_when_stored, last_seen_at = now() + interval '2 minutes' AS none_counts_when_stored,
        last_out_at = first_seen_at AS sent_when_stored, out_count, in_count,
-       out_bucket = floor(extract(epoch FROM now() - interval '2 minutes') / 300) AS out_bucket_now,
-       in_bucket = floor(extract(epoch FROM now() - interval '1 minute') / 300) AS in_bucket_now, out_peers, in_peers
+       out_bucket = floor(extract(epoch FROM now() + interval '1 minute') / 300) AS out_bucket_now,
+       in_bucket = floor(extract(epoch FROM now() + interval '2 minutes') / 300) AS in_bucket_now, out_peers, in_peers
   FROM chainwatch.address_profiles WHERE address = '0xskew';
 COMMIT;
 
