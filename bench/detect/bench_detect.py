@@ -149,11 +149,17 @@ def main():
     ap.add_argument("--first", type=int, default=30_000, help="transactions before the first maintain()")
     ap.add_argument("--chunk", type=int, default=10_000, help="transactions between later maintain() runs")
     ap.add_argument("--no-doc", action="store_true", help="print the tables, leave docs/ alone")
+    ap.add_argument("--retrain-growth", type=float, default=None,
+                    help="chainwatch.retrain_growth for the maintenance runs (default: the extension's own)")
     args = ap.parse_args()
 
     env = dict(os.environ, KAFKA_GROUP_ID="bench-detect")
     conn = connect()
     cur = conn.cursor()
+    if args.retrain_growth is not None:
+        # for every session, the ingestor's maintenance thread's too (reset with maintenance_interval)
+        cur.execute("ALTER SYSTEM SET chainwatch.retrain_growth = %s", (args.retrain_growth,))
+        cur.execute("SELECT pg_reload_conf()")
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cw-bench-detect.") as workdir:
@@ -181,6 +187,7 @@ def main():
             n_models, model_names = cur.fetchone()
         finally:
             cur.execute("ALTER SYSTEM RESET chainwatch.maintenance_interval")
+            cur.execute("ALTER SYSTEM RESET chainwatch.retrain_growth")
             cur.execute("SELECT pg_reload_conf()")
     elapsed = time.perf_counter() - t0
 
