@@ -67,7 +67,9 @@ REVOKE EXECUTE ON FUNCTION @extschema@._reconcile_partitions(text) FROM PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION @extschema@._profiles_from_batch() FROM PUBLIC;
 
-REVOKE EXECUTE ON FUNCTION @extschema@._count_profiles(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@._count_profiles(bigint, int) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._delete_profiles(tid[], timestamptz) FROM PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION @extschema@._evict_profiles() FROM PUBLIC;
 

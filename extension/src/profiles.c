@@ -86,7 +86,7 @@ typedef struct ProfileTable {
 /* the fold statement, prepared once per session for the trigger function it was made for */
 static SPIPlanPtr fold_plan = NULL;
 static Oid fold_plan_fn = InvalidOid;
-static char *count_sql = NULL;
+static SPIPlanPtr count_plan = NULL; /* _count_profiles($1), kept beside it */
 
 /* the batch being folded, which _profile_batch() returns: set only while the fold statement runs */
 static ProfileTable *folding = NULL;
@@ -218,7 +218,8 @@ static int64 lv_of(Datum amount, const char *what)
     return (int64) rint(log(1.0 + x) * 1e6);
 }
 
-/* prepare_fold prepares the session's fold statement for the trigger function fn (its schema) */
+/* prepare_fold prepares the session's fold and count statements for the trigger function fn (its
+ * schema) */
 static void prepare_fold(Oid fn)
 {
     char *schema = get_namespace_name(get_func_namespace(fn));
@@ -245,10 +246,17 @@ static void prepare_fold(Oid fn)
     if (fold_plan)
         SPI_freeplan(fold_plan);
     fold_plan = plan;
-    fold_plan_fn = fn;
-    if (count_sql)
-        pfree(count_sql);
-    count_sql = MemoryContextStrdup(TopMemoryContext, psprintf("SELECT %s._count_profiles($1)", q));
+    {
+        Oid int8 = INT8OID;
+        SPIPlanPtr count = SPI_prepare(psprintf("SELECT %s._count_profiles($1)", q), 1, &int8);
+        if (count == NULL || SPI_keepplan(count) != 0)
+            elog(ERROR, "chainwatch: preparing the profile count failed: %s",
+                 SPI_result_code_string(SPI_result));
+        if (count_plan)
+            SPI_freeplan(count_plan);
+        count_plan = count;
+    }
+    fold_plan_fn = fn; /* last: a failure above prepares both again on the next batch */
 }
 
 /* sketch_array is a finished side's counterparty sketch as int8[] */
@@ -450,9 +458,8 @@ Datum chainwatch_profiles_from_batch(PG_FUNCTION_ARGS)
     inserted =
         DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
     if (inserted > 0) {
-        Oid t = INT8OID;
         Datum v = Int64GetDatum(inserted);
-        rc = SPI_execute_with_args(count_sql, 1, &t, &v, NULL, false, 0);
+        rc = SPI_execute_plan(count_plan, &v, NULL, false, 0);
         if (rc != SPI_OK_SELECT)
             elog(ERROR, "chainwatch: counting new profiles failed: %s", SPI_result_code_string(rc));
     }

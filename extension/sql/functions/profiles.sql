@@ -185,17 +185,18 @@ $$;
 COMMENT ON FUNCTION @extschema@._bucket_prev(bigint, bigint, bigint, bigint, bigint, bigint) IS
     'Internal: transactions in the bucket before the later of two activity windows'' latest buckets.';
 
--- _count_profiles adds n to this backend's shard of address_profile_counts
-CREATE FUNCTION @extschema@._count_profiles(n bigint) RETURNS void
-LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+-- _count_profiles adds n to a shard of address_profile_counts: by default this backend's (a writer's), shard
+-- 16 for maintain()'s evictions
+CREATE FUNCTION @extschema@._count_profiles(n bigint, shard int DEFAULT NULL) RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO @extschema@.address_profile_counts AS c (shard, profiles)
-    VALUES (pg_catalog.pg_backend_pid() % 16, n)
+    VALUES (coalesce(shard, pg_catalog.pg_backend_pid() % 16), n)
     ON CONFLICT (shard) DO UPDATE SET profiles = c.profiles + excluded.profiles
 $$;
 
-COMMENT ON FUNCTION @extschema@._count_profiles(bigint) IS 'Internal: adds to the exact count of address profiles (this backend''s shard).';
+COMMENT ON FUNCTION @extschema@._count_profiles(bigint, int) IS 'Internal: adds to the exact count of address profiles (this backend''s shard unless one is named).';
 
 -- _profiles_from_batch: the statement trigger on transactions (extension/src/profiles.c): it reads the
 -- statement's transition table, sums each address's part of the batch in C and runs _profile_fold_sql's
@@ -260,6 +261,24 @@ $$;
 COMMENT ON FUNCTION @extschema@.verify_address_profiles() IS
     'Addresses whose profile differs from a recomputation from the stored transactions (none while nothing was evicted); changes nothing.';
 
+-- _delete_profiles deletes the profiles at victims (ctids an unlocked scan found) still updated before
+-- older_than, skipping any a writer has locked, and returns how many it deleted
+CREATE FUNCTION @extschema@._delete_profiles(victims tid[], older_than timestamptz) RETURNS bigint
+LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM @extschema@.address_profiles a
+         WHERE a.ctid = ANY (ARRAY(SELECT x.ctid FROM @extschema@.address_profiles x
+                                    WHERE x.ctid = ANY (victims) AND x.updated_at < older_than
+                                      FOR UPDATE SKIP LOCKED))
+        RETURNING 1)
+    SELECT count(*) FROM gone
+$$;
+
+COMMENT ON FUNCTION @extschema@._delete_profiles(tid[], timestamptz) IS
+    'Internal: deletes the listed address profiles not updated since older_than, skipping rows a writer holds.';
+
 -- _evict_profiles: maintain()'s step for address_profiles. Profiles not updated within the TTL go first, then,
 -- when there are more than max_rows, the least recently updated down to 90% of max_rows (so the scan this
 -- needs is rare); at most 50,000 a run (the next run goes on). The table has no index on updated_at, since
@@ -295,29 +314,16 @@ BEGIN
     horizon := now() - pol.ttl;
     victims := ARRAY(SELECT x.ctid FROM @extschema@.address_profiles x WHERE x.updated_at < horizon LIMIT 50000);
     IF cardinality(victims) > 0 THEN
-        WITH gone AS (
-            DELETE FROM @extschema@.address_profiles a
-             WHERE a.ctid = ANY (ARRAY(SELECT x.ctid FROM @extschema@.address_profiles x
-                                        WHERE x.ctid = ANY (victims) AND x.updated_at < horizon
-                                          FOR UPDATE SKIP LOCKED))
-            RETURNING 1)
-        SELECT count(*) INTO evicted_ttl FROM gone;
+        evicted_ttl := @extschema@._delete_profiles(victims, horizon);
         total := total - evicted_ttl;
     END IF;
     IF total > pol.max_rows THEN
         victims := ARRAY(SELECT x.ctid FROM @extschema@.address_profiles x ORDER BY x.updated_at
                          LIMIT least(total - pol.max_rows * 9 / 10, 50000));
-        WITH gone AS (
-            DELETE FROM @extschema@.address_profiles a
-             WHERE a.ctid = ANY (ARRAY(SELECT x.ctid FROM @extschema@.address_profiles x
-                                        WHERE x.ctid = ANY (victims) FOR UPDATE SKIP LOCKED))
-            RETURNING 1)
-        SELECT count(*) INTO evicted_size FROM gone;
+        evicted_size := @extschema@._delete_profiles(victims, 'infinity');
     END IF;
     IF evicted_ttl + evicted_size > 0 THEN
-        INSERT INTO @extschema@.address_profile_counts AS c (shard, profiles)
-        VALUES (16, -(evicted_ttl + evicted_size))
-        ON CONFLICT (shard) DO UPDATE SET profiles = c.profiles + excluded.profiles;
+        PERFORM @extschema@._count_profiles(-(evicted_ttl + evicted_size), 16);
         UPDATE @extschema@.retention_stats s
            SET evicted_ttl = s.evicted_ttl + _evict_profiles.evicted_ttl,
                evicted_size = s.evicted_size + _evict_profiles.evicted_size
