@@ -66,7 +66,8 @@ GRANT INSERT ON chainwatch.transactions, chainwatch.anomalies, chainwatch.dead_l
 GRANT USAGE ON SEQUENCE chainwatch.anomalies_id_seq, chainwatch.dead_letters_id_seq TO chainwatch_ingestor;
 GRANT SELECT ON chainwatch.models, chainwatch.severity_rules, chainwatch.kafka_offsets TO chainwatch_ingestor;
 GRANT EXECUTE ON FUNCTION chainwatch.commit_batch(text, text, int[], bigint[], bigint[], int),
-                          chainwatch.maintain(), chainwatch.status(), chainwatch.committed_offsets(text)
+                          chainwatch.maintain(), chainwatch.status(), chainwatch.committed_offsets(text),
+                          chainwatch._batch_profiles(text[])
    TO chainwatch_ingestor;
 
 -- chainwatch_api: read, score, train and switch models, manage keys through functions
@@ -81,7 +82,7 @@ GRANT SELECT ON chainwatch.transactions, chainwatch.anomalies, chainwatch.recent
 GRANT EXECUTE ON FUNCTION chainwatch.activate_model(int, text), chainwatch.rollback_model(),
                           chainwatch.create_api_key(text, text, timestamptz), chainwatch.revoke_api_key(text),
                           chainwatch.revoke_api_key(int), chainwatch.authenticate_api_key(text),
-                          chainwatch.status()
+                          chainwatch.status(), chainwatch._batch_profiles(text[])
    TO chainwatch_api;
 
 -- chainwatch_monitor: read-only, no keys

@@ -88,3 +88,8 @@ REVOKE EXECUTE ON FUNCTION @extschema@._bucket_count(bigint, bigint, bigint, big
 REVOKE EXECUTE ON FUNCTION @extschema@._bucket_prev(bigint, bigint, bigint, bigint, bigint, bigint) FROM PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION @extschema@._profile_batch() FROM PUBLIC;
+
+-- the features read address profiles through this definer function: the ingestor's and the API's roles (sql/roles.sql)
+REVOKE EXECUTE ON FUNCTION @extschema@._batch_profiles(text[]) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION @extschema@._flags(int, text, numeric, numeric, numeric, float8[]) FROM PUBLIC;

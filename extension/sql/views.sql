@@ -3,7 +3,7 @@
 CREATE VIEW @extschema@.recent_anomalies AS
 SELECT a.id, a.hash, a.from_address, a.to_address, a.value, a.gas, a.gas_price, a.block_number,
        a.tx_time, a.detected_at, a.score, a.severity, a.model_id, a.kafka_topic, a.kafka_partition, a.kafka_offset,
-       a.document, a.explanation
+       a.document, a.explanation, a.features
   FROM @extschema@.anomalies a
  WHERE a.detected_at > now() - (SELECT p.ttl FROM @extschema@.retention_policies p WHERE p.table_name = 'anomalies');
 

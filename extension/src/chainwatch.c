@@ -32,6 +32,14 @@ static bool check_retrain_growth(double *newval, void **extra, GucSource source)
 }
 static int cw_maintenance_lock_timeout = 200; /* ms */
 
+/* what automatic training trains on (models.feature_set) */
+static int cw_feature_set = 0;
+static const struct config_enum_entry feature_sets[] = {
+    {"behaviour/1", 0, false},
+    {"transaction/1", 1, false},
+    {NULL, 0, false},
+};
+
 /*
  * _PG_init runs when the library is loaded, by shared_preload_libraries or by the first call
  * of one of its functions. It defines the settings, and when preloaded registers one
@@ -70,6 +78,12 @@ void _PG_init(void)
                              "(0 = never).",
                              NULL, &cw_retrain_growth, 2.0, 0.0, 1000.0, PGC_SUSET, 0,
                              check_retrain_growth, NULL, NULL);
+    DefineCustomEnumVariable("chainwatch.feature_set",
+                             "Features automatic training trains models on.",
+                             "behaviour/1: transactions.features, the transaction next to its "
+                             "sender's and recipient's history; transaction/1: value, gas and gas "
+                             "price alone.",
+                             &cw_feature_set, 0, feature_sets, PGC_SUSET, 0, NULL, NULL, NULL);
     DefineCustomIntVariable("chainwatch.maintenance_lock_timeout",
                             "Longest wait of maintenance DDL for a table lock.", NULL,
                             &cw_maintenance_lock_timeout, 200, 1, 60000, PGC_SUSET, GUC_UNIT_MS,

@@ -34,6 +34,7 @@ extern double *FeaturesFromArray(ArrayType *arr, int *n_out);
 extern void ForestErrorReport(const forest_error *err, const char *context);
 
 /* model_io.c */
+extern const char *ModelFeatureSet(const forest *f);
 extern int32 ModelInsert(const char *name, forest *f, const char *source, double contamination,
                          bool has_contamination, int64 seed, bool has_seed, int64 training_rows,
                          const forest_score_summary *summary, const double *feature_median);

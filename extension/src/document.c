@@ -27,16 +27,21 @@
  * Explanations. The last member, explanation, is the anomalies.explanation column: why the row was
  * flagged (explain.c). A writer may give it (a model over features the row does not hold, whose
  * scorer knows them); when it gives none and the row names its model, the trigger computes it from
- * the row's value, gas and gas price under that model, if the model's features are those three.
+ * the row's value, gas and gas price under that model, if the model's features are those three,
+ * or from the row's features column under a model of feature set behaviour/1.
  * The trigger never fails a row over its explanation: a model that is gone or does not load leaves
  * the column NULL.
  */
 #include "chainwatch.h"
 
+#include "txfeatures.h"
+
 #include <math.h>
 
 #include "common/shortest_dec.h"
 #include "lib/stringinfo.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -134,13 +139,28 @@ static void append_value(StringInfo b, int i, Datum d)
  * (value, gas, gas_price) — a model of another width or of other named features, whose writer
  * passes the explanation itself. It never raises, so a batch never fails over an explanation.
  */
-static Jsonb *explain_row(const Datum *values, const bool *nulls)
+static Jsonb *explain_row(const Datum *values, const bool *nulls, Datum features,
+                          bool features_null)
 {
     static const char *const raw[3] = {"value", "gas", "gas_price"};
     CachedModel *m = ModelCacheTryGet(DatumGetInt32(values[DOC_MODEL_ID]));
     double x[3];
+    const char *set;
 
-    if (!m || forest_n_features(m->forest) != 3)
+    if (!m)
+        return NULL;
+    set = ModelFeatureSet(m->forest);
+    if (set && strcmp(set, CW_FEATURE_SET) == 0) {
+        ArrayType *a;
+        if (features_null)
+            return NULL;
+        a = DatumGetArrayTypeP(features);
+        if (ARR_NDIM(a) != 1 || ARR_HASNULL(a) || ARR_ELEMTYPE(a) != FLOAT8OID ||
+            ARR_DIMS(a)[0] != CW_FEATURES)
+            return NULL;
+        return ExplanationBuild(m, (const double *) ARR_DATA_PTR(a));
+    }
+    if (forest_n_features(m->forest) != 3)
         return NULL;
     for (int i = 0; i < 3; i++) {
         const char *name = forest_feature_name(m->forest, i);
@@ -232,7 +252,10 @@ Datum chainwatch_anomalies_document(PG_FUNCTION_ARGS)
     }
     /* the explanation first (when the writer gave none), since the document includes it */
     if (nulls[DOC_EXPLANATION] && !nulls[DOC_MODEL_ID]) {
-        Jsonb *why = explain_row(values, nulls);
+        int fattr = SPI_fnumber(desc, "features");
+        bool fnull = true;
+        Datum fdatum = fattr > 0 ? heap_getattr(tuple, fattr, desc, &fnull) : (Datum) 0;
+        Jsonb *why = explain_row(values, nulls, fdatum, fnull);
         if (why) {
             values[DOC_EXPLANATION] = JsonbPGetDatum(why);
             nulls[DOC_EXPLANATION] = false;

@@ -1,6 +1,8 @@
 /* extension/src/model_io.c — storing models (ModelInsert) and the JSON import/export functions */
 #include "chainwatch.h"
 
+#include "txfeatures.h"
+
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -28,6 +30,30 @@ static Oid rel_owner(Oid rel)
 }
 
 /*
+ * ModelFeatureSet names what a forest scores, by its feature names: "transaction/1" for (value,
+ * gas, gas_price), "behaviour/1" for feature_names(), NULL for anything else (vectors the caller
+ * gives). The ingestor and explanations go by it (models.feature_set).
+ */
+const char *ModelFeatureSet(const forest *f)
+{
+    static const char *const raw[3] = {"value", "gas", "gas_price"};
+    int nf = forest_n_features(f);
+    bool same = forest_feature_name(f, 0) != NULL;
+
+    if (same && nf == 3) {
+        for (int i = 0; i < 3; i++)
+            same = same && strcmp(forest_feature_name(f, i), raw[i]) == 0;
+        return same ? "transaction/1" : NULL;
+    }
+    if (same && nf == CW_FEATURES) {
+        for (int i = 0; i < CW_FEATURES; i++)
+            same = same && strcmp(forest_feature_name(f, i), cw_feature_names[i]) == 0;
+        return same ? CW_FEATURE_SET : NULL;
+    }
+    return NULL;
+}
+
+/*
  * ModelInsert serializes f and inserts it into chainwatch.models with its parameters; returns
  * the new id. Parameters of f itself (features, trees, sample size, threshold, transform)
  * come from the forest so they can never disagree with the stored bytes.
@@ -46,14 +72,15 @@ int32 ModelInsert(const char *name, forest *f, const char *source, double contam
     bytea *blob = palloc(VARHDRSZ + size);
     Oid rel = ModelCacheModelsRelid();
     StringInfoData sql;
-    Datum values[14];
-    char nulls[14];
-    Oid types[14] = {TEXTOID,   TEXTOID,   INT4OID, TEXTARRAYOID, TEXTOID,  INT4OID,  INT4OID,
-                     FLOAT8OID, FLOAT8OID, INT8OID, INT8OID,      JSONBOID, BYTEAOID, TEXTOID};
+    Datum values[15];
+    char nulls[15];
+    Oid types[15] = {TEXTOID, TEXTOID,  INT4OID,   TEXTARRAYOID, TEXTOID,
+                     INT4OID, INT4OID,  FLOAT8OID, FLOAT8OID,    INT8OID,
+                     INT8OID, JSONBOID, BYTEAOID,  TEXTOID,      TEXTOID};
     Oid caller;
     int sec_context;
     int nf = forest_n_features(f);
-    bool isnull;
+    bool isnull, has_set;
     int32 id;
 
     SET_VARSIZE(blob, VARHDRSZ + size);
@@ -102,23 +129,32 @@ int32 ModelInsert(const char *name, forest *f, const char *source, double contam
     values[12] = PointerGetDatum(blob);
     GetUserIdAndSecContext(&caller, &sec_context);
     values[13] = CStringGetTextDatum(GetUserNameFromId(caller, false));
+    {
+        const char *set = ModelFeatureSet(f);
+        values[14] = set ? CStringGetTextDatum(set) : (Datum) 0;
+        nulls[14] = set ? ' ' : 'n';
+    }
 
+    /* models has feature_set from 0.11.0 on; the library may run under an older schema until
+     * ALTER EXTENSION UPDATE */
+    has_set = get_attnum(rel, "feature_set") != InvalidAttrNumber;
     initStringInfo(&sql);
     appendStringInfo(
         &sql,
         "INSERT INTO %s (name, source, n_features, feature_names, transform, n_trees, "
         "sample_size, contamination, threshold, seed, training_rows, "
-        "training_summary, format_version, checksum, forest, created_by) "
+        "training_summary, format_version, checksum, forest, created_by%s) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, %d, "
-        "%u::bigint, $13, $14) RETURNING id",
+        "%u::bigint, $13, $14%s) RETURNING id",
         quote_qualified_identifier(get_namespace_name(get_rel_namespace(rel)), get_rel_name(rel)),
-        FOREST_FORMAT_VERSION,
-        (unsigned) forest_serialized_checksum((const uint8_t *) VARDATA(blob), size));
+        has_set ? ", feature_set" : "", FOREST_FORMAT_VERSION,
+        (unsigned) forest_serialized_checksum((const uint8_t *) VARDATA(blob), size),
+        has_set ? ", $15" : "");
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     SetUserIdAndSecContext(rel_owner(rel), sec_context | SECURITY_LOCAL_USERID_CHANGE |
                                                SECURITY_RESTRICTED_OPERATION);
-    if (SPI_execute_with_args(sql.data, 14, types, values, nulls, false, 1) !=
+    if (SPI_execute_with_args(sql.data, has_set ? 15 : 14, types, values, nulls, false, 1) !=
         SPI_OK_INSERT_RETURNING)
         elog(ERROR, "could not insert into chainwatch.models");
     SetUserIdAndSecContext(caller, sec_context);

@@ -28,6 +28,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "txfeatures.h"
 #include "prng.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -97,7 +98,9 @@ static double *feature_medians(const double *rows, size_t n, int width)
 PG_FUNCTION_INFO_V1(chainwatch_train_model);
 /*
  * chainwatch_train_model(name text, source_query text, n_trees int, sample_size int,
- * contamination float8, seed bigint, transform text) RETURNS int: the new model's id.
+ * contamination float8, seed bigint, transform text, feature_set text) RETURNS int: the new
+ * model's id. feature_set '' takes the query's columns as they are; 'behaviour/1' names the
+ * features of a float8[] column of transactions.features (models.feature_set).
  */
 Datum chainwatch_train_model(PG_FUNCTION_ARGS)
 {
@@ -108,6 +111,9 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
     double contamination = PG_GETARG_FLOAT8(4);
     int64 seed = PG_GETARG_INT64(5);
     char *transform_name = text_to_cstring(PG_GETARG_TEXT_PP(6));
+    /* the SQL declaration of a release before 0.11.0 has seven arguments */
+    char *feature_set = PG_NARGS() > 7 ? text_to_cstring(PG_GETARG_TEXT_PP(7)) : "";
+    bool behaviour = strcmp(feature_set, CW_FEATURE_SET) == 0;
     forest_params params;
     forest_transform transform;
     MemoryContext trainctx, oldctx, spictx, rowctx;
@@ -143,6 +149,17 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("unknown transform \"%s\"", transform_name),
                         errhint("Use 'log1p' (heavy-tailed amounts) or 'identity'.")));
+
+    if (!behaviour && feature_set[0] != '\0')
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("unknown feature set \"%s\"", feature_set),
+                        errhint("Use '%s' (source_query returns transactions.features) or '' "
+                                "(the query's own columns).",
+                                CW_FEATURE_SET)));
+    if (behaviour && transform != FOREST_TRANSFORM_IDENTITY)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("feature set %s needs transform 'identity'", CW_FEATURE_SET),
+                        errhint("Its features are already on log scales and some are signed.")));
 
     capacity = Max(CW_RESERVOIR_ROWS, sample_size);
     trainctx =
@@ -278,6 +295,11 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                         errmsg("source_query returned %lld usable rows; training needs at least 2",
                                (long long) kept)));
 
+    if (behaviour && (!vector_form || width != CW_FEATURES))
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("feature set %s needs one float8[] column of %d features",
+                               CW_FEATURE_SET, CW_FEATURES),
+                        errhint("e.g. SELECT features FROM chainwatch.transactions")));
     params.n_features = width;
     params.n_trees = n_trees;
     params.sample_size = sample_size;
@@ -294,7 +316,8 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
             const char *names[3] = {colnames[0], colnames[1], colnames[2]};
             if (forest_set_feature_names(f, names) != 0)
                 ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-        }
+        } else if (behaviour && forest_set_feature_names(f, cw_feature_names) != 0)
+            ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
         median = feature_medians(reservoir, (size_t) kept, width);
         model_id = ModelInsert(name, f, "trained", contamination, true, seed, true, seen, &summary,
                                median);

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "txdecode.h"
+#include "txfeatures.h"
 
 int batch_init(batch *b, size_t capacity)
 {
@@ -49,6 +50,7 @@ void batch_clear(batch *b)
         item_release(&b->items[i]);
     b->n = 0;
     b->scored_with = -1;
+    b->has_history = false;
 }
 
 void batch_free(batch *b)
@@ -57,6 +59,7 @@ void batch_free(batch *b)
     free(b->items);
     free(b->features);
     free(b->scores);
+    free(b->history);
     memset(b, 0, sizeof(*b));
 }
 
@@ -67,6 +70,7 @@ int batch_add(batch *b, ingest_msg *m)
     memset(&b->items[b->n], 0, sizeof(batch_item));
     b->items[b->n++].msg = m;
     b->scored_with = -1;
+    b->has_history = false;
     return 0;
 }
 
@@ -84,8 +88,10 @@ size_t batch_remove_if(batch *b, bool (*pred)(const batch_item *, void *), void 
         }
     }
     b->n = kept;
-    if (removed)
+    if (removed) {
         b->scored_with = -1;
+        b->has_history = false;
+    }
     return removed;
 }
 
@@ -129,6 +135,15 @@ int batch_score(batch *b, const loaded_model *m)
             return -1;
         b->scores = s;
         b->rows_cap = rows;
+    }
+    if (m->behaviour) {
+        /* the features come from the profiles, read in the batch's transaction */
+        if (!b->has_history)
+            return 0;
+        if (rows > 0)
+            forest_score_batch(m->forest, b->history, rows, b->scores);
+        b->scored_with = m->model_id;
+        return 0;
     }
     size_t r = 0;
     for (size_t i = 0; i < b->n; i++) {
@@ -290,6 +305,35 @@ static void bin_float8(bin_row *r, double v)
     be64(r, u);
 }
 
+/* bin_features: a float8[] of CW_FEATURES elements in array_send's layout (ndim, has-null flag,
+ * element type, then per dimension its length and lower bound, then each element with its length)
+ */
+static void bin_features(bin_row *r, const double *x)
+{
+    be32(r, (uint32_t) (20 + 12 * CW_FEATURES));
+    be32(r, 1);   /* one dimension */
+    be32(r, 0);   /* no NULLs */
+    be32(r, 701); /* float8 */
+    be32(r, CW_FEATURES);
+    be32(r, 1); /* lower bound */
+    for (int i = 0; i < CW_FEATURES; i++)
+        bin_float8(r, x[i]);
+}
+
+/* put_features appends a float8[] as COPY text: every element exact (%.17g reads back the same) */
+static void put_features(cw_strbuf *o, const double *x, bool last)
+{
+    if (!x) {
+        cw_strbuf_append(o, "\\N", 2);
+    } else {
+        cw_strbuf_putc(o, '{');
+        for (int i = 0; i < CW_FEATURES; i++)
+            cw_strbuf_printf(o, i ? ",%.17g" : "%.17g", x[i]);
+        cw_strbuf_putc(o, '}');
+    }
+    cw_strbuf_putc(o, last ? '\n' : '\t');
+}
+
 /* bin_time: unix seconds as timestamptz, NULL where the text format had no time either */
 static void bin_time(bin_row *r, int64_t unix_seconds)
 {
@@ -374,10 +418,10 @@ static void put_time(cw_strbuf *o, int64_t unix_seconds, bool last)
 /*
  * batch_copy writes, per decoded row: transactions in binary COPY format (hash, from_address,
  * to_address, value, gas, gas_price, block_number, tx_time, score, model_id, kafka_topic,
- * kafka_partition, kafka_offset; header first, trailer last, so even no row is a valid COPY); per
- * flagged row also anomalies as COPY text (the same plus severity, in the column order of the
- * COPY in writer.c); per refused message dead_letters as COPY text (payload as bytea hex, error,
- * reason, kafka_topic, kafka_partition, kafka_offset).
+ * kafka_partition, kafka_offset, features; header first, trailer last, so even no row is a valid
+ * COPY); per flagged row also anomalies as COPY text (the same plus severity, in the column order
+ * of the COPY in txn.c); per refused message dead_letters as COPY text (payload as bytea hex,
+ * error, reason, kafka_topic, kafka_partition, kafka_offset).
  */
 void batch_copy(const batch *b, const loaded_model *m, const char *topic, cw_strbuf *tx,
                 cw_strbuf *anomalies, cw_strbuf *dead, batch_counts *counts)
@@ -431,8 +475,10 @@ int batch_copy_stream(const batch *b, const loaded_model *m, const char *topic, 
         for (size_t k = 0; k < it->n_txs; k++) {
             const cw_tx *t = &it->txs[k];
             double score = scored ? b->scores[it->first_score + k] : 0;
+            const double *x =
+                b->has_history ? &b->history[CW_FEATURES * (it->first_score + k)] : NULL;
             row.len = 0;
-            be16(&row, 13); /* the columns of COPY_TX in writer.c */
+            be16(&row, 14); /* the columns of COPY_TX in txn.c */
             bin_text(&row, t->hash, strlen(t->hash));
             bin_text(&row, t->from[0] ? t->from : NULL, strlen(t->from));
             bin_text(&row, t->to[0] ? t->to : NULL, strlen(t->to));
@@ -454,6 +500,10 @@ int batch_copy_stream(const batch *b, const loaded_model *m, const char *topic, 
             bin_text(&row, topic, topic_len);
             bin_int4(&row, msg->partition);
             bin_int8(&row, msg->offset);
+            if (x)
+                bin_features(&row, x);
+            else
+                bin_null(&row);
             cw_strbuf_append(tx, (const char *) row.buf, row.len);
             if (scored && score > threshold) {
                 cw_strbuf *o = anomalies;
@@ -474,7 +524,8 @@ int batch_copy_stream(const batch *b, const loaded_model *m, const char *topic, 
                 counts->anomalies++;
                 put_field(o, topic, false);
                 put_int(o, msg->partition, false, false);
-                put_int(o, msg->offset, false, true);
+                put_int(o, msg->offset, false, false);
+                put_features(o, x, true);
             }
             counts->rows++;
             if (!scored)

@@ -43,7 +43,7 @@ typedef struct batch_item {
     int dead_reason; /* cw_decode_reason, or DEAD_REASON_DB_REJECTED */
     char dead_error[256];
     char first_refusal[6]; /* SQLSTATE of the first refusal by the database, "" before one */
-    size_t first_score;    /* index of its first row in batch.scores */
+    size_t first_score;    /* index of its first row in batch.scores (and batch.history) */
 } batch_item;
 
 typedef struct batch {
@@ -53,6 +53,9 @@ typedef struct batch {
     double *scores;
     size_t rows_cap;
     int scored_with; /* model id the scores belong to; -1 not scored */
+    double *history; /* CW_FEATURES per row: behaviour/1, computed in the batch's transaction */
+    size_t history_cap;
+    bool has_history; /* history holds this attempt's features (history_compute) */
 } batch;
 
 typedef struct batch_counts {
@@ -72,7 +75,8 @@ void batch_clear(batch *b);
 size_t batch_remove_if(batch *b, bool (*pred)(const batch_item *, void *), void *arg);
 /* batch_decode decodes items not decoded yet (pure) */
 void batch_decode(batch *b, size_t max_message_bytes);
-/* batch_score scores every row with m (no-op when m has no usable forest); -1 on ENOMEM */
+/* batch_score scores every row with m (no-op when m has no usable forest, and for a behaviour/1
+ * model until history_compute has run in the batch's transaction); -1 on ENOMEM */
 int batch_score(batch *b, const loaded_model *m);
 /*
  * batch_item_refused moves a message the database refused on its own one stage down (see

@@ -27,7 +27,7 @@ typedef struct commit_ops {
     /* load_model reads the active model and rules into m; -1 with err when Postgres failed */
     int (*load_model)(void *ctx, loaded_model *m, char *err, size_t errlen);
     /* attempt runs the batch transaction once (txn_commit) */
-    attempt_result (*attempt)(void *ctx, const batch *b, const loaded_model *m, const range_set *rs,
+    attempt_result (*attempt)(void *ctx, batch *b, const loaded_model *m, const range_set *rs,
                               batch_counts *counts, pg_failure *why);
     /* resync re-reads the stored offsets after a replay (CW002) into the partitions' floors */
     int (*resync)(void *ctx);

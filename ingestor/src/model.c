@@ -8,6 +8,8 @@
  */
 #include "model.h"
 
+#include "txfeatures.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,9 +70,12 @@ int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
     forest *f = NULL;
     int id = 0;
     char unusable[sizeof(m->unusable)] = "";
+    bool behaviour = false;
 
-    res = PQexecParams(conn, "SELECT id, forest FROM chainwatch.models WHERE is_active", 0, NULL,
-                       NULL, NULL, NULL, 1);
+    res = PQexecParams(conn,
+                       "SELECT id, forest, feature_set = 'behaviour/1' FROM chainwatch.models "
+                       "WHERE is_active",
+                       0, NULL, NULL, NULL, NULL, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "loading the active model: %s", PQresultErrorMessage(res));
         PQclear(res);
@@ -84,12 +89,15 @@ int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
                     (uint32_t) (unsigned char) idbin[2] << 8 | (uint32_t) (unsigned char) idbin[3]);
         f = forest_deserialize((const uint8_t *) PQgetvalue(res, 0, 1),
                                (size_t) PQgetlength(res, 0, 1), &ferr);
+        /* binary bool: one byte; NULL for a model of no named feature set */
+        behaviour = !PQgetisnull(res, 0, 2) && PQgetvalue(res, 0, 2)[0] != 0;
         if (!f) {
             snprintf(unusable, sizeof(unusable), "its forest cannot be read: %s", ferr.message);
-        } else if (forest_n_features(f) != MODEL_FEATURES) {
-            snprintf(unusable, sizeof(unusable),
-                     "it has %d features; the ingestor scores %d (value, gas, gas price)",
-                     forest_n_features(f), MODEL_FEATURES);
+        } else if (behaviour ? forest_n_features(f) != CW_FEATURES
+                             : forest_n_features(f) != MODEL_FEATURES) {
+            snprintf(unusable, sizeof(unusable), "it has %d features; the ingestor scores %d (%s)",
+                     forest_n_features(f), behaviour ? CW_FEATURES : MODEL_FEATURES,
+                     behaviour ? CW_FEATURE_SET : "value, gas, gas price");
             forest_free(f);
             f = NULL;
         }
@@ -126,6 +134,7 @@ int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
     forest_free(m->forest);
     m->forest = f;
     m->model_id = id;
+    m->behaviour = behaviour;
     snprintf(m->unusable, sizeof(m->unusable), "%s", unusable);
     m->n_rules = n;
     m->loaded = true;

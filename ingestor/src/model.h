@@ -23,8 +23,9 @@ typedef struct severity_rule {
 
 /*
  * One writer's copy: the forest (owned, NULL when no model is active) and the rules. An active
- * model the ingestor cannot score with (a forest that does not deserialize, or one over another
- * number of features than MODEL_FEATURES) is loaded as unusable: model_id is the active model's,
+ * model the ingestor cannot score with (a forest that does not deserialize, or one over features
+ * it does not compute: neither feature set behaviour/1 nor MODEL_FEATURES raw amounts) is loaded
+ * as unusable: model_id is the active model's,
  * forest is NULL and unusable says why. Rows are then stored unscored and the batch is committed
  * with that model id, so commit_batch's check of the active model (CW001) still holds.
  */
@@ -32,6 +33,8 @@ typedef struct loaded_model {
     bool loaded;  /* false: load before the next batch */
     int model_id; /* 0 when none is active */
     forest *forest;
+    bool behaviour; /* feature set behaviour/1: scores batch.history (history.c), else value, gas,
+                       gas price */
     char unusable[320]; /* "" when the forest is usable or no model is active */
     severity_rule rules[MAX_SEVERITY_RULES];
     int n_rules;

@@ -6,7 +6,8 @@
  * ------
  * A batch is committed in ONE database transaction:
  *
- *   BEGIN; COPY transactions; COPY anomalies; COPY dead_letters;
+ *   BEGIN; SELECT _batch_profiles(the batch's addresses); COPY transactions; COPY anomalies;
+ *   COPY dead_letters;
  *   SELECT * FROM chainwatch.commit_batch(group, topic, partitions, first, next, model); COMMIT
  *
  * commit_batch stores each partition's next offset in chainwatch.kafka_offsets under a row lock
@@ -36,18 +37,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "history.h"
 #include "log.h"
 #include "monoclock.h"
 #include "strbuf.h"
 
 static const char COPY_TX[] =
     "COPY chainwatch.transactions (hash, from_address, to_address, value, gas, gas_price, "
-    "block_number, tx_time, score, model_id, kafka_topic, kafka_partition, kafka_offset) "
-    "FROM STDIN WITH (FORMAT binary)";
+    "block_number, tx_time, score, model_id, kafka_topic, kafka_partition, kafka_offset, "
+    "features) FROM STDIN WITH (FORMAT binary)";
 static const char COPY_ANOMALIES[] =
     "COPY chainwatch.anomalies (hash, from_address, to_address, value, gas, gas_price, "
     "block_number, tx_time, score, model_id, severity, kafka_topic, kafka_partition, "
-    "kafka_offset) FROM STDIN";
+    "kafka_offset, features) FROM STDIN";
 static const char COPY_DEAD[] =
     "COPY chainwatch.dead_letters (payload, error, reason, kafka_topic, kafka_partition, "
     "kafka_offset) FROM STDIN";
@@ -256,8 +258,8 @@ static attempt_result fail_oom(pg_failure *why)
     return ATTEMPT_TRANSIENT;
 }
 
-attempt_result txn_commit(const txn_env *e, const batch *b, const loaded_model *m,
-                          const range_set *rs, batch_counts *counts, pg_failure *why)
+attempt_result txn_commit(const txn_env *e, batch *b, const loaded_model *m, const range_set *rs,
+                          batch_counts *counts, pg_failure *why)
 {
     PGconn *conn = e->conn;
     PGresult *res;
@@ -283,6 +285,26 @@ attempt_result txn_commit(const txn_env *e, const batch *b, const loaded_model *
         goto out;
     }
     PQclear(res);
+
+    /* the rows' behavioural features from the profiles as this transaction sees them, and the
+     * scores of a model over them */
+    {
+        bool oom;
+        res = history_compute(conn, b, &oom);
+        if (oom || (!res && m->behaviour && batch_score(b, m) != 0)) {
+            PQclear(PQexec(conn, "ROLLBACK"));
+            ar = fail_oom(why);
+            goto out;
+        }
+        if (res) {
+            txn_failure(conn, res, why);
+            ar = why->kind;
+            PQclear(res);
+            if (PQstatus(conn) == CONNECTION_OK)
+                PQclear(PQexec(conn, "ROLLBACK"));
+            goto out;
+        }
+    }
 
     /* a batch of dead letters only sends an empty COPY of transactions */
     res = start_copy(conn, COPY_TX);

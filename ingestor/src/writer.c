@@ -98,7 +98,7 @@ static int w_load_model(void *ctx, loaded_model *m, char *err, size_t errlen)
     return rc;
 }
 
-static attempt_result w_attempt(void *ctx, const batch *b, const loaded_model *m,
+static attempt_result w_attempt(void *ctx, batch *b, const loaded_model *m,
                                 const range_set *rs, batch_counts *counts, pg_failure *why)
 {
     writer *w = ctx;

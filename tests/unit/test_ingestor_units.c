@@ -30,6 +30,7 @@
 #include "queue.h"
 #include "strbuf.h"
 #include "txdecode.h"
+#include "txfeatures.h"
 
 /* ---- queue ------------------------------------------------------------------------------------
  */
@@ -345,13 +346,15 @@ static void batch_remove_if_destroys_removed_and_keeps_order(void **state)
  * tx_as_text decodes the binary COPY data of the transactions columns (PostgreSQL's binary COPY
  * format, written here from the format's documentation, independently of batch.c) into the COPY
  * text the same rows would have in text format, which the expectations are written in. Any
- * malformed byte fails the test: the header, a field count other than 13, a length that does not
+ * malformed byte fails the test: the header, a field count other than 14, a length that does not
  * fit its type, a numeric that numeric_send would not write (leading or trailing zero digit, a
  * sign or scale), a time with a fraction of a second, or bytes after the trailer.
  */
-enum { C_TEXT, C_NUMERIC, C_INT8, C_TIME, C_FLOAT8, C_INT4 };
-static const int tx_types[13] = {C_TEXT, C_TEXT,   C_TEXT, C_NUMERIC, C_NUMERIC, C_NUMERIC, C_INT8,
-                                 C_TIME, C_FLOAT8, C_INT4, C_TEXT,    C_INT4,    C_INT8};
+enum { C_TEXT, C_NUMERIC, C_INT8, C_TIME, C_FLOAT8, C_INT4, C_FLOAT8_ARRAY };
+#define TX_FIELDS 14
+static const int tx_types[TX_FIELDS] = {C_TEXT,    C_TEXT, C_TEXT, C_NUMERIC,     C_NUMERIC,
+                                        C_NUMERIC, C_INT8, C_TIME, C_FLOAT8,      C_INT4,
+                                        C_TEXT,    C_INT4, C_INT8, C_FLOAT8_ARRAY};
 
 static uint64_t rd_be(const unsigned char *p, int n)
 {
@@ -416,9 +419,9 @@ static void tx_as_text_at(const cw_strbuf *bin, cw_strbuf *out, const char *file
         p += 2;
         if (nf == -1)
             break;
-        if (nf != 13)
+        if (nf != TX_FIELDS)
             TX_BAD("a row of %d fields\n", nf);
-        for (int c = 0; c < 13; c++) {
+        for (int c = 0; c < TX_FIELDS; c++) {
             TX_NEED(4);
             int32_t len = (int32_t) rd_be(p, 4);
             p += 4;
@@ -429,9 +432,11 @@ static void tx_as_text_at(const cw_strbuf *bin, cw_strbuf *out, const char *file
                 continue;
             }
             TX_NEED(len);
-            int want = tx_types[c] == C_INT4                               ? 4
-                       : tx_types[c] == C_TEXT || tx_types[c] == C_NUMERIC ? len
-                                                                           : 8;
+            int want =
+                tx_types[c] == C_INT4 ? 4
+                : tx_types[c] == C_TEXT || tx_types[c] == C_NUMERIC || tx_types[c] == C_FLOAT8_ARRAY
+                    ? len
+                    : 8;
             if (len != want)
                 TX_BAD("column %d: %d bytes\n", c + 1, len);
             uint64_t u = len == 8 ? rd_be(p, 8) : 0;
@@ -466,6 +471,27 @@ static void tx_as_text_at(const cw_strbuf *bin, cw_strbuf *out, const char *file
             case C_NUMERIC:
                 tx_numeric_as_text(out, p, len, file, line);
                 break;
+            case C_FLOAT8_ARRAY: {
+                /* array_send: ndim 1, no NULLs, float8 (701), one dimension of n from 1 */
+                if (len < 20 || rd_be(p, 4) != 1 || rd_be(p + 4, 4) != 0 ||
+                    rd_be(p + 8, 4) != 701 || rd_be(p + 16, 4) != 1 ||
+                    len != 20 + 12 * (int) rd_be(p + 12, 4))
+                    TX_BAD("column %d: not a one-dimensional float8[] without NULLs\n", c + 1);
+                int n = (int) rd_be(p + 12, 4);
+                cw_strbuf_putc(out, '{');
+                for (int k = 0; k < n; k++) {
+                    const unsigned char *e = p + 20 + 12 * k;
+                    if (rd_be(e, 4) != 8)
+                        TX_BAD("column %d: element %d of %u bytes\n", c + 1, k,
+                               (unsigned) rd_be(e, 4));
+                    uint64_t bits = rd_be(e + 4, 8);
+                    double d;
+                    memcpy(&d, &bits, sizeof(d));
+                    cw_strbuf_printf(out, k ? ",%.17g" : "%.17g", d);
+                }
+                cw_strbuf_putc(out, '}');
+                break;
+            }
             }
             p += len;
         }
@@ -510,14 +536,15 @@ static void batch_copy_unscored_rows_and_nulls(void **state)
     batch_decode(&b, 0);
     assert_int_equal(batch_score(&b, &m), 0); /* no model: features only */
     batch_copy(&b, &m, "blockchain-transactions", &tx, &an, &dl, &c);
-    check_tx(&tx, HASH_A
-             "\t" ADDR_1 "\t" ADDR_2 "\t100000000000000000000\t21000\t30000000000\t"
-             "19000000\t2024-01-01 00:00:00+00\t\\N\t\\N\tblockchain-transactions\t3\t41\n" HASH_B
-             "\t" ADDR_1 "\t\\N\t0\t500000\t1000000000\t\\N\t\\N\t\\N\t\\N\t"
-             "blockchain-transactions\t3\t42\n" HASH_C
-             "\t\\N\t\\N\t1\t1\t2\t\\N\t\\N\t\\N\t\\N\tblockchain-transactions\t17\t"
-             "9000000000\n" HASH_A "\t\\N\t\\N\t2\t3\t4\t\\N\t1970-01-01 00:00:00+00\t\\N\t\\N\t"
-             "blockchain-transactions\t17\t9000000000\n");
+    check_tx(
+        &tx, HASH_A
+        "\t" ADDR_1 "\t" ADDR_2 "\t100000000000000000000\t21000\t30000000000\t"
+        "19000000\t2024-01-01 00:00:00+00\t\\N\t\\N\tblockchain-transactions\t3\t41\t\\N\n" HASH_B
+        "\t" ADDR_1 "\t\\N\t0\t500000\t1000000000\t\\N\t\\N\t\\N\t\\N\t"
+        "blockchain-transactions\t3\t42\t\\N\n" HASH_C
+        "\t\\N\t\\N\t1\t1\t2\t\\N\t\\N\t\\N\t\\N\tblockchain-transactions\t17\t"
+        "9000000000\t\\N\n" HASH_A "\t\\N\t\\N\t2\t3\t4\t\\N\t1970-01-01 00:00:00+00\t\\N\t\\N\t"
+        "blockchain-transactions\t17\t9000000000\t\\N\n");
     check_text(&an, "");
     check_text(&dl, "");
     assert_int_equal(c.rows, 4);
@@ -559,7 +586,7 @@ static void batch_copy_binary_amounts_exact(void **state)
         batch_add(&b, fake_str(msg, 0, i));
         cw_strbuf_printf(
             &want,
-            HASH_A "\t\\N\t\\N\t%s\t%s\t%s\t\\N\t9999-12-31 23:59:59+00\t\\N\t\\N\tt\t0\t%d\n",
+            HASH_A "\t\\N\t\\N\t%s\t%s\t%s\t\\N\t9999-12-31 23:59:59+00\t\\N\t\\N\tt\t0\t%d\t\\N\n",
             amounts[i], amounts[N - 1 - i], amounts[i], i);
     }
     batch_decode(&b, 0);
@@ -601,7 +628,7 @@ static void batch_copy_dead_letters_as_bytea_hex(void **state)
     b.items[2].dead_reason = DEAD_REASON_DB_REJECTED;
     assert_int_equal(batch_score(&b, &m), 0);
     batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
-    check_tx(&tx, HASH_A "\t\\N\t\\N\t1\t1\t1\t\\N\t\\N\t\\N\t\\N\tt\t5\t8\n");
+    check_tx(&tx, HASH_A "\t\\N\t\\N\t1\t1\t1\t\\N\t\\N\t\\N\t\\N\tt\t5\t8\t\\N\n");
     check_text(&dl, "\\\\x7b00090a5cff7d\tmessage is not valid UTF-8\tinvalid_utf8\tt\t5\t7\n"
                     "\\\\x5b2d315d\ta\\tb\\nc\\\\d\\re\tdb_rejected\tt\t5\t9\n"
                     "\\\\x\tempty message\tinvalid_json\tt\t6\t0\n");
@@ -779,11 +806,11 @@ static void batch_scored_rows_and_anomalies(void **state)
         snprintf(line, sizeof(line), "%s\t\\N\t\\N\t%s\t%s\t%s\t\\N\t\\N\t%.17g\t7\t", hashes[i],
                  values[i], gas[i], gp[i], s);
         cw_strbuf_puts(&want_tx, line);
-        cw_strbuf_printf(&want_tx, "t\t0\t%d\n", offsets[i]);
+        cw_strbuf_printf(&want_tx, "t\t0\t%d\t\\N\n", offsets[i]);
         if (s > forest_threshold(f)) {
             n_anomalies++;
             cw_strbuf_puts(&want_an, line);
-            cw_strbuf_printf(&want_an, "%s\tt\t0\t%d\n",
+            cw_strbuf_printf(&want_an, "%s\tt\t0\t%d\t\\N\n",
                              severity_names[severity_of(&m, s, values[i], gp[i])], offsets[i]);
         }
     }
@@ -838,7 +865,7 @@ static void batch_scored_rows_and_anomalies(void **state)
     assert_int_equal(c.anomalies, 0);
     cw_strbuf tx2_text = CW_STRBUF_INIT;
     tx_as_text(&tx2, &tx2_text);
-    assert_non_null(strstr(tx2_text.data, "\t\\N\t\\N\tt\t0\t10\n"));
+    assert_non_null(strstr(tx2_text.data, "\t\\N\t\\N\tt\t0\t10\t\\N\n"));
     cw_strbuf_free(&tx2_text);
 
     cw_strbuf_free(&tx);
@@ -870,6 +897,84 @@ static forest *five_feature_forest(void)
     if (!f)
         fail_msg("forest_train: %s", ferr.message);
     return f;
+}
+
+/* a model over behaviour/1 scores the batch's history (history.c, filled in the batch's
+ * transaction) and nothing else: before the history exists the rows stay unscored; with it, each
+ * row's score is the forest's score of its features, and the features go to the COPY exactly */
+static void batch_behaviour_model_scores_the_history(void **state)
+{
+    (void) state;
+    enum { N = 256, F = CW_FEATURES };
+    double *train = malloc(sizeof(double) * N * F);
+    assert_non_null(train);
+    cw_prng rng;
+    cw_prng_seed(&rng, 12);
+    for (int i = 0; i < N * F; i++)
+        train[i] = cw_prng_double(&rng);
+    forest_params params = {F, 20, 64, 0.05, 12, FOREST_TRANSFORM_IDENTITY};
+    forest_error ferr;
+    forest *f = forest_train(train, N, &params, NULL, &ferr);
+    free(train);
+    if (!f)
+        fail_msg("forest_train: %s", ferr.message);
+    loaded_model m = default_rules();
+    m.forest = f;
+    m.model_id = 11;
+    m.behaviour = true;
+
+    batch b;
+    cw_strbuf tx = CW_STRBUF_INIT, an = CW_STRBUF_INIT, dl = CW_STRBUF_INIT, text = CW_STRBUF_INIT;
+    batch_counts c;
+    assert_int_equal(batch_init(&b, 2), 0);
+    batch_add(&b, fake_str("{\"hash\":\"" HASH_A "\",\"value\":\"1\",\"gas\":21000,\"gasPrice\":1}",
+                           3, 40));
+    batch_add(&b, fake_str("{\"hash\":\"" HASH_B "\",\"value\":\"2\",\"gas\":21000,\"gasPrice\":1}",
+                           3, 41));
+    batch_decode(&b, 0);
+    assert_int_equal(batch_score(&b, &m), 0);
+    assert_int_equal(b.scored_with, -1); /* no history yet: not scored */
+    batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
+    assert_int_equal(c.unscored, 2);
+
+    /* the history as history_compute leaves it: one vector per row, first_score its index */
+    b.history = malloc(sizeof(double) * 2 * F);
+    assert_non_null(b.history);
+    b.history_cap = 2;
+    for (int k = 0; k < 2 * F; k++)
+        b.history[k] =
+            k == F + 3 ? 25.0 : 0.1 * k; /* the second row far outside the training cloud */
+    b.items[0].first_score = 0;
+    b.items[1].first_score = 1;
+    b.has_history = true;
+    assert_int_equal(batch_score(&b, &m), 0);
+    assert_int_equal(b.scored_with, 11);
+    cw_strbuf_reset(&tx);
+    cw_strbuf_reset(&an);
+    batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
+    tx_as_text(&tx, &text);
+    cw_strbuf want = CW_STRBUF_INIT;
+    const char *hashes[2] = {HASH_A, HASH_B};
+    for (int r = 0; r < 2; r++) {
+        cw_strbuf_printf(&want, "%s\t\\N\t\\N\t%d\t21000\t1\t\\N\t\\N\t%.17g\t11\tt\t3\t%d\t{",
+                         hashes[r], r + 1, forest_score(f, &b.history[F * r]), 40 + r);
+        for (int k = 0; k < F; k++)
+            cw_strbuf_printf(&want, k ? ",%.17g" : "%.17g", b.history[F * r + k]);
+        cw_strbuf_puts(&want, "}\n");
+    }
+    check_text(&text, want.data);
+    assert_int_equal(c.unscored, 0);
+    /* the outlier is an anomaly, its features in the anomalies COPY too */
+    assert_true(forest_score(f, &b.history[F]) > forest_threshold(f));
+    assert_non_null(strstr(an.data, HASH_B));
+    assert_non_null(strstr(an.data, ",25,"));
+    cw_strbuf_free(&want);
+    cw_strbuf_free(&text);
+    cw_strbuf_free(&tx);
+    cw_strbuf_free(&an);
+    cw_strbuf_free(&dl);
+    batch_free(&b);
+    model_free(&m);
 }
 
 static void batch_with_an_unusable_model_stores_null_scores(void **state)
@@ -905,8 +1010,8 @@ static void batch_with_an_unusable_model_stores_null_scores(void **state)
     assert_true(b.scores[0] == 4.65e-310 && b.scores[1] == 1e300); /* nothing was computed */
     batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
     tx_as_text(&tx, &text);
-    check_text(&text, HASH_A "\t\\N\t\\N\t1\t21000\t1\t\\N\t\\N\t\\N\t\\N\tt\t3\t40\n" HASH_B
-                             "\t\\N\t\\N\t2\t21000\t1\t\\N\t\\N\t\\N\t\\N\tt\t3\t41\n");
+    check_text(&text, HASH_A "\t\\N\t\\N\t1\t21000\t1\t\\N\t\\N\t\\N\t\\N\tt\t3\t40\t\\N\n" HASH_B
+                             "\t\\N\t\\N\t2\t21000\t1\t\\N\t\\N\t\\N\t\\N\tt\t3\t41\t\\N\n");
     assert_int_equal(an.len, 0);
     assert_int_equal(c.rows, 2);
     assert_int_equal(c.unscored, 2);
@@ -1019,6 +1124,7 @@ int main(void)
         cmocka_unit_test_setup(severity_gas_price_and_score_conditions, reset_destroyed),
         cmocka_unit_test_setup(batch_scored_rows_and_anomalies, reset_destroyed),
         cmocka_unit_test_setup(batch_with_an_unusable_model_stores_null_scores, reset_destroyed),
+        cmocka_unit_test_setup(batch_behaviour_model_scores_the_history, reset_destroyed),
         cmocka_unit_test(clip_utf8_never_cuts_a_character),
         cmocka_unit_test_setup(
             refused_message_moves_down_to_a_dead_letter_then_minimal_then_dropped, reset_destroyed),

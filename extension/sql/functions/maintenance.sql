@@ -34,6 +34,20 @@ COMMENT ON FUNCTION @extschema@._setting(text, text) IS 'Internal: a chainwatch.
 -- A retrained candidate is activated only if its checks pass: on the latest 10,000 stored transactions it
 -- flags at most 3 x its contamination, or no more than the active model does. Otherwise it stays inactive,
 -- a WARNING says why, and the next growth step is measured from it.
+-- _flags: is_anomaly of a stored row under a model, by the model's feature set (NULL: it cannot say)
+CREATE FUNCTION @extschema@._flags(model_id int, feature_set text, value numeric, gas numeric, gas_price numeric,
+                                   features float8[])
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN feature_set = 'behaviour/1' THEN @extschema@.is_anomaly(features, model_id)
+                ELSE @extschema@.is_anomaly(value, gas, gas_price, model_id) END
+$$;
+
+COMMENT ON FUNCTION @extschema@._flags(int, text, numeric, numeric, numeric, float8[]) IS
+    'Internal: whether a model of the given feature set flags a stored transaction (NULL when the row lacks its features).';
+
 CREATE FUNCTION @extschema@._auto_train() RETURNS int
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -49,18 +63,37 @@ DECLARE
     cand record;
     cand_rate float8;
     active_rate float8;
+    feature_set text := @extschema@._setting('feature_set', 'behaviour/1');
+    min_rows bigint := @extschema@._setting('auto_train_min_rows', '10000')::bigint;
+    source text;
+    transform text;
 BEGIN
     IF NOT @extschema@._setting('auto_train', 'on')::boolean THEN
         RETURN NULL;
     END IF;
+    IF feature_set = 'behaviour/1' THEN
+        source := 'SELECT features FROM @extschema@.transactions WHERE features IS NOT NULL';
+        transform := 'identity';
+    ELSE
+        source := 'SELECT value, gas, gas_price FROM @extschema@.transactions WHERE true';
+        transform := 'log1p';
+        feature_set := '';
+    END IF;
     SELECT coalesce(sum(s.row_count), 0) INTO n FROM @extschema@.partition_state s WHERE s.table_name = 'transactions';
+    IF feature_set <> '' AND n >= min_rows THEN
+        -- rows stored before 0.11.0 (or by another writer) have no features: count those that do, up to min_rows
+        SELECT count(*) INTO n FROM (SELECT 1 FROM @extschema@.transactions x WHERE x.features IS NOT NULL LIMIT min_rows) f;
+        IF n >= min_rows THEN
+            SELECT coalesce(sum(s.row_count), 0) INTO n FROM @extschema@.partition_state s WHERE s.table_name = 'transactions';
+        END IF;
+    END IF;
     SELECT m.* INTO active FROM @extschema@.models m WHERE m.is_active;
     IF NOT FOUND THEN
-        IF n < @extschema@._setting('auto_train_min_rows', '10000')::bigint THEN
+        IF n < min_rows THEN
             RETURN NULL;
         END IF;
         new_id := @extschema@.train_model('auto ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                                      'SELECT value, gas, gas_price FROM @extschema@.transactions');
+                                      source, transform => transform, feature_set => feature_set);
         PERFORM @extschema@.activate_model(new_id, 'auto_train');
         RAISE LOG 'chainwatch: trained and activated model % from % transactions', new_id, n;
         RETURN new_id;
@@ -71,19 +104,20 @@ BEGIN
     IF NOT due_time AND NOT (growth > 0 AND n >= growth * coalesce(base, 0) AND base IS NOT NULL) THEN
         RETURN NULL;
     END IF;
-    IF due_time THEN
-        new_id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                                      format('SELECT value, gas, gas_price FROM @extschema@.transactions WHERE detected_at > now() - interval %L',
-                                             make_interval(secs => retrain_s)));
-    ELSE
-        new_id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                                      'SELECT value, gas, gas_price FROM @extschema@.transactions');
+    IF n < min_rows THEN
+        RETURN NULL; -- behaviour/1: too few rows stored with features yet
     END IF;
+    IF due_time THEN
+        source := source || format(' AND detected_at > now() - interval %L', make_interval(secs => retrain_s));
+    END IF;
+    new_id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                  source, transform => transform, feature_set => feature_set);
     SELECT m.* INTO cand FROM @extschema@.models m WHERE m.id = new_id;
-    SELECT avg((@extschema@.is_anomaly(t.value, t.gas, t.gas_price, cand.id))::int),
-           avg((@extschema@.is_anomaly(t.value, t.gas, t.gas_price, active.id))::int)
+    SELECT avg(@extschema@._flags(cand.id, cand.feature_set, t.value, t.gas, t.gas_price, t.features)::int),
+           avg(@extschema@._flags(active.id, active.feature_set, t.value, t.gas, t.gas_price, t.features)::int)
       INTO cand_rate, active_rate
-      FROM (SELECT x.value, x.gas, x.gas_price FROM @extschema@.transactions x ORDER BY x.detected_at DESC LIMIT 10000) t;
+      FROM (SELECT x.value, x.gas, x.gas_price, x.features FROM @extschema@.transactions x
+             ORDER BY x.detected_at DESC LIMIT 10000) t;
     IF cand_rate > greatest(3 * cand.contamination, active_rate) THEN
         RAISE WARNING 'chainwatch: retrained model % not activated: it flags % of the latest transactions, the active model % flags %',
                       new_id, round(cand_rate::numeric, 4), active.id, round(active_rate::numeric, 4);

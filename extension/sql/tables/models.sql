@@ -28,7 +28,8 @@ CREATE TABLE @extschema@.models (
     is_active        boolean     NOT NULL DEFAULT false,
     format_version   int         NOT NULL,
     checksum         bigint      NOT NULL,
-    forest           bytea       NOT NULL
+    forest           bytea       NOT NULL,
+    feature_set      text        CHECK (feature_set IN ('transaction/1', 'behaviour/1'))
 );
 
 COMMENT ON TABLE @extschema@.models IS
@@ -39,6 +40,9 @@ COMMENT ON COLUMN @extschema@.models.threshold IS
 
 COMMENT ON COLUMN @extschema@.models.forest IS
     'The forest in chainwatch binary format (version format_version), read by the extension and the ingestor.';
+
+COMMENT ON COLUMN @extschema@.models.feature_set IS
+    'What the model scores: transaction/1 (value, gas, gas_price of the row), behaviour/1 (transactions.features, feature_names()), or NULL (vectors the caller gives, as an imported model''s).';
 
 COMMENT ON COLUMN @extschema@.models.sample_size IS
     'Rows each tree was built from (sklearn max_samples_).';

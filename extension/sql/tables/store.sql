@@ -114,11 +114,15 @@ CREATE TABLE @extschema@.transactions (
     kafka_topic     text,
     kafka_partition int,
     kafka_offset    bigint,
-    detected_at     timestamptz   NOT NULL DEFAULT now()
+    detected_at     timestamptz   NOT NULL DEFAULT now(),
+    features        float8[]
 ) PARTITION BY RANGE (detected_at);
 
 COMMENT ON TABLE @extschema@.transactions IS
     'Every ingested transaction with its score (NULL while no model is active); bounded by its retention policy. Values in wei.';
+
+COMMENT ON COLUMN @extschema@.transactions.features IS
+    'The behaviour/1 feature vector (feature_names()) the ingestor computed from the address profiles as its batch saw them: what models over behaviour train on. NULL for rows stored before extension 0.11.0 or by another writer.';
 
 -- lookups by hash use a hash index: a btree on the 66-character text hash costs several times more per COPYed row
 CREATE INDEX transactions_hash_idx ON @extschema@.transactions USING hash (hash);
@@ -145,7 +149,8 @@ CREATE TABLE @extschema@.anomalies (
     kafka_partition int,
     kafka_offset    bigint,
     document        text,
-    explanation     jsonb
+    explanation     jsonb,
+    features        float8[]
 ) PARTITION BY RANGE (detected_at);
 
 ALTER SEQUENCE @extschema@.anomalies_id_seq OWNED BY @extschema@.anomalies.id;
@@ -155,6 +160,9 @@ COMMENT ON TABLE @extschema@.anomalies IS
 
 COMMENT ON COLUMN @extschema@.anomalies.explanation IS
     'Why the row was flagged: each feature of its model with its share of the isolation, its value and the typical value (docs/detection.md); set by the trigger anomalies_document when the writer gives none.';
+
+COMMENT ON COLUMN @extschema@.anomalies.features IS
+    'The behaviour/1 feature vector of the transaction (as transactions.features); the explanation of a model over behaviour is computed from it.';
 
 COMMENT ON COLUMN @extschema@.anomalies.document IS
     'The row as the REST API returns it (compact JSON), set by the trigger anomalies_document when the row is written.';
