@@ -57,8 +57,8 @@ typedef struct txn_env {
  * scored with. ATTEMPT_OK: committed, counts filled. Otherwise why says what failed (classified by
  * retry_classify) and the transaction is ended (rolled back, or the connection is gone).
  */
-attempt_result txn_commit(const txn_env *e, batch *b, const loaded_model *m,
-                          const range_set *rs, batch_counts *counts, pg_failure *why);
+attempt_result txn_commit(const txn_env *e, batch *b, const loaded_model *m, const range_set *rs,
+                          batch_counts *counts, pg_failure *why);
 
 /* txn_failure fills why from a failed result (or from the connection when res is NULL) */
 void txn_failure(PGconn *conn, const PGresult *res, pg_failure *why);

@@ -98,8 +98,8 @@ static int w_load_model(void *ctx, loaded_model *m, char *err, size_t errlen)
     return rc;
 }
 
-static attempt_result w_attempt(void *ctx, batch *b, const loaded_model *m,
-                                const range_set *rs, batch_counts *counts, pg_failure *why)
+static attempt_result w_attempt(void *ctx, batch *b, const loaded_model *m, const range_set *rs,
+                                batch_counts *counts, pg_failure *why)
 {
     writer *w = ctx;
     txn_env env = {w->conn, w->pool->cfg->kafka_group_id, w->pool->cfg->kafka_topic,

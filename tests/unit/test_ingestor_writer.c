@@ -147,8 +147,8 @@ static int s_load_model(void *ctx, loaded_model *m, char *err, size_t errlen)
     return 0;
 }
 
-static attempt_result s_attempt(void *ctx, batch *b, const loaded_model *m,
-                                const range_set *rs, batch_counts *counts, pg_failure *why)
+static attempt_result s_attempt(void *ctx, batch *b, const loaded_model *m, const range_set *rs,
+                                batch_counts *counts, pg_failure *why)
 {
     script *s = ctx;
     (void) m, (void) rs;
