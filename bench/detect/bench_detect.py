@@ -8,8 +8,8 @@ whole pipeline the way a new deployment sees it:
     interval), only the anomalies table's size bound raised so no alert is evicted before it is counted;
   * the stream produced to the stack's broker in chunks (the first --first transactions, then --chunk at a
     time), each message keyed by its sender as txgen keys them, so one sender's transactions stay in order;
-  * after each chunk `chainwatch-ingestor --drain` loads it (parse, score with the active model, store, flag)
-    and then chainwatch.maintain() runs once — the maintenance worker's job, done here between chunks so the
+  * after each chunk `chainwatch-ingestor --drain` loads it (parse, features from the address profiles, score
+    with the active model, store, flag) and then chainwatch.maintain() runs once — the maintenance worker's job, done here between chunks so the
     run is reproducible (the worker's own interval is lengthened for the run and reset afterwards).
 
 The first model is the one automatic training makes after the first chunk; transactions loaded before any model
@@ -17,6 +17,9 @@ was active are stored unscored and left out of the measures (they are the model'
 transaction is measured with bench/detect/score.py's evaluate(): per labelled kind and overall, ROC-AUC and
 PR-AUC of the stored score, and at the operating point (a row in chainwatch.anomalies is an alert) precision,
 recall, F1 and false alerts per 10,000 normal transactions.
+
+The same stream then goes through another fresh install with chainwatch.feature_set = 'transaction/1' (models
+over value, gas and gas price alone, the default before extension 0.11.0): the baseline of the same run.
 
 The peer, measured in the same run on the same rows: scikit-learn's IsolationForest with the same
 hyper-parameters (100 trees, 256 samples, contamination 0.01) on the three raw features (log1p of value, gas,
@@ -137,6 +140,61 @@ def plot(path, curves, title):
     plt.close(fig)
 
 
+def run_pipeline(args, cur, env, workdir, lines, feature_set, index):
+    """run_pipeline: the stream through a fresh install with chainwatch.feature_set = feature_set (the
+    extension's default when None), on a topic of its own; (stored rows, training window hashes, number
+    of models, their names)"""
+    if index:
+        env = dict(env, KAFKA_TOPIC=f"{env['KAFKA_TOPIC']}-{index}")
+        create_topic(env["KAFKA_BOOTSTRAP_SERVERS"], os.environ["KAFKA_TOPIC"], env["KAFKA_TOPIC"])
+    if args.retrain_growth is not None:
+        # for every session, the ingestor's maintenance thread's too (reset with maintenance_interval)
+        cur.execute("ALTER SYSTEM SET chainwatch.retrain_growth = %s", (args.retrain_growth,))
+    if feature_set:
+        cur.execute("ALTER SYSTEM SET chainwatch.feature_set = %s", (feature_set,))
+    cur.execute("SELECT pg_reload_conf()")
+    fresh_install(cur, args.rows)
+    try:
+        bounds = [0, min(args.first, len(lines))]
+        while bounds[-1] < len(lines):
+            bounds.append(min(bounds[-1] + args.chunk, len(lines)))
+        training = set()
+        with open(os.path.join(workdir, f"ingestor-{index}.log"), "w") as log:
+            for i in range(len(bounds) - 1):
+                chunk = lines[bounds[i]:bounds[i + 1]]
+                produce(chunk, env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"])
+                drain(args, env, log)
+                cur.execute("SELECT count(*) FILTER (WHERE is_active) FROM chainwatch.models")
+                if cur.fetchone()[0] == 0:  # loaded with no model: the first model's training window
+                    training.update(json.loads(line)["hash"].lower() for line in chunk)
+                cur.execute("SELECT chainwatch.maintain()")
+                print(f"bench-detect ({feature_set or 'default'}): {bounds[i + 1]:,} of {len(lines):,} loaded",
+                      file=sys.stderr)
+        rows = stored(cur)
+        cur.execute("SELECT count(*), string_agg(name || ' (' || coalesce(feature_set, '-') || ')', ', ' "
+                    "ORDER BY id) FROM chainwatch.models")
+        n_models, model_names = cur.fetchone()
+    finally:
+        cur.execute("ALTER SYSTEM RESET chainwatch.maintenance_interval")
+        cur.execute("ALTER SYSTEM RESET chainwatch.retrain_growth")
+        cur.execute("ALTER SYSTEM RESET chainwatch.feature_set")
+        cur.execute("SELECT pg_reload_conf()")
+    missing = [json.loads(line)["hash"].lower() for line in lines]
+    missing = [h for h in missing if h not in rows]
+    if missing:
+        sys.exit(f"bench-detect: {len(missing)} produced transactions were not stored (first {missing[0]})")
+    return rows, training, n_models, model_names
+
+
+def create_topic(bootstrap, like, topic):
+    """create_topic: a topic with as many partitions as `like`, for a later run"""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    partitions = len(admin.list_topics(timeout=30).topics[like].partitions)
+    for f in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
+        f.result(timeout=60)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", required=True, help="folder of the chainwatch binaries")
@@ -149,6 +207,8 @@ def main():
     ap.add_argument("--first", type=int, default=30_000, help="transactions before the first maintain()")
     ap.add_argument("--chunk", type=int, default=10_000, help="transactions between later maintain() runs")
     ap.add_argument("--no-doc", action="store_true", help="print the tables, leave docs/ alone")
+    ap.add_argument("--feature-sets", nargs="+", default=[None, "transaction/1"],
+                    help="chainwatch.feature_set of each run (the first: the extension's default, None)")
     ap.add_argument("--retrain-growth", type=float, default=None,
                     help="chainwatch.retrain_growth for the maintenance runs (default: the extension's own)")
     args = ap.parse_args()
@@ -156,50 +216,29 @@ def main():
     env = dict(os.environ, KAFKA_GROUP_ID="bench-detect")
     conn = connect()
     cur = conn.cursor()
-    if args.retrain_growth is not None:
-        # for every session, the ingestor's maintenance thread's too (reset with maintenance_interval)
-        cur.execute("ALTER SYSTEM SET chainwatch.retrain_growth = %s", (args.retrain_growth,))
-        cur.execute("SELECT pg_reload_conf()")
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cw-bench-detect.") as workdir:
-        fresh_install(cur, args.rows)
-        try:
-            lines, labels_path = generate(args, workdir)
-            labels = score.load_labels(labels_path)
-            bounds = [0, min(args.first, len(lines))]
-            while bounds[-1] < len(lines):
-                bounds.append(min(bounds[-1] + args.chunk, len(lines)))
-            log_path = os.path.join(workdir, "ingestor.log")
-            training = set()
-            with open(log_path, "w") as log:
-                for i in range(len(bounds) - 1):
-                    chunk = lines[bounds[i]:bounds[i + 1]]
-                    produce(chunk, env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"])
-                    drain(args, env, log)
-                    cur.execute("SELECT count(*) FILTER (WHERE is_active) FROM chainwatch.models")
-                    if cur.fetchone()[0] == 0:  # loaded with no model: the first model's training window
-                        training.update(json.loads(l)["hash"].lower() for l in chunk)
-                    cur.execute("SELECT chainwatch.maintain()")
-                    print(f"bench-detect: {bounds[i + 1]:,} of {len(lines):,} loaded", file=sys.stderr)
-            rows = stored(cur)
-            cur.execute("SELECT count(*), string_agg(name, ', ' ORDER BY id) FROM chainwatch.models")
-            n_models, model_names = cur.fetchone()
-        finally:
-            cur.execute("ALTER SYSTEM RESET chainwatch.maintenance_interval")
-            cur.execute("ALTER SYSTEM RESET chainwatch.retrain_growth")
-            cur.execute("SELECT pg_reload_conf()")
+        lines, labels_path = generate(args, workdir)
+        labels = score.load_labels(labels_path)
+        # the default first; then, by default, the previous default (transaction/1): the same run's baseline
+        runs = [run_pipeline(args, cur, env, workdir, lines, fs, i) for i, fs in enumerate(args.feature_sets)]
     elapsed = time.perf_counter() - t0
 
-    order = [json.loads(l)["hash"].lower() for l in lines]
-    missing = [h for h in order if h not in rows]
-    if missing:
-        sys.exit(f"bench-detect: {len(missing)} produced transactions were not stored (first {missing[0]})")
-    test = [h for h in dict.fromkeys(order) if h not in training]
-    kinds = [labels.get(h, "") for h in test]
-    ours = score.evaluate(kinds, [rows[h][0] for h in test], [rows[h][1] for h in test])
+    order = [json.loads(line)["hash"].lower() for line in lines]
+
+    def measured(run):
+        run_rows, run_training = run[0], run[1]
+        run_test = [h for h in dict.fromkeys(order) if h not in run_training]
+        run_kinds = [labels.get(h, "") for h in run_test]
+        return run_test, run_kinds, score.evaluate(run_kinds, [run_rows[h][0] for h in run_test],
+                                                   [run_rows[h][1] for h in run_test])
+
+    rows, training, n_models, model_names = runs[0]
+    test, kinds, ours = measured(runs[0])
     p_scores, p_alerts = peer([rows[h] for h in training], [rows[h] for h in test])
     theirs = score.evaluate(kinds, p_scores, p_alerts)
+    baselines = [(fs, run, *measured(run)) for fs, run in zip(args.feature_sets[1:], runs[1:])]
 
     n_lab = sum(k != "" for k in kinds)
     lines_out = [
@@ -214,14 +253,20 @@ def main():
         "false alerts.",
         "",
         score.table(ours, "chainwatch as a fresh install runs it (stored score; alert = a row in chainwatch.anomalies)"),
+        *[score.table(ev, f"baseline in the same run: another fresh install with chainwatch.feature_set = '{fs}' "
+                      f"({run[2]} models: {run[3]}; {len(t):,} transactions measured)")
+          for fs, run, t, _k, ev in baselines],
         score.table(theirs, "peer: scikit-learn IsolationForest, raw value / gas / gas price (log1p), fitted on the "
                     "same training window, alert = its predict()"),
         "![precision-recall, chainwatch and the scikit-learn peer](bench-detect-pr.png)",
     ]
     print("\n".join(lines_out))
     if not args.no_doc:
-        plot(args.plot, {"chainwatch (stored score)": score.pr_curve(kinds, [rows[h][0] for h in test]),
-                         "sklearn IsolationForest, raw 3": score.pr_curve(kinds, p_scores)},
+        curves = {"chainwatch (default)": score.pr_curve(kinds, [rows[h][0] for h in test])}
+        for fs, run, b_test, b_kinds, _ev in baselines:
+            curves[f"chainwatch, feature_set {fs}"] = score.pr_curve(b_kinds, [run[0][h][0] for h in b_test])
+        curves["sklearn IsolationForest, raw 3"] = score.pr_curve(kinds, p_scores)
+        plot(args.plot, curves,
              f"all labelled kinds, {len(test):,} transactions, seed {args.seed}")
         write_section(args.doc, "bench-detect", lines_out)
     return 0

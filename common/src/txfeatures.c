@@ -9,6 +9,10 @@
  * price compares with what the sender usually pays. With the transaction's own three amounts and
  * whether it creates a contract, that is the feature set "behaviour/1" (cw_feature_names).
  *
+ * The differences from the sender's usual (value, gas price) are one-sided, "how much above": a
+ * transfer smaller or cheaper than usual is not remarkable, and a two-sided score made the forest
+ * isolate ordinary small payments (measured: docs/detection.md).
+ *
  * Cold start. An address with no history gets values that describe exactly that and that are
  * common in any stream, so that a first transaction is not by itself an outlier: age 0, the gap of
  * a first outgoing transaction CW_COLD_GAP_SECONDS (a day: ordinary for occasional senders), value
@@ -32,19 +36,19 @@
 #include <string.h>
 
 const char *const cw_feature_names[CW_FEATURES] = {
-    "log_value",           /* ln(1 + value in wei) */
-    "log_gas",             /* ln(1 + gas limit) */
-    "log_gas_price",       /* ln(1 + gas price in wei) */
-    "contract_creation",   /* 1 when there is no recipient */
-    "sender_age",          /* ln(1 + seconds since the sender was first seen) */
-    "sender_gap",          /* ln(1 + seconds since its previous outgoing transaction) */
-    "sender_value_z",      /* ln value against the sender's own mean and spread */
-    "sender_recent",       /* ln(1 + its outgoing transactions in this and the previous bucket) */
-    "recipient_new",       /* 1 when the sender never paid this recipient before */
-    "recipient_fan_in",    /* ln(1 + transactions the recipient received in this and the previous
-                              bucket) */
-    "recipient_age",       /* ln(1 + seconds since the recipient was first seen) */
-    "gas_price_vs_sender", /* ln gas price minus the sender's mean ln gas price */
+    "log_value",         /* ln(1 + value in wei) */
+    "log_gas",           /* ln(1 + gas limit) */
+    "log_gas_price",     /* ln(1 + gas price in wei) */
+    "contract_creation", /* 1 when there is no recipient */
+    "sender_age",        /* ln(1 + seconds since the sender was first seen) */
+    "sender_gap",        /* ln(1 + seconds since its previous outgoing transaction) */
+    "sender_value_up",   /* how far the ln value is above the sender's own mean, in its spread */
+    "sender_recent",     /* ln(1 + its outgoing transactions in this and the previous bucket) */
+    "recipient_new",     /* 1 when the sender never paid this recipient before */
+    "recipient_fan_in",  /* ln(1 + transactions the recipient received in this and the previous
+                            bucket) */
+    "recipient_age",     /* ln(1 + seconds since the recipient was first seen) */
+    "gas_price_up",      /* how far the ln gas price is above the sender's mean ln gas price */
 };
 
 int64_t cw_log_millionths(double x)
@@ -129,21 +133,26 @@ void cw_features_compute(const cw_profile *sender, const cw_profile *recipient,
     out[3] = tx->has_to ? 0.0 : 1.0;
     out[4] = sender->exists ? seconds_log(tx->at, sender->first_at, true) : 0.0;
     out[5] = so->has_last ? seconds_log(tx->at, so->last_at, false) : CW_COLD_GAP;
-    if (so->count > 0) {
-        double n = (double) so->count;
+    /* the value against the values the sender sent (zero-value calls are not values: they add
+     * nothing to the sums and are not counted); a zero-value transaction itself has none */
+    int64_t lv_this = cw_log_millionths(tx->value);
+    if (so->valued > 0 && lv_this > 0) {
+        double n = (double) so->valued;
         /* n * sumsq - sum^2 is n^2 times the variance, exact in 128 bits; millionths squared */
-        __int128 spread = (__int128) so->count * so->lv_sumsq - (__int128) so->lv_sum * so->lv_sum;
+        __int128 spread = (__int128) so->valued * so->lv_sumsq - (__int128) so->lv_sum * so->lv_sum;
         double var = (double) spread / (n * n) / 1e12;
         double pooled = (n * var + CW_VALUE_PRIOR_WEIGHT * CW_VALUE_PRIOR_VARIANCE) /
                         (n + CW_VALUE_PRIOR_WEIGHT);
         double mean = (double) so->lv_sum / n;
-        double lv = (double) cw_log_millionths(tx->value);
-        out[6] = (lv - mean) / 1e6 / sqrt(pooled);
-        out[11] = ((double) cw_log_millionths(tx->gas_price) - (double) so->lg_sum / n) / 1e6;
-    } else {
+        out[6] = fmax(0.0, ((double) lv_this - mean) / 1e6 / sqrt(pooled));
+    } else
         out[6] = 0.0;
+    if (so->count > 0)
+        out[11] = fmax(0.0, ((double) cw_log_millionths(tx->gas_price) -
+                             (double) so->lg_sum / (double) so->count) /
+                                1e6);
+    else
         out[11] = 0.0;
-    }
     out[7] = log1p((double) recent_count(so, b));
     out[8] = tx->has_to && recipient_is_new(sender, tx->to_hash) ? 1.0 : 0.0;
     if (tx->has_to && recipient) {
@@ -192,6 +201,8 @@ void cw_profile_fold_out(cw_profile *p, const cw_feature_tx *tx)
     side_count(s, tx->at);
     s->lv_sum += lv;
     s->lv_sumsq += (__int128) lv * lv;
+    if (lv > 0)
+        s->valued++;
     s->lg_sum += cw_log_millionths(tx->gas_price);
     if (tx->has_to) {
         int i = peers_find(p, tx->to_hash);
@@ -312,6 +323,31 @@ int cw_profile_from_text(const char *const col[CW_PROFILE_COLUMNS], cw_profile *
          col[CW_PC_IN_BUCKET_COUNT] &&
          parse_int64(col[CW_PC_IN_BUCKET_COUNT], &p->in.bucket_count) && col[CW_PC_IN_PREV_COUNT] &&
          parse_int64(col[CW_PC_IN_PREV_COUNT], &p->in.prev_count) && col[CW_PC_OUT_PEERS] &&
-         parse_peers(col[CW_PC_OUT_PEERS], p);
+         parse_peers(col[CW_PC_OUT_PEERS], p) && col[CW_PC_OUT_VALUE_COUNT] &&
+         parse_int64(col[CW_PC_OUT_VALUE_COUNT], &p->out.valued);
     return ok ? 0 : -1;
+}
+
+int cw_feature_index(const char *name)
+{
+    for (int i = 0; i < CW_FEATURES; i++)
+        if (name && strcmp(cw_feature_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+int cw_feature_map(const char *const *names, int n, int *map)
+{
+    bool seen[CW_FEATURES] = {false};
+
+    if (n < 1 || n > CW_FEATURES)
+        return -1;
+    for (int k = 0; k < n; k++) {
+        int i = cw_feature_index(names[k]);
+        if (i < 0 || seen[i])
+            return -1;
+        seen[i] = true;
+        map[k] = i;
+    }
+    return n;
 }

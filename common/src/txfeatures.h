@@ -36,6 +36,7 @@ extern const char *const cw_feature_names[CW_FEATURES];
 /* one direction (sent or received) of an address's history */
 typedef struct cw_profile_side {
     int64_t count;
+    int64_t valued;    /* transactions with a value above 0 wei (sent side only) */
     int64_t lv_sum;    /* sum of cw_log_millionths(value) */
     __int128 lv_sumsq; /* sum of their squares */
     int64_t lg_sum;    /* sum of cw_log_millionths(gas price) (sent side only) */
@@ -101,6 +102,7 @@ enum {
     CW_PC_IN_BUCKET_COUNT,
     CW_PC_IN_PREV_COUNT,
     CW_PC_OUT_PEERS, /* an int8[] literal: {h1,h2,...} */
+    CW_PC_OUT_VALUE_COUNT,
     CW_PROFILE_COLUMNS
 };
 
@@ -108,6 +110,14 @@ enum {
  * reader's detected_at; -1 when a column is malformed */
 int cw_profile_from_text(const char *const col[CW_PROFILE_COLUMNS], cw_profile *p, int64_t *hash,
                          int64_t *detected_at);
+
+/* cw_feature_index: the position of a feature by name, -1 for none */
+int cw_feature_index(const char *name);
+
+/* cw_feature_map fills map[k] with the position of names[k] (n distinct behaviour/1 feature names:
+ * the features a model over some of them takes, in its order); n, or -1 when a name is not one or
+ * repeats */
+int cw_feature_map(const char *const *names, int n, int *map);
 
 /* cw_parse_int128 parses a non-negative decimal integer (a numeric's text); false when it is not
  * one or overflows */

@@ -3,6 +3,7 @@
 #include "chainwatch.h"
 
 #include <limits.h>
+#include <string.h>
 
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
@@ -31,6 +32,36 @@ static bool check_retrain_growth(double *newval, void **extra, GucSource source)
     return true;
 }
 static int cw_maintenance_lock_timeout = 200; /* ms */
+
+/* the behaviour/1 features automatic training gives a model (measured on make bench-detect:
+ * docs/detection.md says why these) */
+static char *cw_model_features = NULL;
+#define DEFAULT_MODEL_FEATURES                                                                     \
+    "log_value,log_gas,log_gas_price,sender_age,sender_gap,sender_value_up,sender_recent,"         \
+    "gas_price_up"
+
+/* check_model_features accepts a comma-separated list of distinct behaviour/1 feature names */
+static bool check_model_features(char **newval, void **extra, GucSource source)
+{
+    char *copy = pstrdup(*newval);
+    const char *names[CW_FEATURES];
+    int map[CW_FEATURES], n = 0;
+    bool ok = true;
+
+    for (char *tok = strtok(copy, ", "); tok; tok = strtok(NULL, ", ")) {
+        if (n == CW_FEATURES) {
+            ok = false;
+            break;
+        }
+        names[n++] = tok;
+    }
+    ok = ok && n > 0 && cw_feature_map(names, n, map) == n;
+    if (!ok)
+        GUC_check_errdetail("chainwatch.model_features lists distinct names of "
+                            "chainwatch.feature_names(), separated by commas.");
+    pfree(copy);
+    return ok;
+}
 
 /* what automatic training trains on (models.feature_set) */
 static int cw_feature_set = 0;
@@ -84,6 +115,10 @@ void _PG_init(void)
                              "sender's and recipient's history; transaction/1: value, gas and gas "
                              "price alone.",
                              &cw_feature_set, 0, feature_sets, PGC_SUSET, 0, NULL, NULL, NULL);
+    DefineCustomStringVariable(
+        "chainwatch.model_features",
+        "The behaviour/1 features of models automatic training makes (comma-separated).", NULL,
+        &cw_model_features, DEFAULT_MODEL_FEATURES, PGC_SUSET, 0, check_model_features, NULL, NULL);
     DefineCustomIntVariable("chainwatch.maintenance_lock_timeout",
                             "Longest wait of maintenance DDL for a table lock.", NULL,
                             &cw_maintenance_lock_timeout, 200, 1, 60000, PGC_SUSET, GUC_UNIT_MS,

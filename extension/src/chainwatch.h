@@ -8,15 +8,18 @@
 #include "utils/jsonb.h"
 
 #include "forest.h"
+#include "txfeatures.h"
 
 #define CW_RESERVOIR_ROWS 100000
 
 /* model_cache.c — deserialized models cached per backend, invalidated through the relcache */
 typedef struct CachedModel {
     int32 id;
-    forest *forest;         /* malloc'd, owned by the cache */
-    double *feature_median; /* the training sample's median of each raw feature (malloc'd, owned
-                             * by the cache), NULL when the model has none (imported, or older) */
+    forest *forest;          /* malloc'd, owned by the cache */
+    double *feature_median;  /* the training sample's median of each raw feature (malloc'd, owned
+                              * by the cache), NULL when the model has none (imported, or older) */
+    int n_select;            /* behaviour/1: the model's features, by position in the full vector */
+    int select[CW_FEATURES]; /* (0: not a behaviour/1 model) */
 } CachedModel;
 
 extern CachedModel *ModelCacheGet(int32 model_id);
@@ -31,6 +34,7 @@ extern double FeatureFromNumeric(Datum num, const char *what);
 extern bool FeatureFromNumericQuiet(Datum num, double *out);
 extern void FeatureCheck(const forest *f, const double *x, int n);
 extern double *FeaturesFromArray(ArrayType *arr, int *n_out);
+extern double *FeaturesForModel(const CachedModel *m, double *x, int *n);
 extern void ForestErrorReport(const forest_error *err, const char *context);
 
 /* model_io.c */

@@ -154,11 +154,12 @@ static Jsonb *explain_row(const Datum *values, const bool *nulls, Datum features
         ArrayType *a;
         if (features_null)
             return NULL;
+        int n = CW_FEATURES;
         a = DatumGetArrayTypeP(features);
         if (ARR_NDIM(a) != 1 || ARR_HASNULL(a) || ARR_ELEMTYPE(a) != FLOAT8OID ||
-            ARR_DIMS(a)[0] != CW_FEATURES)
+            ARR_DIMS(a)[0] != CW_FEATURES || m->n_select <= 0)
             return NULL;
-        return ExplanationBuild(m, (const double *) ARR_DATA_PTR(a));
+        return ExplanationBuild(m, FeaturesForModel(m, (double *) ARR_DATA_PTR(a), &n));
     }
     if (forest_n_features(m->forest) != 3)
         return NULL;

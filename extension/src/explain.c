@@ -131,6 +131,7 @@ Datum chainwatch_explain_vector(PG_FUNCTION_ARGS)
         PG_RETURN_NULL();
     x = FeaturesFromArray(PG_GETARG_ARRAYTYPE_P(0), &n);
     m = ModelCacheResolve(fcinfo, 1);
+    x = FeaturesForModel(m, x, &n);
     FeatureCheck(m->forest, x, n);
     j = ExplanationBuild(m, x);
     pfree(x);

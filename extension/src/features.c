@@ -143,6 +143,24 @@ void FeatureCheck(const forest *f, const double *x, int n)
 }
 
 /*
+ * FeaturesForModel returns x as model m takes it: a model over behaviour/1 features given the full
+ * vector (transactions.features, CW_FEATURES wide) takes its own features of it, by name, into a
+ * palloc'd array (*n becomes its width); any other vector is returned as it is, for FeatureCheck.
+ */
+double *FeaturesForModel(const CachedModel *m, double *x, int *n)
+{
+    double *out;
+
+    if (m->n_select <= 0 || *n != CW_FEATURES)
+        return x;
+    out = palloc(sizeof(double) * m->n_select);
+    for (int k = 0; k < m->n_select; k++)
+        out[k] = x[m->select[k]];
+    *n = m->n_select;
+    return out;
+}
+
+/*
  * FeaturesFromArray returns the elements of a one-dimensional float8[] without NULLs as a
  * palloc'd array (the caller pfrees or lets the memory context go).
  */

@@ -31,8 +31,9 @@ static Oid rel_owner(Oid rel)
 
 /*
  * ModelFeatureSet names what a forest scores, by its feature names: "transaction/1" for (value,
- * gas, gas_price), "behaviour/1" for feature_names(), NULL for anything else (vectors the caller
- * gives). The ingestor and explanations go by it (models.feature_set).
+ * gas, gas_price), "behaviour/1" for distinct names of feature_names() (a model may take some of
+ * them, in any order), NULL for anything else (vectors the caller gives). The ingestor and
+ * explanations go by it (models.feature_set).
  */
 const char *ModelFeatureSet(const forest *f)
 {
@@ -41,14 +42,19 @@ const char *ModelFeatureSet(const forest *f)
     bool same = forest_feature_name(f, 0) != NULL;
 
     if (same && nf == 3) {
+        bool raw_names = true;
         for (int i = 0; i < 3; i++)
-            same = same && strcmp(forest_feature_name(f, i), raw[i]) == 0;
-        return same ? "transaction/1" : NULL;
+            raw_names = raw_names && strcmp(forest_feature_name(f, i), raw[i]) == 0;
+        if (raw_names)
+            return "transaction/1";
     }
-    if (same && nf == CW_FEATURES) {
-        for (int i = 0; i < CW_FEATURES; i++)
-            same = same && strcmp(forest_feature_name(f, i), cw_feature_names[i]) == 0;
-        return same ? CW_FEATURE_SET : NULL;
+    if (same && nf <= CW_FEATURES) {
+        const char *names[CW_FEATURES];
+        int map[CW_FEATURES];
+        for (int i = 0; i < nf; i++)
+            names[i] = forest_feature_name(f, i);
+        if (cw_feature_map(names, nf, map) == nf)
+            return CW_FEATURE_SET;
     }
     return NULL;
 }

@@ -38,6 +38,7 @@
 #include "utils/builtins.h"
 #include "funcapi.h"
 #include "utils/fmgrprotos.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -52,7 +53,7 @@
 #define BUCKET_USECS  INT64CONST(300000000)
 /* microseconds from PostgreSQL's epoch (2000-01-01) back to the Unix epoch */
 #define UNIX_EPOCH_OFFSET_US ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
-#define PROFILE_COLUMNS      21
+#define PROFILE_COLUMNS      22 /* 21 before 0.11.0 (no out_value_count) */
 
 /* one direction of an address's part of the batch */
 typedef struct ProfileSide {
@@ -60,6 +61,7 @@ typedef struct ProfileSide {
     int64 lv_sum;
     int128 lv_sumsq;
     int64 lg_sum;
+    int64 valued; /* transactions with a value (lv > 0) */
     bool has_bucket;
     int64 bucket, bucket_count, prev_count;
     bool has_last;
@@ -86,6 +88,19 @@ typedef struct ProfileTable {
 /* the fold statement, prepared once per session for the trigger function it was made for */
 static SPIPlanPtr fold_plan = NULL;
 static Oid fold_plan_fn = InvalidOid;
+static Oid fold_plan_rel = InvalidOid; /* the address_profiles it writes */
+static bool fold_callback = false;
+
+/*
+ * fold_relcache_callback forgets the fold statement when address_profiles changes (a column added
+ * by ALTER EXTENSION UPDATE): its text, made by _profile_fold_sql, names the columns it had, and a
+ * plan made again from that text would no longer fit. The next batch prepares it anew.
+ */
+static void fold_relcache_callback(Datum arg, Oid relid)
+{
+    if (relid == InvalidOid || relid == fold_plan_rel)
+        fold_plan_fn = InvalidOid;
+}
 static SPIPlanPtr count_plan = NULL; /* _count_profiles($1), kept beside it */
 
 /* the batch being folded, which _profile_batch() returns: set only while the fold statement runs */
@@ -140,6 +155,8 @@ static void side_add(ProfileSide *s, TimestampTz at, int64 bucket, int64 lv, int
     s->lv_sum += lv;
     s->lv_sumsq += (int128) lv * lv;
     s->lg_sum += lg;
+    if (lv > 0)
+        s->valued++;
     if (!s->has_last || at > s->last_at) {
         s->last_at = at;
         s->has_last = true;
@@ -256,6 +273,11 @@ static void prepare_fold(Oid fn)
             SPI_freeplan(count_plan);
         count_plan = count;
     }
+    if (!fold_callback) {
+        CacheRegisterRelcacheCallback(fold_relcache_callback, (Datum) 0);
+        fold_callback = true;
+    }
+    fold_plan_rel = get_relname_relid("address_profiles", get_func_namespace(fn));
     fold_plan_fn = fn; /* last: a failure above prepares both again on the next batch */
 }
 
@@ -285,7 +307,7 @@ Datum chainwatch_profile_batch(PG_FUNCTION_ARGS)
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                         errmsg("_profile_batch() is only called by the profile trigger's fold")));
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-    if (rsinfo->setDesc->natts != PROFILE_COLUMNS)
+    if (rsinfo->setDesc->natts != PROFILE_COLUMNS && rsinfo->setDesc->natts != PROFILE_COLUMNS - 1)
         elog(ERROR, "chainwatch: address_profiles has %d columns, the profile fold knows %d",
              rsinfo->setDesc->natts, PROFILE_COLUMNS);
     for (int i = 0; i < folding->cap; i++) {
@@ -320,6 +342,7 @@ Datum chainwatch_profile_batch(PG_FUNCTION_ARGS)
         values[18] = Int64GetDatum(p->in.prev_count);
         values[19] = sketch_array(&p->out);
         values[20] = sketch_array(&p->in);
+        values[21] = Int64GetDatum(p->out.valued); /* left out under a 0.10.0 schema */
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     return (Datum) 0;

@@ -47,6 +47,7 @@ static double score_vec(FunctionCallInfo fcinfo, CachedModel **model)
     CachedModel *m = ModelCacheResolve(fcinfo, 1);
     double s;
 
+    x = FeaturesForModel(m, x, &n);
     FeatureCheck(m->forest, x, n);
     s = forest_score(m->forest, x);
     pfree(x);

@@ -35,6 +35,8 @@
 #include "utils/memutils.h"
 
 #define TRAIN_FETCH 10000
+/* the width of a reservoir row: the model's features (behaviour/1: those it takes of the vector) */
+#define RW (behaviour ? sel_n : width)
 
 /* datum_to_double converts a numeric-like column value to float8. */
 static double datum_to_double(Datum d, Oid type, const char *what)
@@ -114,6 +116,9 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
     /* the SQL declaration of a release before 0.11.0 has seven arguments */
     char *feature_set = PG_NARGS() > 7 ? text_to_cstring(PG_GETARG_TEXT_PP(7)) : "";
     bool behaviour = strcmp(feature_set, CW_FEATURE_SET) == 0;
+    /* behaviour/1: the features the model takes, by position in transactions.features */
+    int sel[CW_FEATURES], sel_n = CW_FEATURES;
+    const char *sel_names[CW_FEATURES];
     forest_params params;
     forest_transform transform;
     MemoryContext trainctx, oldctx, spictx, rowctx;
@@ -156,6 +161,31 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                         errhint("Use '%s' (source_query returns transactions.features) or '' "
                                 "(the query's own columns).",
                                 CW_FEATURE_SET)));
+    for (int k = 0; k < CW_FEATURES; k++)
+        sel[k] = k;
+    if (PG_NARGS() > 8) {
+        ArrayType *names = PG_GETARG_ARRAYTYPE_P(8);
+        Datum *elems;
+        bool *enulls;
+        int n;
+
+        deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+        if (n > 0 && !behaviour)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("feature_names needs feature_set '%s'", CW_FEATURE_SET)));
+        if (n > 0) {
+            for (int k = 0; k < n && k < CW_FEATURES; k++)
+                sel_names[k] = enulls[k] ? NULL : TextDatumGetCString(elems[k]);
+            if (n > CW_FEATURES || cw_feature_map(sel_names, n, sel) != n)
+                ereport(ERROR,
+                        (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                         errmsg("feature_names must name distinct features of %s", CW_FEATURE_SET),
+                         errhint("chainwatch.feature_names() lists them.")));
+            sel_n = n;
+        }
+    }
+    for (int k = 0; k < sel_n; k++)
+        sel_names[k] = cw_feature_names[sel[k]];
     if (behaviour && transform != FOREST_TRANSFORM_IDENTITY)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("feature set %s needs transform 'identity'", CW_FEATURE_SET),
@@ -241,6 +271,12 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                     ereport(ERROR,
                             (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                              errmsg("feature vectors differ in width (%d and %d)", width, n)));
+                if (behaviour && n != CW_FEATURES)
+                    ereport(ERROR,
+                            (errcode(ERRCODE_DATATYPE_MISMATCH),
+                             errmsg("feature set %s needs one float8[] column of %d features",
+                                    CW_FEATURE_SET, CW_FEATURES),
+                             errhint("e.g. SELECT features FROM chainwatch.transactions")));
                 for (int k = 0; k < n; k++) {
                     if (!isfinite(x[k]))
                         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -253,6 +289,9 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                                         errhint("Use transform => 'identity'.")));
                     row[k] = x[k];
                 }
+                if (behaviour) /* the model's features, in its order */
+                    for (int k = 0; k < sel_n; k++)
+                        row[k] = x[sel[k]];
             } else {
                 for (int k = 0; k < 3 && !skip; k++) {
                     Datum d = SPI_getbinval(tup, desc, k + 1, &isnull);
@@ -268,7 +307,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
             }
             if (!reservoir) {
                 oldctx = MemoryContextSwitchTo(trainctx);
-                reservoir = MemoryContextAllocHuge(trainctx, sizeof(double) * width * capacity);
+                reservoir = MemoryContextAllocHuge(trainctx, sizeof(double) * RW * capacity);
                 MemoryContextSwitchTo(oldctx);
             }
             /* Algorithm R: row number `seen` replaces a random slot with probability k/seen */
@@ -281,7 +320,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                     slot = (int64) j;
             }
             if (slot >= 0)
-                memcpy(reservoir + slot * width, row, sizeof(double) * width);
+                memcpy(reservoir + slot * RW, row, sizeof(double) * RW);
             seen++;
         }
         MemoryContextSwitchTo(spictx);
@@ -295,12 +334,12 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                         errmsg("source_query returned %lld usable rows; training needs at least 2",
                                (long long) kept)));
 
-    if (behaviour && (!vector_form || width != CW_FEATURES))
+    if (behaviour && !vector_form)
         ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
                         errmsg("feature set %s needs one float8[] column of %d features",
                                CW_FEATURE_SET, CW_FEATURES),
                         errhint("e.g. SELECT features FROM chainwatch.transactions")));
-    params.n_features = width;
+    params.n_features = RW;
     params.n_trees = n_trees;
     params.sample_size = sample_size;
     params.contamination = contamination;
@@ -316,9 +355,9 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
             const char *names[3] = {colnames[0], colnames[1], colnames[2]};
             if (forest_set_feature_names(f, names) != 0)
                 ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-        } else if (behaviour && forest_set_feature_names(f, cw_feature_names) != 0)
+        } else if (behaviour && forest_set_feature_names(f, sel_names) != 0)
             ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-        median = feature_medians(reservoir, (size_t) kept, width);
+        median = feature_medians(reservoir, (size_t) kept, RW);
         model_id = ModelInsert(name, f, "trained", contamination, true, seed, true, seen, &summary,
                                median);
     }

@@ -126,7 +126,8 @@ int batch_score(batch *b, const loaded_model *m)
         if (b->items[i].stage == ITEM_ROWS)
             rows += b->items[i].n_txs;
     if (rows > b->rows_cap) {
-        double *f = realloc(b->features, sizeof(double) * MODEL_FEATURES * rows);
+        /* room for the raw amounts or a behaviour/1 model's features, whichever is wider */
+        double *f = realloc(b->features, sizeof(double) * CW_FEATURES * rows);
         if (!f)
             return -1;
         b->features = f;
@@ -140,8 +141,12 @@ int batch_score(batch *b, const loaded_model *m)
         /* the features come from the profiles, read in the batch's transaction */
         if (!b->has_history)
             return 0;
+        int w = m->n_select;
+        for (size_t r = 0; r < rows; r++)
+            for (int k = 0; k < w; k++)
+                b->features[(size_t) w * r + k] = b->history[CW_FEATURES * r + m->select[k]];
         if (rows > 0)
-            forest_score_batch(m->forest, b->history, rows, b->scores);
+            forest_score_batch(m->forest, b->features, rows, b->scores);
         b->scored_with = m->model_id;
         return 0;
     }

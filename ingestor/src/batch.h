@@ -49,7 +49,8 @@ typedef struct batch_item {
 typedef struct batch {
     batch_item *items;
     size_t n, cap;
-    double *features; /* MODEL_FEATURES per row */
+    double *features; /* per row the model's features: MODEL_FEATURES amounts, or the behaviour/1
+                         features a model takes (at most CW_FEATURES) */
     double *scores;
     size_t rows_cap;
     int scored_with; /* model id the scores belong to; -1 not scored */

@@ -71,6 +71,7 @@ int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
     int id = 0;
     char unusable[sizeof(m->unusable)] = "";
     bool behaviour = false;
+    int n_select = 0, select[CW_FEATURES];
 
     res = PQexecParams(conn,
                        "SELECT id, forest, feature_set = 'behaviour/1' FROM chainwatch.models "
@@ -93,11 +94,22 @@ int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
         behaviour = !PQgetisnull(res, 0, 2) && PQgetvalue(res, 0, 2)[0] != 0;
         if (!f) {
             snprintf(unusable, sizeof(unusable), "its forest cannot be read: %s", ferr.message);
-        } else if (behaviour ? forest_n_features(f) != CW_FEATURES
-                             : forest_n_features(f) != MODEL_FEATURES) {
-            snprintf(unusable, sizeof(unusable), "it has %d features; the ingestor scores %d (%s)",
-                     forest_n_features(f), behaviour ? CW_FEATURES : MODEL_FEATURES,
-                     behaviour ? CW_FEATURE_SET : "value, gas, gas price");
+        } else if (behaviour) {
+            const char *names[CW_FEATURES];
+            int nf = forest_n_features(f);
+            for (int i = 0; i < nf && i < CW_FEATURES; i++)
+                names[i] = forest_feature_name(f, i);
+            n_select = nf <= CW_FEATURES ? cw_feature_map(names, nf, select) : -1;
+            if (n_select != nf) {
+                snprintf(unusable, sizeof(unusable),
+                         "its %d features are not distinct features of %s", nf, CW_FEATURE_SET);
+                forest_free(f);
+                f = NULL;
+            }
+        } else if (forest_n_features(f) != MODEL_FEATURES) {
+            snprintf(unusable, sizeof(unusable),
+                     "it has %d features; the ingestor scores %d (value, gas, gas price)",
+                     forest_n_features(f), MODEL_FEATURES);
             forest_free(f);
             f = NULL;
         }
@@ -135,6 +147,9 @@ int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
     m->forest = f;
     m->model_id = id;
     m->behaviour = behaviour;
+    m->n_select = n_select > 0 ? n_select : 0;
+    if (m->n_select > 0)
+        memcpy(m->select, select, sizeof(int) * (size_t) m->n_select);
     snprintf(m->unusable, sizeof(m->unusable), "%s", unusable);
     m->n_rules = n;
     m->loaded = true;

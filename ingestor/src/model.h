@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "forest.h"
+#include "txfeatures.h"
 #include "wei.h"
 
 #define MAX_SEVERITY_RULES 256
@@ -35,6 +36,8 @@ typedef struct loaded_model {
     forest *forest;
     bool behaviour; /* feature set behaviour/1: scores batch.history (history.c), else value, gas,
                        gas price */
+    int n_select;   /* behaviour/1: the forest's features, by position in the history vector */
+    int select[CW_FEATURES];
     char unusable[320]; /* "" when the forest is usable or no model is active */
     severity_rule rules[MAX_SEVERITY_RULES];
     int n_rules;

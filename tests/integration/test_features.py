@@ -9,7 +9,8 @@ batches (a killed batch leaves nothing: its retry reads the profiles again). The
 recomputation from the stored rows (verify_address_profiles()).
 
 Then a model over the features (train_model(feature_set => 'behaviour/1')) is activated and more of the stream is
-drained: every score the ingestor stored equals chainwatch.score_vector() of the stored vector under that model,
+drained (the model takes some of the features, as automatic training's do): every score the ingestor stored
+equals chainwatch.score_vector() of the stored vector under that model,
 the anomalies are exactly the rows above its threshold, and each carries its features and an explanation in
 their names.
 """
@@ -63,9 +64,14 @@ def test_stored_features_equal_replay_after_kill_9_and_behaviour_model_scores_ma
         "FROM chainwatch.transactions")
     assert repeat > 0.2 and busy > 0.2 and known > 0.5, (repeat, busy, known)
 
-    # a model over the stored vectors; the ingestor scores new rows with it exactly as SQL does
+    # a model over the stored vectors, taking the features automatic training gives a model (some of the
+    # vector, in their order); the ingestor scores new rows with it exactly as SQL does
+    h.sql("SELECT chainwatch._load()")  # the chainwatch.* settings are defined once the library is loaded
     (model_id,), = h.sql("SELECT chainwatch.train_model('behaviour-test', 'SELECT features FROM "
-                         "chainwatch.transactions', transform => 'identity', feature_set => 'behaviour/1')")
+                         "chainwatch.transactions', transform => 'identity', feature_set => 'behaviour/1', "
+                         "feature_names => string_to_array(current_setting('chainwatch.model_features'), ','))")
+    (model_names, set_), = h.sql("SELECT feature_names, feature_set FROM chainwatch.models WHERE id = %s", model_id)
+    assert set_ == "behaviour/1" and 0 < len(model_names) < 12, (set_, model_names)
     h.sql("SELECT chainwatch.activate_model(%s)", model_id)
     more = scaled(6000, minimum=2000)
     h.txgen(more, seed=42)
@@ -87,7 +93,7 @@ def test_stored_features_equal_replay_after_kill_9_and_behaviour_model_scores_ma
                 model_id)
     assert want, "the behaviour model flagged nothing"
     assert {r[0] for r in got} == want, f"anomalies differ from rows above the threshold: {len(want)} vs {len(got)}"
-    (names,), = h.sql("SELECT chainwatch.feature_names()")
+    names = model_names
     for hash_, same_features, why, in_document in got:
         assert same_features, f"anomaly {hash_} carries other features than its transaction"
         assert why and {e["feature"] for e in why} == set(names), f"anomaly {hash_}: explanation {why}"

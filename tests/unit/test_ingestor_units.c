@@ -922,6 +922,9 @@ static void batch_behaviour_model_scores_the_history(void **state)
     m.forest = f;
     m.model_id = 11;
     m.behaviour = true;
+    m.n_select = F; /* all of them, in order (model_load maps a model's names) */
+    for (int k = 0; k < F; k++)
+        m.select[k] = k;
 
     batch b;
     cw_strbuf tx = CW_STRBUF_INIT, an = CW_STRBUF_INIT, dl = CW_STRBUF_INIT, text = CW_STRBUF_INIT;

@@ -61,12 +61,12 @@ static void cold_start_is_documented_and_neutral(void **state)
     assert_true(x[F(sender_age)] == 0);
     assert_true(x[F(sender_gap)] ==
                 11.366754528799243); /* ln(86401) to 50 digits, rounded: a day */
-    assert_true(x[F(sender_value_z)] == 0);
+    assert_true(x[F(sender_value_up)] == 0);
     assert_true(x[F(sender_recent)] == 0);
     assert_true(x[F(recipient_new)] == 1);
     assert_true(x[F(recipient_fan_in)] == 0);
     assert_true(x[F(recipient_age)] == 0);
-    assert_true(x[F(gas_price_vs_sender)] == 0);
+    assert_true(x[F(gas_price_up)] == 0);
     /* a creation: no recipient, so no recipient features */
     t.has_to = false;
     cw_features_compute(&none, NULL, &t, x);
@@ -100,10 +100,23 @@ static void sender_history_features(void **state)
     double l3 = rint(log(1 + 100 * ETH) * 1e6) / 1e6;
     double mean = (l1 + l2) / 2, var = ((l1 - mean) * (l1 - mean) + (l2 - mean) * (l2 - mean)) / 2;
     double z = (l3 - mean) / sqrt((2 * var + 2 * 1.0) / 4);
-    assert_true(fabs(x[F(sender_value_z)] - z) < 1e-9);
-    assert_true(x[F(sender_value_z)] > 3);
+    assert_true(fabs(x[F(sender_value_up)] - z) < 1e-9);
+    assert_true(x[F(sender_value_up)] > 3);
+    /* zero-value calls are not values: one in the history changes nothing, one itself has none */
+    cw_profile s0 = s;
+    cw_feature_tx call = tx(0, 20 * GWEI, T0 + 80 * S, 9);
+    cw_profile_fold_out(&s0, &call);
+    double y[CW_FEATURES];
+    cw_features_compute(&s0, &r, &c, y);
+    assert_true(y[F(sender_value_up)] == x[F(sender_value_up)]);
+    cw_features_compute(&s0, &r, &call, y);
+    assert_true(y[F(sender_value_up)] == 0);
+    /* a smaller value and a cheaper gas price than usual: not "up" */
+    cw_feature_tx small = tx(0.01 * ETH, 2 * GWEI, T0 + 90 * S, 7);
+    cw_features_compute(&s, &r, &small, y);
+    assert_true(y[F(sender_value_up)] == 0 && y[F(gas_price_up)] == 0);
     double g = rint(log(1 + 20 * GWEI) * 1e6) / 1e6, g3 = rint(log(1 + 200 * GWEI) * 1e6) / 1e6;
-    assert_true(fabs(x[F(gas_price_vs_sender)] - (g3 - g)) < 1e-9);
+    assert_true(fabs(x[F(gas_price_up)] - (g3 - g)) < 1e-9);
     /* all three in the same 300 s bucket or the one before: two recent from the sender, two in */
     assert_true(x[F(sender_recent)] == L(2) && x[F(recipient_fan_in)] == L(2));
 }
@@ -225,7 +238,8 @@ static void profile_text_form(void **state)
                                            NULL,
                                            "0",
                                            "0",
-                                           "{-9,3,17}"};
+                                           "{-9,3,17}",
+                                           "2"};
     cw_profile p;
     int64_t hash, detected;
     assert_int_equal(cw_profile_from_text(row, &p, &hash, &detected), 0);
@@ -233,7 +247,7 @@ static void profile_text_form(void **state)
     assert_true(p.out.count == 3 && p.in.count == 4 && p.out.lv_sum == 124000000);
     assert_true(p.out.lv_sumsq == (__int128) 5125000000 * 1000000000000000000);
     assert_true(p.out.has_last && p.out.has_bucket && !p.in.has_bucket);
-    assert_true(p.n_peers == 3 && p.peers[0] == -9 && p.peers[2] == 17);
+    assert_true(p.n_peers == 3 && p.peers[0] == -9 && p.peers[2] == 17 && p.out.valued == 2);
     row[CW_PC_OUT_PEERS] = "{3,-9}"; /* not sorted */
     assert_int_equal(cw_profile_from_text(row, &p, &hash, &detected), -1);
     row[CW_PC_OUT_PEERS] = "{3,x}";

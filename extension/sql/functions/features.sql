@@ -13,7 +13,7 @@ RETURNS TABLE (address text, hash bigint, detected_at_us bigint, first_at_us big
                out_log_value_sum bigint, out_log_value_sumsq numeric, out_log_gas_price_sum bigint,
                last_out_at_us bigint, out_bucket bigint, out_bucket_count bigint, out_prev_count bigint,
                in_count bigint, in_bucket bigint, in_bucket_count bigint, in_prev_count bigint,
-               out_peers bigint[])
+               out_peers bigint[], out_value_count bigint)
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -21,7 +21,7 @@ AS $$
            (extract(epoch FROM p.first_seen_at) * 1000000)::bigint, p.out_count, p.out_log_value_sum,
            p.out_log_value_sumsq, p.out_log_gas_price_sum, (extract(epoch FROM p.last_out_at) * 1000000)::bigint,
            p.out_bucket, p.out_bucket_count, p.out_prev_count, p.in_count, p.in_bucket, p.in_bucket_count,
-           p.in_prev_count, p.out_peers
+           p.in_prev_count, p.out_peers, p.out_value_count
       FROM unnest(addresses) AS a(address)
       LEFT JOIN @extschema@.address_profiles p ON p.address = a.address
 $$;

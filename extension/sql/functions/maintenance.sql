@@ -26,14 +26,6 @@ AS $$ SELECT coalesce(nullif(pg_catalog.current_setting('chainwatch.' || name, t
 
 COMMENT ON FUNCTION @extschema@._setting(text, text) IS 'Internal: a chainwatch.* setting with a fallback.';
 
--- _auto_train: a first model once enough transactions are stored; then a retrain when the stored
--- transactions have grown to chainwatch.retrain_growth times the training rows of the newest model (the
--- active one or a later candidate that was not activated), on everything stored — a model trained on a
--- fresh install's first rows has seen little of the traffic to come (issue 26: 9.6% of later transactions
--- flagged as gas prices drifted) — or every chainwatch.retrain_interval seconds, on that latest window.
--- A retrained candidate is activated only if its checks pass: on the latest 10,000 stored transactions it
--- flags at most 3 x its contamination, or no more than the active model does. Otherwise it stays inactive,
--- a WARNING says why, and the next growth step is measured from it.
 -- _flags: is_anomaly of a stored row under a model, by the model's feature set (NULL: it cannot say)
 CREATE FUNCTION @extschema@._flags(model_id int, feature_set text, value numeric, gas numeric, gas_price numeric,
                                    features float8[])
@@ -48,6 +40,17 @@ $$;
 COMMENT ON FUNCTION @extschema@._flags(int, text, numeric, numeric, numeric, float8[]) IS
     'Internal: whether a model of the given feature set flags a stored transaction (NULL when the row lacks its features).';
 
+-- _auto_train: a first model once enough transactions are stored; then a retrain when the stored
+-- transactions have grown to chainwatch.retrain_growth times the training rows of the newest model (the
+-- active one or a later candidate that was not activated), on everything stored — a model trained on a
+-- fresh install's first rows has seen little of the traffic to come (issue 26: 9.6% of later transactions
+-- flagged as gas prices drifted) — or every chainwatch.retrain_interval seconds, on that latest window.
+-- A retrained candidate is activated only if its checks pass: on the latest 10,000 stored transactions it
+-- flags at most 3 x its contamination, or no more than the active model does. Otherwise it stays inactive,
+-- a WARNING says why, and the next growth step is measured from it.
+-- Models are trained on chainwatch.feature_set: behaviour/1 (default: transactions.features of the rows stored
+-- with them, the features chainwatch.model_features names) or transaction/1 (value, gas, gas_price); a change
+-- of either setting takes effect at the next training.
 CREATE FUNCTION @extschema@._auto_train() RETURNS int
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -67,6 +70,7 @@ DECLARE
     min_rows bigint := @extschema@._setting('auto_train_min_rows', '10000')::bigint;
     source text;
     transform text;
+    names text[] := '{}';
 BEGIN
     IF NOT @extschema@._setting('auto_train', 'on')::boolean THEN
         RETURN NULL;
@@ -74,6 +78,9 @@ BEGIN
     IF feature_set = 'behaviour/1' THEN
         source := 'SELECT features FROM @extschema@.transactions WHERE features IS NOT NULL';
         transform := 'identity';
+        names := pg_catalog.regexp_split_to_array(pg_catalog.btrim(@extschema@._setting('model_features',
+                     'log_value,log_gas,log_gas_price,sender_age,sender_gap,sender_value_up,sender_recent,gas_price_up')),
+                     '\s*,\s*');
     ELSE
         source := 'SELECT value, gas, gas_price FROM @extschema@.transactions WHERE true';
         transform := 'log1p';
@@ -93,7 +100,7 @@ BEGIN
             RETURN NULL;
         END IF;
         new_id := @extschema@.train_model('auto ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                                      source, transform => transform, feature_set => feature_set);
+                                      source, transform => transform, feature_set => feature_set, feature_names => names);
         PERFORM @extschema@.activate_model(new_id, 'auto_train');
         RAISE LOG 'chainwatch: trained and activated model % from % transactions', new_id, n;
         RETURN new_id;
@@ -111,7 +118,7 @@ BEGIN
         source := source || format(' AND detected_at > now() - interval %L', make_interval(secs => retrain_s));
     END IF;
     new_id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                                  source, transform => transform, feature_set => feature_set);
+                                  source, transform => transform, feature_set => feature_set, feature_names => names);
     SELECT m.* INTO cand FROM @extschema@.models m WHERE m.id = new_id;
     SELECT avg(@extschema@._flags(cand.id, cand.feature_set, t.value, t.gas, t.gas_price, t.features)::int),
            avg(@extschema@._flags(active.id, active.feature_set, t.value, t.gas, t.gas_price, t.features)::int)

@@ -20,13 +20,14 @@ CREATE FUNCTION @extschema@.train_model(
     contamination float8 DEFAULT 0.01,
     seed bigint DEFAULT 42,
     transform text DEFAULT 'log1p',
-    feature_set text DEFAULT '')
+    feature_set text DEFAULT '',
+    feature_names text[] DEFAULT '{}')
 RETURNS int
 LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'chainwatch_train_model';
 
-COMMENT ON FUNCTION @extschema@.train_model(text, text, int, int, float8, bigint, text, text) IS
-    'Trains an Isolation Forest on a reservoir sample of source_query (value, gas, gas_price numeric columns, or one float8[] column; with feature_set ''behaviour/1'' the transactions.features column and transform ''identity'') and stores it inactive; returns the model id.';
+COMMENT ON FUNCTION @extschema@.train_model(text, text, int, int, float8, bigint, text, text, text[]) IS
+    'Trains an Isolation Forest on a reservoir sample of source_query (value, gas, gas_price numeric columns, or one float8[] column; with feature_set ''behaviour/1'' the transactions.features column, transform ''identity'', and the features named in feature_names, all when empty) and stores it inactive; returns the model id.';
 
 CREATE FUNCTION @extschema@.import_model(name text, model jsonb) RETURNS int
 LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE

@@ -48,7 +48,8 @@ WITH m AS (
 INSERT INTO %s AS o
     (address, first_block, last_block, first_seen_at, last_seen_at, last_out_at, updated_at, out_count, in_count,
      out_log_value_sum, out_log_value_sumsq, out_log_gas_price_sum, in_log_value_sum,
-     out_bucket, out_bucket_count, out_prev_count, in_bucket, in_bucket_count, in_prev_count, out_peers, in_peers)
+     out_bucket, out_bucket_count, out_prev_count, in_bucket, in_bucket_count, in_prev_count, out_peers, in_peers,
+     out_value_count)
 %s
 ON CONFLICT (address) DO UPDATE SET
     first_block = least(o.first_block, excluded.first_block),
@@ -72,7 +73,8 @@ ON CONFLICT (address) DO UPDATE SET
     in_prev_count = @extschema@._bucket_prev(o.in_bucket, o.in_bucket_count, o.in_prev_count,
                                              excluded.in_bucket, excluded.in_bucket_count, excluded.in_prev_count),
     out_peers = @extschema@._sketch_merge(o.out_peers, excluded.out_peers),
-    in_peers = @extschema@._sketch_merge(o.in_peers, excluded.in_peers)
+    in_peers = @extschema@._sketch_merge(o.in_peers, excluded.in_peers),
+    out_value_count = o.out_value_count + excluded.out_value_count
 RETURNING (o.xmax = 0) AS inserted)
 SELECT count(*) FILTER (WHERE m.inserted) FROM m
 $q$, target, rows)
@@ -122,7 +124,7 @@ g AS (
     SELECT s.address, s.outgoing, (extract(epoch FROM s.at) * 1000000)::bigint / 300000000 AS bucket, count(*) AS n,
            min(s.block) AS first_block, max(s.block) AS last_block, min(s.at) AS first_at, max(s.at) AS last_at,
            max(s.detected_at) AS updated_at, sum(s.lv) AS lv_sum, sum(s.lv::numeric * s.lv) AS lv_sumsq,
-           sum(s.lg) AS lg_sum
+           sum(s.lg) AS lg_sum, count(*) FILTER (WHERE s.lv > 0) AS nv
       FROM s GROUP BY 1, 2, 3),
 f AS (
     SELECT g.address, min(g.first_block) AS first_block, max(g.last_block) AS last_block,
@@ -139,7 +141,8 @@ f AS (
            coalesce(sum(g.n) FILTER (WHERE g.outgoing AND g.bucket = g.top - 1), 0)::bigint AS out_prev_count,
            max(g.top) FILTER (WHERE NOT g.outgoing) AS in_bucket,
            coalesce(sum(g.n) FILTER (WHERE NOT g.outgoing AND g.bucket = g.top), 0)::bigint AS in_bucket_count,
-           coalesce(sum(g.n) FILTER (WHERE NOT g.outgoing AND g.bucket = g.top - 1), 0)::bigint AS in_prev_count
+           coalesce(sum(g.n) FILTER (WHERE NOT g.outgoing AND g.bucket = g.top - 1), 0)::bigint AS in_prev_count,
+           coalesce(sum(g.nv) FILTER (WHERE g.outgoing), 0)::bigint AS out_value_count
       FROM (SELECT g.*, max(g.bucket) OVER (PARTITION BY g.address, g.outgoing) AS top FROM g) g
      GROUP BY g.address),
 p AS (
@@ -152,7 +155,7 @@ p AS (
 SELECT f.address, f.first_block, f.last_block, f.first_seen_at, f.last_seen_at, f.last_out_at, f.updated_at,
        f.out_count, f.in_count, f.out_log_value_sum, f.out_log_value_sumsq, f.out_log_gas_price_sum,
        f.in_log_value_sum, f.out_bucket, f.out_bucket_count, f.out_prev_count, f.in_bucket, f.in_bucket_count,
-       f.in_prev_count, coalesce(p.out_peers, '{}'), coalesce(p.in_peers, '{}')
+       f.in_prev_count, coalesce(p.out_peers, '{}'), coalesce(p.in_peers, '{}'), f.out_value_count
   FROM f LEFT JOIN p ON p.address = f.address
  ORDER BY f.address
 $q$, source))

@@ -61,6 +61,7 @@ CREATE TABLE @extschema@.address_profiles (
     in_prev_count        bigint      NOT NULL DEFAULT 0,
     out_peers            bigint[]    NOT NULL DEFAULT '{}',
     in_peers             bigint[]    NOT NULL DEFAULT '{}',
+    out_value_count      bigint      NOT NULL DEFAULT 0 CHECK (out_value_count >= 0),
     CHECK (out_count + in_count > 0),
     CHECK (first_seen_at <= last_seen_at)
 ) WITH (fillfactor = 70);
@@ -71,6 +72,7 @@ COMMENT ON COLUMN @extschema@.address_profiles.first_seen_at IS 'Earliest chain 
 COMMENT ON COLUMN @extschema@.address_profiles.last_out_at IS 'Latest chain time of a transaction the address sent (NULL: it never sent one).';
 COMMENT ON COLUMN @extschema@.address_profiles.updated_at IS 'Latest detected_at of its transactions: when the profile last changed; eviction follows it.';
 COMMENT ON COLUMN @extschema@.address_profiles.out_log_value_sum IS 'Sum over sent transactions of ln(1 + value in wei) in millionths (each rounded to an integer); with out_count and out_log_value_sumsq (the sum of their squares): the mean and variance.';
+COMMENT ON COLUMN @extschema@.address_profiles.out_value_count IS 'Sent transactions that carried value (more than 0 wei): the count the value statistics divide by (zero-value calls add nothing to the sums).';
 COMMENT ON COLUMN @extschema@.address_profiles.out_log_gas_price_sum IS 'Sum over sent transactions of ln(1 + gas price in wei) in millionths: exp(mean / 1e6) - 1 is the sender''s typical gas price.';
 COMMENT ON COLUMN @extschema@.address_profiles.in_log_value_sum IS 'Sum over received transactions of ln(1 + value in wei) in millionths.';
 COMMENT ON COLUMN @extschema@.address_profiles.out_bucket IS 'Latest activity bucket (chain time / 300 s) the address sent in; out_bucket_count sent in it, out_prev_count in the bucket before.';

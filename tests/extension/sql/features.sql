@@ -109,6 +109,24 @@ SELECT chainwatch.train_model('raw', 'SELECT value, gas, gas_price FROM chainwat
 SELECT chainwatch.train_model('vectors', 'SELECT features FROM chainwatch.transactions', n_trees => 10, transform => 'identity') AS vm \gset
 SELECT id = :bm AS behaviour, id = :rm AS raw, feature_set, n_features, feature_names = chainwatch.feature_names() AS named
   FROM chainwatch.models ORDER BY id;
+-- a model may take some of the features, in its own order: it scores and explains the full stored vector
+SELECT chainwatch.train_model('some', 'SELECT features FROM chainwatch.transactions', n_trees => 20, sample_size => 16,
+                              transform => 'identity', feature_set => 'behaviour/1',
+                              feature_names => ARRAY['sender_value_up', 'gas_price_up', 'log_gas_price']) AS sm \gset
+SELECT feature_set, n_features, feature_names FROM chainwatch.models WHERE id = :sm;
+SELECT count(*) AS rows,
+       count(*) FILTER (WHERE chainwatch.score_vector(features, :sm)
+                              = chainwatch.score_vector(ARRAY[features[7], features[12], features[3]], :sm)) AS same_score,
+       count(*) FILTER (WHERE chainwatch.explain_vector(features, :sm)
+                              = chainwatch.explain_vector(ARRAY[features[7], features[12], features[3]], :sm)) AS same_explanation
+  FROM f_tx;
+SELECT pg_temp.err($$SELECT chainwatch.train_model('x', 'SELECT features FROM chainwatch.transactions', transform => 'identity',
+                                                    feature_set => 'behaviour/1', feature_names => '{sender_value_up,nope}')$$);
+SELECT pg_temp.err($$SELECT chainwatch.train_model('x', 'SELECT features FROM chainwatch.transactions', transform => 'identity',
+                                                    feature_set => 'behaviour/1', feature_names => '{log_gas,log_gas}')$$);
+SELECT pg_temp.err($$SELECT chainwatch.train_model('x', 'SELECT features FROM chainwatch.transactions', transform => 'identity',
+                                                    feature_names => '{log_gas}')$$);
+SELECT pg_temp.err($$SELECT chainwatch.score_vector(ARRAY[1, 2]::float8[], $$ || :sm || ')');
 -- the stranger transfer is the most isolated row under the behaviour model
 SELECT f.i AS most_isolated FROM f_tx f ORDER BY chainwatch.score_vector(f.features, :bm) DESC, f.i LIMIT 1;
 -- an anomaly of the behaviour model is explained from its features: the features named, with their values
@@ -139,4 +157,6 @@ SELECT pg_temp.feed(12, now() - interval '30 minutes', interval '10 seconds');
 SELECT rows FROM chainwatch.commit_batch('auto', 'f', '{0}', '{141}', '{142}', NULL);
 COMMIT;
 SELECT count(*) AS runs FROM chainwatch.maintain();
-SELECT feature_set, transform, training_rows, is_active FROM chainwatch.models;
+SELECT feature_set, transform, training_rows, is_active, array_to_string(feature_names, ',') = current_setting('chainwatch.model_features') AS default_features
+  FROM chainwatch.models;
+SELECT pg_temp.err($$SET chainwatch.model_features = 'log_gas,nope'$$);
