@@ -3,8 +3,9 @@
  *
  * Bodies are decoded by cw_tx_decode, so every format the ingestor accepts is accepted here
  * (Etherscan txlist, JSON-RPC, the legacy shape), with exact wei amounts. Scoring is done by the
- * extension (chainwatch.score / score_batch, the reference implementation) in one round trip per
- * request: a batch of up to 1000 goes as three numeric[] parameters.
+ * extension (chainwatch.score / score_batch, the reference implementation; for a model over
+ * behaviour/1, chainwatch.features and score_vector, the code the ingestor runs) in one round trip
+ * per request: a batch of up to 1000 goes as six array parameters.
  *
  * Caching: a single prediction is cached under the active model id, the transaction hash and a
  * digest of its amounts (a different body with the same hash is a different entry). Activating
@@ -90,7 +91,7 @@ int predict_one(api_request *req)
     listener_state ls;
     cache_fill fill = {0};
     cache_result cr = CACHE_BYPASS;
-    char key[192], amounts[3 * CW_WEI_DEC_MAX + 4], digest[CW_SHA256_HEX_LEN];
+    char key[192], amounts[3 * CW_WEI_DEC_MAX + 2 * 43 + 32], digest[CW_SHA256_HEX_LEN];
     char *val;
     size_t vlen;
 
@@ -104,7 +105,10 @@ int predict_one(api_request *req)
     }
     listener_get(app->listener, &ls);
     if (ls.valid && ls.active_model > 0) {
-        snprintf(amounts, sizeof(amounts), "%s|%s|%s", tx->value, tx->gas, tx->gas_price);
+        /* the addresses and time too: a model over behaviour/1 scores them (a cached prediction
+         * holds the profiles as they were, for the prediction cache's TTL) */
+        snprintf(amounts, sizeof(amounts), "%s|%s|%s|%s|%s|%lld", tx->value, tx->gas, tx->gas_price,
+                 tx->from, tx->to, (long long) tx->timestamp);
         cw_sha256_hex(amounts, strlen(amounts), digest);
         snprintf(key, sizeof(key), "e%u:predict:m%d:%s:%.16s", ls.ext_oid, ls.active_model,
                  tx->hash, digest);
@@ -117,8 +121,14 @@ int predict_one(api_request *req)
         cache_count(app->cache, CACHE_PREDICTION, CACHE_BYPASS);
     }
     req->x_cache = cache_result_name(cr);
-    PGresult *r =
-        api_query(req, SQL_PREDICT, 3, (const char *[]){tx->value, tx->gas, tx->gas_price}, &st);
+    char ts[24];
+    snprintf(ts, sizeof(ts), "%lld", (long long) tx->timestamp);
+    PGresult *r = api_query(req, SQL_PREDICT, 6,
+                            (const char *[]){tx->value, tx->gas, tx->gas_price,
+                                             tx->from[0] ? tx->from : NULL,
+                                             tx->to[0] ? tx->to : NULL,
+                                             tx->timestamp >= 0 ? ts : NULL},
+                            &st);
     if (!r) {
         free(tx);
         cache_abandon(app->cache, &fill);
@@ -160,30 +170,42 @@ int predict_batch(api_request *req)
         return api_error(req, 400, "invalid_body", "body: between 1 and %d transactions expected",
                          BATCH_MAX);
     }
-    cw_strbuf av[3] = {CW_STRBUF_INIT, CW_STRBUF_INIT, CW_STRBUF_INIT};
-    for (int k = 0; k < 3; k++)
+    /* six array literals: amounts, addresses (hex, or NULL when absent) and times */
+    cw_strbuf av[6] = {CW_STRBUF_INIT, CW_STRBUF_INIT, CW_STRBUF_INIT,
+                       CW_STRBUF_INIT, CW_STRBUF_INIT, CW_STRBUF_INIT};
+    for (int k = 0; k < 6; k++)
         cw_strbuf_putc(&av[k], '{');
     for (size_t i = 0; i < n; i++) {
         const char *sep = i ? "," : "";
         cw_strbuf_printf(&av[0], "%s%s", sep, txs[i].value);
         cw_strbuf_printf(&av[1], "%s%s", sep, txs[i].gas);
         cw_strbuf_printf(&av[2], "%s%s", sep, txs[i].gas_price);
+        cw_strbuf_printf(&av[3], "%s%s", sep, txs[i].from[0] ? txs[i].from : "NULL");
+        cw_strbuf_printf(&av[4], "%s%s", sep, txs[i].to[0] ? txs[i].to : "NULL");
+        if (txs[i].timestamp >= 0)
+            cw_strbuf_printf(&av[5], "%s%lld", sep, (long long) txs[i].timestamp);
+        else
+            cw_strbuf_printf(&av[5], "%sNULL", sep);
     }
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 6; k++)
         cw_strbuf_putc(&av[k], '}');
     db_error e = {0};
     PGresult *r = NULL;
     db_conn *c = NULL;
-    if (!av[0].oom && !av[1].oom && !av[2].oom &&
-        (c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e)) != NULL) {
-        r = db_exec(app->db, c, SQL_PREDICT_BATCH, 3,
-                    (const char *[]){av[0].data, av[1].data, av[2].data}, true, &e);
+    bool oom = false;
+    for (int k = 0; k < 6; k++)
+        oom = oom || av[k].oom;
+    if (!oom && (c = db_acquire(app->db, app->cfg->request_timeout_ms / 2, true, &e)) != NULL) {
+        r = db_exec(app->db, c, SQL_PREDICT_BATCH, 6,
+                    (const char *[]){av[0].data, av[1].data, av[2].data, av[3].data, av[4].data,
+                                     av[5].data},
+                    true, &e);
         db_release(app->db, c);
     } else if (!c && e.status == DB_OK) {
         e.status = DB_FAILED;
         snprintf(e.message, sizeof(e.message), "out of memory");
     }
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 6; k++)
         cw_strbuf_free(&av[k]);
     if (!r) {
         free(txs);

@@ -131,31 +131,58 @@ const sql_def sql_statements[SQL_STMT_COUNT] = {
                               " LEFT JOIN chainwatch.models m ON m.id = t.model_id"
                               " WHERE t.hash = $1::text ORDER BY t.detected_at DESC LIMIT 1"},
 
-    /* score one transaction with the active model; no row: no active model.
+    /* score one transaction with the active model; no row: no active model. $1..$3 value, gas,
+     * gas price; $4, $5 from and to (NULL when absent), $6 its Unix time (NULL when absent). A
+     * model over behaviour/1 scores the transaction's features against the address profiles as
+     * they are now (chainwatch.features), any other its three amounts.
      * Columns: model id, threshold, score, is_anomaly, severity (NULL unless anomalous),
      * explanation (jsonb text, docs/detection.md) */
-    [SQL_PREDICT] = {"cw_predict", 3,
+    [SQL_PREDICT] = {"cw_predict", 6,
                      "SELECT m.id, m.threshold, s.score, s.score > m.threshold,"
                      " CASE WHEN s.score > m.threshold"
                      "      THEN chainwatch.severity(s.score, $1::numeric, $3::numeric)::text END,"
-                     " chainwatch.explain($1::numeric, $2::numeric, $3::numeric, m.id)::text"
+                     " s.explanation::text"
                      " FROM chainwatch.models m,"
-                     " LATERAL (SELECT chainwatch.score($1::numeric, $2::numeric, $3::numeric,"
-                     "                                  m.id) AS score OFFSET 0) s"
+                     " LATERAL (SELECT CASE WHEN b.x IS NULL"
+                     "   THEN chainwatch.score($1::numeric, $2::numeric, $3::numeric, m.id)"
+                     "   ELSE chainwatch.score_vector(b.x, m.id) END AS score,"
+                     "  CASE WHEN b.x IS NULL"
+                     "   THEN chainwatch.explain($1::numeric, $2::numeric, $3::numeric, m.id)"
+                     "   ELSE chainwatch.explain_vector(b.x, m.id) END AS explanation"
+                     "  FROM (SELECT CASE WHEN m.feature_set = 'behaviour/1'"
+                     "   THEN chainwatch.features($4::text, $5::text, $1::numeric, $2::numeric,"
+                     "                            $3::numeric, to_timestamp($6::bigint)) END AS x"
+                     "   OFFSET 0) b OFFSET 0) s"
                      " WHERE m.is_active"},
 
-    /* score arrays of transactions in one call, in order; same columns as cw_predict */
+    /* score arrays of transactions in one call, in order; same columns as cw_predict; $1..$6 the
+     * same as arrays. A model over behaviour/1 scores each against the profiles as they are now
+     * (the batch's own earlier transactions are not in them: nothing is stored) */
     [SQL_PREDICT_BATCH] =
-        {"cw_predict_batch", 3,
+        {"cw_predict_batch", 6,
          "SELECT m.id, m.threshold, s.score, s.score > m.threshold,"
          " CASE WHEN s.score > m.threshold"
          "      THEN chainwatch.severity(s.score, s.value, s.gas_price)::text END,"
-         " chainwatch.explain(s.value, s.gas, s.gas_price, m.id)::text"
+         " chainwatch.explain(s.value, s.gas, s.gas_price, m.id)::text, s.ord"
          " FROM chainwatch.models m,"
          " ROWS FROM (chainwatch.score_batch($1::numeric[], $2::numeric[], $3::numeric[], m.id),"
          "            unnest($1::numeric[]), unnest($2::numeric[]), unnest($3::numeric[]))"
          "   WITH ORDINALITY AS s(score, value, gas, gas_price, ord)"
-         " WHERE m.is_active ORDER BY s.ord"},
+         " WHERE m.is_active AND m.feature_set IS DISTINCT FROM 'behaviour/1'"
+         " UNION ALL"
+         " SELECT m.id, m.threshold, s.score, s.score > m.threshold,"
+         " CASE WHEN s.score > m.threshold"
+         "      THEN chainwatch.severity(s.score, s.value, s.gas_price)::text END,"
+         " chainwatch.explain_vector(s.x, m.id)::text, s.ord"
+         " FROM chainwatch.models m,"
+         " LATERAL (SELECT u.value, u.gas_price, u.ord, u.x, chainwatch.score_vector(u.x, m.id) AS score"
+         "  FROM (SELECT v.*, chainwatch.features(v.f, v.t, v.value, v.gas, v.gas_price,"
+         "                                        to_timestamp(v.ts)) AS x"
+         "   FROM unnest($1::numeric[], $2::numeric[], $3::numeric[], $4::text[], $5::text[],"
+         "               $6::bigint[]) WITH ORDINALITY AS v(value, gas, gas_price, f, t, ts, ord)"
+         "   OFFSET 0) u) s"
+         " WHERE m.is_active AND m.feature_set = 'behaviour/1'"
+         " ORDER BY 7"},
 
     /* $1 window in seconds */
     [SQL_STATS] =

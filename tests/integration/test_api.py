@@ -713,6 +713,45 @@ def test_predict_batch(env, reader):
     assert_error(reader.post("/api/v1/predict/batch", []), 400)
 
 
+def test_predict_with_a_behaviour_model_matches_sql(env, reader):
+    """With a model over behaviour/1 active, predict scores the transaction's features against the address
+    profiles (chainwatch.features, the code the ingestor runs): the same score and explanation as SQL, single
+    and batch; a sender with history differs from a stranger sending the same amounts."""
+    stack = env[0]
+    (model,), = sql(stack, "SELECT chainwatch.train_model('api-behaviour', 'SELECT features FROM "
+                           "chainwatch.replay_features(''SELECT * FROM chainwatch.transactions ORDER BY detected_at, "
+                           "hash'')', n_trees => 50, seed => 3, transform => 'identity', feature_set => 'behaviour/1', "
+                           "feature_names => '{log_value,log_gas_price,sender_gap,sender_value_up,recipient_new}')")
+    (before,), = sql(stack, "SELECT coalesce(max(id), 0) FROM chainwatch.model_activations")
+    sql(stack, "SELECT chainwatch.activate_model(%s)", (model,))
+    try:
+        known = dict(etherscan_tx("beh1", value=5 * 10**20), **{"from": addr("f7"), "to": addr("t7")})
+        stranger = dict(etherscan_tx("beh2", value=5 * 10**20))
+        out = {}
+        for name, tx in (("known", known), ("stranger", stranger)):
+            r = reader.post("/api/v1/predict", tx)
+            assert r.status_code == 200, r.text
+            p = out[name] = r.json()
+            score, why = sql(stack, "SELECT chainwatch.score_vector(f, %s), chainwatch.explain_vector(f, %s) FROM "
+                                    "chainwatch.features(%s, %s, %s, %s, %s, to_timestamp(%s)) AS f",
+                             (model, model, tx["from"], tx["to"], tx["value"], tx["gas"], tx["gasPrice"],
+                              int(tx["timeStamp"])))[0]
+            assert p["model_id"] == model and p["score"] == score, (name, p, score)
+            assert p["explanation"] == why and {e["feature"] for e in why} == {
+                "log_value", "log_gas_price", "sender_gap", "sender_value_up", "recipient_new"}
+        assert out["known"]["score"] != out["stranger"]["score"]
+        batch = reader.post("/api/v1/predict/batch", [known, stranger])
+        assert batch.status_code == 200, batch.text
+        assert [x["score"] for x in batch.json()["results"]] == [out["known"]["score"], out["stranger"]["score"]]
+        assert [x["explanation"] for x in batch.json()["results"]] == [out["known"]["explanation"],
+                                                                       out["stranger"]["explanation"]]
+    finally:
+        # the module's model again, and an activation history as if this test had not run (the rollback
+        # test walks it)
+        sql(stack, "SELECT chainwatch.activate_model(%s)", (env[3],))
+        sql(stack, "DELETE FROM chainwatch.model_activations WHERE id > %s", (before,))
+
+
 # ---- models -----------------------------------------------------------------------------------------------------------
 
 def test_models_read(env, reader):
