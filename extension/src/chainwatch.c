@@ -18,6 +18,7 @@ int cw_maintenance_interval = 10; /* seconds */
 char *cw_database = NULL;         /* comma-separated database names for the worker */
 static bool cw_auto_train = true;
 static int cw_auto_train_min_rows = 10000;
+static int cw_auto_train_sample_size = 2048; /* rows per tree of automatically trained models */
 static int cw_retrain_interval = 0;    /* seconds, 0 = off */
 static double cw_retrain_growth = 2.0; /* multiple of the newest model's training rows, 0 = off */
 
@@ -99,6 +100,11 @@ void _PG_init(void)
     DefineCustomIntVariable("chainwatch.auto_train_min_rows",
                             "Stored transactions needed before the first automatic training.", NULL,
                             &cw_auto_train_min_rows, 10000, 2, INT_MAX, PGC_SUSET, 0, NULL, NULL,
+                            NULL);
+    DefineCustomIntVariable("chainwatch.auto_train_sample_size",
+                            "Rows each tree of an automatically trained model is built from.",
+                            "train_model()'s own default stays 256, scikit-learn's.",
+                            &cw_auto_train_sample_size, 2048, 16, 65536, PGC_SUSET, 0, NULL, NULL,
                             NULL);
     DefineCustomIntVariable(
         "chainwatch.retrain_interval", "Retrain on the latest window this often (0 = never).", NULL,
