@@ -8,7 +8,7 @@ Two benchmarks, each writing its own section of docs/benchmarks.md:
         chainwatch.commit_batch() — against COPY of the same rows in the same batches into
         (a) a bare unindexed table and (b) a plain table with chainwatch.transactions' columns and indexes.
   e2e   (bench-ingest) 1M txgen messages produced into the local broker, then
-        `chainwatch-ingestor --drain` timed end to end (Kafka -> parse -> score -> COPY -> commit),
+        `chainwatch-ingestor --drain` timed end to end (Kafka -> parse -> features -> score -> COPY -> commit),
         against the same COPY ceilings (a) and (b) of the rows it stored and (c), (b) loaded from as many
         clients at once as the ingestor has writers; plus its peak RSS and CPU time.
 
@@ -442,7 +442,7 @@ def bench_e2e(args):
         f"({env.get('KAFKA_TOPIC')}, {args.partitions} partitions), consumed by one `chainwatch-ingestor --drain` "
         f"({writers} writer threads, batches of 5,000, at most {env.get('COPY_CONCURRENCY', '2')} loading at once: "
         f"`COPY_CONCURRENCY`) on the same {os.cpu_count()} cores as Postgres and the broker: "
-        "Kafka -> parse -> score (active model, 100 trees) -> COPY -> `commit_batch` -> commit. The time includes "
+        "Kafka -> parse -> features (the batch's address profiles, read in its transaction) -> score (active model, 100 trees) -> COPY -> `commit_batch` -> commit. The time includes "
         "joining the consumer group (" + ("the mock broker holds a new group 3 s before its first assignment; "
                                     if MOCK else "the stack's broker runs with `group.initial.rebalance.delay.ms=0`, "
                                     "as docker-compose.yml does; ") + "the steady-state "
