@@ -123,12 +123,11 @@ int predict_one(api_request *req)
     req->x_cache = cache_result_name(cr);
     char ts[24];
     snprintf(ts, sizeof(ts), "%lld", (long long) tx->timestamp);
-    PGresult *r = api_query(req, SQL_PREDICT, 6,
-                            (const char *[]){tx->value, tx->gas, tx->gas_price,
-                                             tx->from[0] ? tx->from : NULL,
-                                             tx->to[0] ? tx->to : NULL,
-                                             tx->timestamp >= 0 ? ts : NULL},
-                            &st);
+    PGresult *r =
+        api_query(req, SQL_PREDICT, 6,
+                  (const char *[]){tx->value, tx->gas, tx->gas_price, tx->from[0] ? tx->from : NULL,
+                                   tx->to[0] ? tx->to : NULL, tx->timestamp >= 0 ? ts : NULL},
+                  &st);
     if (!r) {
         free(tx);
         cache_abandon(app->cache, &fill);

@@ -19,7 +19,7 @@ char *cw_database = NULL;         /* comma-separated database names for the work
 static bool cw_auto_train = true;
 static int cw_auto_train_min_rows = 10000;
 static int cw_auto_train_sample_size = 2048; /* rows per tree of automatically trained models */
-static int cw_retrain_interval = 0;    /* seconds, 0 = off */
+static int cw_retrain_interval = 0;          /* seconds, 0 = off */
 static double cw_retrain_growth = 2.0; /* multiple of the newest model's training rows, 0 = off */
 
 /* check_retrain_growth refuses growths in (0, 1.1): they would retrain on nearly every maintenance
