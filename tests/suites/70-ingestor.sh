@@ -21,6 +21,7 @@ cmocka_suite ingestor-writer-asan build/san/tests/test_ingestor_writer
 pytest_suite ingestor tests/integration/test_ingestor.py
 # the behavioural features: stored vectors equal replay_features() after kill -9; a behaviour model scores as SQL
 pytest_suite features tests/integration/test_features.py
+CHAINWATCH_BIN=$TOP/build/san/bin CHAINWATCH_TEST_SCALE=0.2 pytest_suite features-san tests/integration/test_features.py
 CHAINWATCH_BIN=$TOP/build/san/bin CHAINWATCH_TEST_SCALE=0.2 pytest_suite ingestor-san \
     tests/integration/test_ingestor.py -k 'not kill_9 and not two_ingestors and not invalid and not 256 and not second_sigterm'
 # the failures issue 23 found (~4 min); under ASan/UBSan the shutdown-time /metrics scrape (a use after free

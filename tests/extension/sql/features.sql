@@ -72,6 +72,18 @@ SELECT i, (SELECT value FROM pg_temp.f(features) WHERE feature = 'sender_age') >
   FROM f_tx WHERE i > 16 AND from_address = '0xa' ORDER BY i;
 COMMIT;
 
+-- a replayed batch (CW002) rolls back: the features of the next transaction are those before it, as if it never came
+CREATE TEMP TABLE f_before AS
+SELECT chainwatch.features('0xa', '0xb', 1000000000000000000, 21000, 20000000000, timestamptz '2024-01-01 00:00:00+00') AS x;
+SELECT * FROM chainwatch.commit_batch('g', 'rt', ARRAY[0], ARRAY[0]::bigint[], ARRAY[10]::bigint[], NULL) \gset
+BEGIN;
+INSERT INTO chainwatch.transactions (hash, from_address, to_address, value, gas, gas_price, tx_time, kafka_topic, kafka_partition, kafka_offset)
+VALUES ('0xreplayed', '0xa', '0xb', 500000000000000000000, 21000, 20000000000, now() - interval '2 minutes', 'rt', 0, 5);
+SELECT pg_temp.err($$SELECT * FROM chainwatch.commit_batch('g', 'rt', ARRAY[0], ARRAY[5]::bigint[], ARRAY[6]::bigint[], NULL)$$);
+ROLLBACK;
+SELECT chainwatch.features('0xa', '0xb', 1000000000000000000, 21000, 20000000000, timestamptz '2024-01-01 00:00:00+00')
+       = (SELECT x FROM f_before) AS unchanged_by_the_replay;
+
 -- replay_features() recomputes every stored row's features from an empty history, bit for bit what
 -- features() gave against the profiles at the time
 SELECT count(*) AS rows, count(*) FILTER (WHERE r.features = f.features) AS identical
