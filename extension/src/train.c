@@ -11,7 +11,9 @@
  * without replacement) and the threshold is the (1 - contamination) quantile of the reservoir's
  * scores. The query must return either three numeric-like columns (value, gas, gas_price in
  * wei / gas units) or one float8[] column of a fixed width. Rows with a NULL are skipped and
- * counted; negative, NaN or infinite amounts are errors.
+ * counted; negative, NaN or infinite amounts are errors. With feature_set 'behaviour/1' the
+ * column is transactions.features (CW_FEATURES wide) and the reservoir keeps only the features
+ * feature_names picks, in that order; the model is named by them (models.feature_set).
  *
  * Memory. Whatever a row needs while it is read (detoasted arrays and numerics: a value stored
  * with a short header is always copied) is allocated in a per-row context reset before the next
@@ -35,8 +37,6 @@
 #include "utils/memutils.h"
 
 #define TRAIN_FETCH 10000
-/* the width of a reservoir row: the model's features (behaviour/1: those it takes of the vector) */
-#define RW (behaviour ? sel_n : width)
 
 /* datum_to_double converts a numeric-like column value to float8. */
 static double datum_to_double(Datum d, Oid type, const char *what)
@@ -124,7 +124,8 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
     MemoryContext trainctx, oldctx, spictx, rowctx;
     double *reservoir;
     int64 capacity, seen = 0, kept = 0, skipped = 0;
-    int width = -1;
+    int width = -1;  /* of the query's rows */
+    int rwidth = -1; /* of the reservoir's: the model's features (behaviour/1: those it takes) */
     bool vector_form = false;
     char *colnames[3] = {NULL, NULL, NULL};
     Oid coltypes[3];
@@ -307,7 +308,8 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
             }
             if (!reservoir) {
                 oldctx = MemoryContextSwitchTo(trainctx);
-                reservoir = MemoryContextAllocHuge(trainctx, sizeof(double) * RW * capacity);
+                rwidth = behaviour ? sel_n : width;
+                reservoir = MemoryContextAllocHuge(trainctx, sizeof(double) * rwidth * capacity);
                 MemoryContextSwitchTo(oldctx);
             }
             /* Algorithm R: row number `seen` replaces a random slot with probability k/seen */
@@ -320,7 +322,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                     slot = (int64) j;
             }
             if (slot >= 0)
-                memcpy(reservoir + slot * RW, row, sizeof(double) * RW);
+                memcpy(reservoir + slot * rwidth, row, sizeof(double) * rwidth);
             seen++;
         }
         MemoryContextSwitchTo(spictx);
@@ -339,7 +341,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                         errmsg("feature set %s needs one float8[] column of %d features",
                                CW_FEATURE_SET, CW_FEATURES),
                         errhint("e.g. SELECT features FROM chainwatch.transactions")));
-    params.n_features = RW;
+    params.n_features = rwidth;
     params.n_trees = n_trees;
     params.sample_size = sample_size;
     params.contamination = contamination;
@@ -357,7 +359,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
                 ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
         } else if (behaviour && forest_set_feature_names(f, sel_names) != 0)
             ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-        median = feature_medians(reservoir, (size_t) kept, RW);
+        median = feature_medians(reservoir, (size_t) kept, rwidth);
         model_id = ModelInsert(name, f, "trained", contamination, true, seed, true, seen, &summary,
                                median);
     }
