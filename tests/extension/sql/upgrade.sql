@@ -20,6 +20,8 @@ FROM pg_extension WHERE extname = 'chainwatch';
 -- the model is still there, still active, and scores the same
 SELECT name, is_active FROM chainwatch.models WHERE id = :m;
 SELECT round(chainwatch.score(1000, 21001, 7)::numeric, 12) = :score_before AS same_score;
+-- 0.11.0 names what it scores: the three amounts
+SELECT feature_set FROM chainwatch.models WHERE id = :m;
 
 -- the store came with the update
 SELECT table_name, ttl, max_rows FROM chainwatch.retention_policies ORDER BY 1;
