@@ -19,7 +19,8 @@ char *cw_database = NULL;         /* comma-separated database names for the work
 static bool cw_auto_train = true;
 static int cw_auto_train_min_rows = 10000;
 static int cw_auto_train_sample_size = 2048; /* rows per tree of automatically trained models */
-static int cw_retrain_interval = 0;          /* seconds, 0 = off */
+static double cw_auto_train_contamination = 0.005; /* their expected share of anomalies */
+static int cw_retrain_interval = 0;                /* seconds, 0 = off */
 static double cw_retrain_growth = 2.0; /* multiple of the newest model's training rows, 0 = off */
 
 /* check_retrain_growth refuses growths in (0, 1.1): they would retrain on nearly every maintenance
@@ -106,6 +107,12 @@ void _PG_init(void)
                             "train_model()'s own default stays 256, scikit-learn's.",
                             &cw_auto_train_sample_size, 2048, 16, 65536, PGC_SUSET, 0, NULL, NULL,
                             NULL);
+    DefineCustomRealVariable("chainwatch.auto_train_contamination",
+                             "Expected share of anomalies of an automatically trained model: its "
+                             "threshold is that quantile of its training scores.",
+                             "train_model()'s own default stays 0.01.",
+                             &cw_auto_train_contamination, 0.005, 0.0001, 0.5, PGC_SUSET, 0, NULL,
+                             NULL, NULL);
     DefineCustomIntVariable(
         "chainwatch.retrain_interval", "Retrain on the latest window this often (0 = never).", NULL,
         &cw_retrain_interval, 0, 0, INT_MAX, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);

@@ -255,7 +255,8 @@ COMMENT ON FUNCTION @extschema@._flags(int, text, numeric, numeric, numeric, flo
 -- with them, the features chainwatch.model_features names) or transaction/1 (value, gas, gas_price); a change
 -- of either setting takes effect at the next training. Each tree is built from chainwatch.auto_train_sample_size
 -- rows (default 2048; train_model()'s own default is scikit-learn's 256): on the benchmark stream, behaviour/1
--- models with 2048 rows per tree ranked anomalies far better (docs/detection.md).
+-- models with 2048 rows per tree ranked anomalies far better (docs/detection.md). Their threshold is the
+-- (1 - chainwatch.auto_train_contamination) quantile of the training scores (default 0.005; train_model()'s 0.01).
 CREATE OR REPLACE FUNCTION @extschema@._auto_train() RETURNS int
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -277,6 +278,7 @@ DECLARE
     transform text;
     names text[] := '{}';
     samples int := @extschema@._setting('auto_train_sample_size', '2048')::int;
+    share float8 := @extschema@._setting('auto_train_contamination', '0.005')::float8;
 BEGIN
     IF NOT @extschema@._setting('auto_train', 'on')::boolean THEN
         RETURN NULL;
@@ -307,7 +309,7 @@ BEGIN
         END IF;
         new_id := @extschema@.train_model('auto ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                                       source, transform => transform, feature_set => feature_set, feature_names => names,
-                                      sample_size => samples);
+                                      sample_size => samples, contamination => share);
         PERFORM @extschema@.activate_model(new_id, 'auto_train');
         RAISE LOG 'chainwatch: trained and activated model % from % transactions', new_id, n;
         RETURN new_id;
@@ -326,7 +328,7 @@ BEGIN
     END IF;
     new_id := @extschema@.train_model('retrain ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                                   source, transform => transform, feature_set => feature_set, feature_names => names,
-                                      sample_size => samples);
+                                      sample_size => samples, contamination => share);
     SELECT m.* INTO cand FROM @extschema@.models m WHERE m.id = new_id;
     SELECT avg(@extschema@._flags(cand.id, cand.feature_set, t.value, t.gas, t.gas_price, t.features)::int),
            avg(@extschema@._flags(active.id, active.feature_set, t.value, t.gas, t.gas_price, t.features)::int)
