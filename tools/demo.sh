@@ -162,7 +162,10 @@ detect_anomalies() {
     fi
     note "active model: $(psql_value "SELECT id || ' (' || name || ', threshold ' || round(threshold::numeric, 4) || ')' FROM chainwatch.models WHERE is_active")"
     say "streaming $DEMO_COUNT more transactions, scored as they arrive"
-    "$BIN/chainwatch-txgen" --brokers "$KAFKA_BOOTSTRAP_SERVERS" --topic "$KAFKA_TOPIC" --format jsonrpc \
+    # legacy format, with timestamps like the first stream's: the behavioural features compare each transaction's
+    # time with its addresses' history, and a format without timestamps (JSON-RPC) would count these at their
+    # arrival, years after the generated chain's history (docs/detection.md, "Time")
+    "$BIN/chainwatch-txgen" --brokers "$KAFKA_BOOTSTRAP_SERVERS" --topic "$KAFKA_TOPIC" --format legacy \
         --count "$DEMO_COUNT" --anomaly-rate "$DEMO_ANOMALY_RATE" --labels "$RUN/labels-scored.csv" --seed 2 ||
         die "chainwatch-txgen failed"
     total=$(topic_message_count)
