@@ -123,11 +123,11 @@ int predict_one(api_request *req)
     req->x_cache = cache_result_name(cr);
     char ts[24];
     snprintf(ts, sizeof(ts), "%lld", (long long) tx->timestamp);
-    PGresult *r =
-        api_query(req, SQL_PREDICT, 6,
-                  (const char *[]){tx->value, tx->gas, tx->gas_price, tx->from[0] ? tx->from : NULL,
-                                   tx->to[0] ? tx->to : NULL, tx->timestamp >= 0 ? ts : NULL},
-                  &st);
+    PGresult *r = api_query(
+        req, SQL_PREDICT, 6,
+        (const char *[]){tx->value, tx->gas, tx->gas_price, tx->from[0] ? tx->from : NULL,
+                         tx->to[0] ? tx->to : NULL, cw_tx_time_known(tx->timestamp) ? ts : NULL},
+        &st);
     if (!r) {
         free(tx);
         cache_abandon(app->cache, &fill);
@@ -181,7 +181,7 @@ int predict_batch(api_request *req)
         cw_strbuf_printf(&av[2], "%s%s", sep, txs[i].gas_price);
         cw_strbuf_printf(&av[3], "%s%s", sep, txs[i].from[0] ? txs[i].from : "NULL");
         cw_strbuf_printf(&av[4], "%s%s", sep, txs[i].to[0] ? txs[i].to : "NULL");
-        if (txs[i].timestamp >= 0)
+        if (cw_tx_time_known(txs[i].timestamp))
             cw_strbuf_printf(&av[5], "%s%lld", sep, (long long) txs[i].timestamp);
         else
             cw_strbuf_printf(&av[5], "%sNULL", sep);

@@ -24,6 +24,16 @@ typedef struct cw_tx {
     int64_t timestamp;                  /* unix seconds, -1 when absent */
 } cw_tx;
 
+/* CW_TX_TIME_MAX: 9999-12-31 23:59:59 UTC, the latest time a transaction is stored with */
+#define CW_TX_TIME_MAX INT64_C(253402300799)
+
+/* cw_tx_time_known: whether a timestamp is stored as the transaction's tx_time (a time beyond
+ * CW_TX_TIME_MAX, or none, is stored as NULL), and so counts in its features */
+static inline bool cw_tx_time_known(int64_t unix_seconds)
+{
+    return unix_seconds >= 0 && unix_seconds <= CW_TX_TIME_MAX;
+}
+
 /* why a message was refused; the name is the dead-letter reason and a metric label */
 typedef enum cw_decode_reason {
     CW_DECODE_OK = 0,

@@ -164,44 +164,44 @@ void cw_features_compute(const cw_profile *sender, const cw_profile *recipient,
     }
 }
 
-/* side_count: one transaction at time at in bucket b, as the profile trigger counts it */
-static void side_count(cw_profile_side *s, int64_t at)
+void cw_bucket_add(bool *has_bucket, int64_t *bucket, int64_t *count, int64_t *prev, int64_t b)
 {
-    int64_t b = bucket_of(at);
-    s->count++;
-    if (!s->has_last || at > s->last_at) {
-        s->last_at = at;
-        s->has_last = true;
-    }
-    if (!s->has_bucket || b > s->bucket) {
-        s->prev_count = s->has_bucket && b == s->bucket + 1 ? s->bucket_count : 0;
-        s->bucket_count = 1;
-        s->bucket = b;
-        s->has_bucket = true;
-    } else if (b == s->bucket)
-        s->bucket_count++;
-    else if (b == s->bucket - 1)
-        s->prev_count++;
+    if (!*has_bucket || b > *bucket) {
+        *prev = *has_bucket && b == *bucket + 1 ? *count : 0;
+        *count = 1;
+        *bucket = b;
+        *has_bucket = true;
+    } else if (b == *bucket)
+        (*count)++;
+    else if (b == *bucket - 1)
+        (*prev)++;
 }
 
-/* profile_touch: the address is seen at time at */
-static void profile_touch(cw_profile *p, int64_t at)
+/* side_fold counts tx on side s of profile p, as the profile trigger counts it (everything but
+ * the side-specific sums); returns the value's cw_log_millionths */
+static int64_t side_fold(cw_profile *p, cw_profile_side *s, const cw_feature_tx *tx)
 {
-    if (!p->exists || at < p->first_at)
-        p->first_at = at;
+    int64_t lv = cw_log_millionths(tx->value);
+
+    if (!p->exists || tx->at < p->first_at)
+        p->first_at = tx->at;
     p->exists = true;
+    s->count++;
+    if (!s->has_last || tx->at > s->last_at) {
+        s->last_at = tx->at;
+        s->has_last = true;
+    }
+    cw_bucket_add(&s->has_bucket, &s->bucket, &s->bucket_count, &s->prev_count, bucket_of(tx->at));
+    s->lv_sum += lv;
+    s->lv_sumsq += (__int128) lv * lv;
+    return lv;
 }
 
 void cw_profile_fold_out(cw_profile *p, const cw_feature_tx *tx)
 {
     cw_profile_side *s = &p->out;
-    int64_t lv = cw_log_millionths(tx->value);
 
-    profile_touch(p, tx->at);
-    side_count(s, tx->at);
-    s->lv_sum += lv;
-    s->lv_sumsq += (__int128) lv * lv;
-    if (lv > 0)
+    if (side_fold(p, s, tx) > 0)
         s->valued++;
     s->lg_sum += cw_log_millionths(tx->gas_price);
     if (tx->has_to) {
@@ -220,13 +220,7 @@ void cw_profile_fold_out(cw_profile *p, const cw_feature_tx *tx)
 
 void cw_profile_fold_in(cw_profile *p, const cw_feature_tx *tx)
 {
-    cw_profile_side *s = &p->in;
-    int64_t lv = cw_log_millionths(tx->value);
-
-    profile_touch(p, tx->at);
-    side_count(s, tx->at);
-    s->lv_sum += lv;
-    s->lv_sumsq += (__int128) lv * lv;
+    (void) side_fold(p, &p->in, tx);
 }
 
 bool cw_parse_int128(const char *s, __int128 *out)
@@ -350,4 +344,17 @@ int cw_feature_map(const char *const *names, int n, int *map)
         map[k] = i;
     }
     return n;
+}
+
+int cw_feature_map_forest(const forest *f, int *map)
+{
+    const char *names[CW_FEATURES];
+    int n = forest_n_features(f);
+
+    if (n < 1 || n > CW_FEATURES)
+        return -1;
+    for (int k = 0; k < n; k++)
+        if (!(names[k] = forest_feature_name(f, k)))
+            return -1;
+    return cw_feature_map(names, n, map);
 }

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "forest.h"
+
 /*
  * The feature set "behaviour/1": what one transaction looks like next to the history of its
  * sender and its recipient. The ingestor (before scoring a batch), the extension's
@@ -118,6 +120,15 @@ int cw_feature_index(const char *name);
  * the features a model over some of them takes, in its order); n, or -1 when a name is not one or
  * repeats */
 int cw_feature_map(const char *const *names, int n, int *map);
+
+/* cw_feature_map_forest: cw_feature_map of a forest's feature names (the features a behaviour/1
+ * model takes, models.feature_set); -1 when it has none or they are not behaviour/1 features */
+int cw_feature_map_forest(const forest *f, int *map);
+
+/* cw_bucket_add counts one transaction of activity bucket b into a window of the latest bucket
+ * (count transactions in it) and the one before (prev), as the profile trigger and the features'
+ * fold both keep it; *has_bucket false is an empty window */
+void cw_bucket_add(bool *has_bucket, int64_t *bucket, int64_t *count, int64_t *prev, int64_t b);
 
 /* cw_parse_int128 parses a non-negative decimal integer (a numeric's text); false when it is not
  * one or overflows */

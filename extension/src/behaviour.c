@@ -78,28 +78,34 @@ Datum chainwatch_feature_names(PG_FUNCTION_ARGS)
 }
 
 /*
- * read_profiles runs _batch_profiles over the given addresses (n of them, NULLs skipped) and reads
- * each row into profiles[i] (the row of addresses[i]), and now() into *detected_at. Needs SPI.
+ * read_profiles runs _batch_profiles over the given addresses (n <= 2 of them, NULLs skipped) and
+ * reads each row into profiles[i] (the row of addresses[i]), and now() into *detected_at. Needs
+ * SPI.
  */
 static void read_profiles(Oid fn, text **addresses, int n, cw_profile *profiles, int64 *hashes,
                           int64 *detected_at)
 {
     char *schema = get_namespace_name(get_func_namespace(fn));
     Datum elems[2];
+    char *names[2];
     int k = 0;
     Oid argtype = TEXTARRAYOID;
     Datum arg;
     int rc;
 
-    for (int i = 0; i < n; i++)
+    Assert(n <= 2);
+    for (int i = 0; i < n; i++) {
+        names[i] = addresses[i] ? text_to_cstring(addresses[i]) : NULL;
         if (addresses[i])
             elems[k++] = PointerGetDatum(addresses[i]);
+    }
     arg = PointerGetDatum(construct_array(elems, k, TEXTOID, -1, false, TYPALIGN_INT));
     rc = SPI_execute_with_args(
         psprintf("SELECT * FROM %s._batch_profiles($1)", quote_identifier(schema)), 1, &argtype,
         &arg, NULL, true, 0);
     if (rc != SPI_OK_SELECT)
         elog(ERROR, "chainwatch: reading address profiles failed: %s", SPI_result_code_string(rc));
+    /* now(), which _batch_profiles also returns: the detected_at of a row inserted now */
     *detected_at = GetCurrentTransactionStartTimestamp() + PG_EPOCH_UNIX_US;
     for (uint64 r = 0; r < SPI_processed; r++) {
         const char *col[CW_PROFILE_COLUMNS];
@@ -111,9 +117,8 @@ static void read_profiles(Oid fn, text **addresses, int n, cw_profile *profiles,
         if (cw_profile_from_text(col, &p, &hash, &now_us) != 0)
             ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
                             errmsg("the address profile of \"%s\" is malformed", col[0])));
-        *detected_at = now_us;
         for (int i = 0; i < n; i++)
-            if (addresses[i] && strcmp(text_to_cstring(addresses[i]), col[0]) == 0) {
+            if (names[i] && strcmp(names[i], col[0]) == 0) {
                 profiles[i] = p;
                 hashes[i] = hash;
             }
@@ -245,7 +250,6 @@ Datum chainwatch_replay_features(PG_FUNCTION_ARGS)
     MemoryContext replay_cxt, row_cxt, old;
     HASHCTL ctl;
     HTAB *h;
-    SPIPlanPtr plan;
     Portal portal;
     static const char *const names[] = {
         "hash",    "from_address", "to_address",  "value",           "gas",         "gas_price",
@@ -270,15 +274,7 @@ Datum chainwatch_replay_features(PG_FUNCTION_ARGS)
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    plan = SPI_prepare(query, 0, NULL);
-    if (plan == NULL)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("source_query could not be prepared: %s",
-                               SPI_result_code_string(SPI_result))));
-    if (!SPI_is_cursor_plan(plan))
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("source_query must be a single SELECT returning rows")));
-    portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+    portal = SourceQueryOpen(query);
     for (;;) {
         SPI_cursor_fetch(portal, true, 10000);
         if (SPI_processed == 0)

@@ -6,6 +6,7 @@
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
+#include "utils/portal.h"
 
 #include "forest.h"
 #include "txfeatures.h"
@@ -35,10 +36,10 @@ extern bool FeatureFromNumericQuiet(Datum num, double *out);
 extern void FeatureCheck(const forest *f, const double *x, int n);
 extern double *FeaturesFromArray(ArrayType *arr, int *n_out);
 extern double *FeaturesForModel(const CachedModel *m, double *x, int *n);
+extern Portal SourceQueryOpen(const char *query);
 extern void ForestErrorReport(const forest_error *err, const char *context);
 
 /* model_io.c */
-extern const char *ModelFeatureSet(const forest *f);
 extern int32 ModelInsert(const char *name, forest *f, const char *source, double contamination,
                          bool has_contamination, int64 seed, bool has_seed, int64 training_rows,
                          const forest_score_summary *summary, const double *feature_median);

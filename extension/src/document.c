@@ -145,19 +145,17 @@ static Jsonb *explain_row(const Datum *values, const bool *nulls, Datum features
     static const char *const raw[3] = {"value", "gas", "gas_price"};
     CachedModel *m = ModelCacheTryGet(DatumGetInt32(values[DOC_MODEL_ID]));
     double x[3];
-    const char *set;
 
     if (!m)
         return NULL;
-    set = ModelFeatureSet(m->forest);
-    if (set && strcmp(set, CW_FEATURE_SET) == 0) {
+    if (m->n_select > 0) { /* a behaviour/1 model (model_cache.c maps its features once) */
         ArrayType *a;
+        int n = CW_FEATURES;
         if (features_null)
             return NULL;
-        int n = CW_FEATURES;
         a = DatumGetArrayTypeP(features);
         if (ARR_NDIM(a) != 1 || ARR_HASNULL(a) || ARR_ELEMTYPE(a) != FLOAT8OID ||
-            ARR_DIMS(a)[0] != CW_FEATURES || m->n_select <= 0)
+            ARR_DIMS(a)[0] != CW_FEATURES)
             return NULL;
         return ExplanationBuild(m, FeaturesForModel(m, (double *) ARR_DATA_PTR(a), &n));
     }

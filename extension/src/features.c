@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/numeric.h"
@@ -140,6 +141,24 @@ void FeatureCheck(const forest *f, const double *x, int n)
                                    "needs non-negative amounts",
                                    i + 1)));
     }
+}
+
+/*
+ * SourceQueryOpen prepares a caller's source_query (train_model, replay_features) and opens a
+ * read-only cursor over it; 22023 unless it is one statement returning rows. Needs SPI.
+ */
+Portal SourceQueryOpen(const char *query)
+{
+    SPIPlanPtr plan = SPI_prepare(query, 0, NULL);
+
+    if (plan == NULL)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("source_query could not be prepared: %s",
+                               SPI_result_code_string(SPI_result))));
+    if (!SPI_is_cursor_plan(plan))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("source_query must be a single SELECT returning rows")));
+    return SPI_cursor_open(NULL, plan, NULL, NULL, true);
 }
 
 /*

@@ -233,16 +233,8 @@ static CachedModel *model_load(int32 model_id, bool quiet)
     m = hash_search(ModelHash(), &model_id, HASH_ENTER, &found);
     m->forest = f;
     m->feature_median = median;
-    m->n_select = 0;
-    {
-        const char *set = ModelFeatureSet(f);
-        if (set && strcmp(set, CW_FEATURE_SET) == 0) {
-            const char *names[CW_FEATURES];
-            for (int i = 0; i < forest_n_features(f); i++)
-                names[i] = forest_feature_name(f, i);
-            m->n_select = cw_feature_map(names, forest_n_features(f), m->select);
-        }
-    }
+    /* a behaviour/1 model: its features' positions in the full vector, looked up once here */
+    m->n_select = Max(cw_feature_map_forest(f, m->select), 0);
     return ModelCacheRemember(m, model_id);
 }
 

@@ -35,7 +35,7 @@ static Oid rel_owner(Oid rel)
  * them, in any order), NULL for anything else (vectors the caller gives). The ingestor and
  * explanations go by it (models.feature_set).
  */
-const char *ModelFeatureSet(const forest *f)
+static const char *ModelFeatureSet(const forest *f)
 {
     static const char *const raw[3] = {"value", "gas", "gas_price"};
     int nf = forest_n_features(f);
@@ -48,12 +48,9 @@ const char *ModelFeatureSet(const forest *f)
         if (raw_names)
             return "transaction/1";
     }
-    if (same && nf <= CW_FEATURES) {
-        const char *names[CW_FEATURES];
+    {
         int map[CW_FEATURES];
-        for (int i = 0; i < nf; i++)
-            names[i] = forest_feature_name(f, i);
-        if (cw_feature_map(names, nf, map) == nf)
+        if (same && cw_feature_map_forest(f, map) == nf)
             return CW_FEATURE_SET;
     }
     return NULL;

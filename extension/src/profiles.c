@@ -49,8 +49,9 @@
 #error "profiles.c sums squares in 128-bit integers"
 #endif
 
-#define PROFILE_PEERS 64
-#define BUCKET_USECS  INT64CONST(300000000)
+/* the sketch size and the activity bucket are the features' (common/src/txfeatures.h) */
+#define PROFILE_PEERS CW_PROFILE_PEERS
+#define BUCKET_USECS  CW_BUCKET_USECS
 /* microseconds from PostgreSQL's epoch (2000-01-01) back to the Unix epoch */
 #define UNIX_EPOCH_OFFSET_US ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
 #define PROFILE_COLUMNS      22 /* 21 before 0.11.0 (no out_value_count) */
@@ -161,16 +162,9 @@ static void side_add(ProfileSide *s, TimestampTz at, int64 bucket, int64 lv, int
         s->last_at = at;
         s->has_last = true;
     }
-    /* the window of the latest bucket and the one before, as _bucket_count/_bucket_prev merge it */
-    if (!s->has_bucket || bucket > s->bucket) {
-        s->prev_count = s->has_bucket && bucket == s->bucket + 1 ? s->bucket_count : 0;
-        s->bucket_count = 1;
-        s->bucket = bucket;
-        s->has_bucket = true;
-    } else if (bucket == s->bucket)
-        s->bucket_count++;
-    else if (bucket == s->bucket - 1)
-        s->prev_count++;
+    /* the window of the latest bucket and the one before, as _bucket_count/_bucket_prev merge it
+     * and the features' fold counts it */
+    cw_bucket_add(&s->has_bucket, &s->bucket, &s->bucket_count, &s->prev_count, bucket);
     if (has_peer) {
         if (s->n_peers == s->cap_peers) {
             s->cap_peers = s->cap_peers ? s->cap_peers * 2 : 8;
@@ -228,11 +222,10 @@ static int attnum_of(TupleDesc desc, const char *name)
     return n;
 }
 
-/* lv_of: rint(log(1 + x) * 1e6) of a wei amount, as round(ln(1 + _wei_float8(x)) * 1e6)::bigint */
+/* lv_of: cw_log_millionths of a wei amount, as round(ln(1 + _wei_float8(x)) * 1e6)::bigint */
 static int64 lv_of(Datum amount, const char *what)
 {
-    double x = FeatureFromNumeric(amount, what);
-    return (int64) rint(log(1.0 + x) * 1e6);
+    return cw_log_millionths(FeatureFromNumeric(amount, what));
 }
 
 /* prepare_fold prepares the session's fold and count statements for the trigger function fn (its

@@ -131,7 +131,6 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
     Oid coltypes[3];
     cw_prng rng;
     Portal portal;
-    SPIPlanPtr plan;
     forest *volatile f = NULL; /* assigned in PG_TRY, freed in PG_FINALLY after a longjmp */
     forest_error err = {0};
     forest_score_summary summary;
@@ -199,15 +198,7 @@ Datum chainwatch_train_model(PG_FUNCTION_ARGS)
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    plan = SPI_prepare(query, 0, NULL);
-    if (!plan)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("source_query could not be prepared: %s",
-                               SPI_result_code_string(SPI_result))));
-    if (!SPI_is_cursor_plan(plan))
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("source_query must be a single SELECT returning rows")));
-    portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+    portal = SourceQueryOpen(query);
 
     reservoir = NULL;
     spictx = CurrentMemoryContext;

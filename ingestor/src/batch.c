@@ -342,7 +342,7 @@ static void put_features(cw_strbuf *o, const double *x, bool last)
 /* bin_time: unix seconds as timestamptz, NULL where the text format had no time either */
 static void bin_time(bin_row *r, int64_t unix_seconds)
 {
-    if (unix_seconds < 0 || unix_seconds > 253402300799LL) /* after 9999-12-31 */
+    if (!cw_tx_time_known(unix_seconds))
         bin_null(r);
     else
         bin_int8(r, (unix_seconds - PG_EPOCH_UNIX) * 1000000);
@@ -411,7 +411,7 @@ static void put_time(cw_strbuf *o, int64_t unix_seconds, bool last)
     char buf[40];
     struct tm tm;
     time_t t = (time_t) unix_seconds;
-    if (unix_seconds < 0 || unix_seconds > 253402300799LL || !gmtime_r(&t, &tm)) {
+    if (!cw_tx_time_known(unix_seconds) || !gmtime_r(&t, &tm)) {
         cw_strbuf_append(o, "\\N", 2);
     } else {
         strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S+00", &tm);

@@ -88,15 +88,6 @@ static void append_quoted(cw_strbuf *s, const char *address)
     cw_strbuf_putc(s, '"');
 }
 
-/* tx_time_us: the row's tx_time in Unix microseconds, as batch.c stores it (false: NULL) */
-static bool tx_time_us(const cw_tx *t, int64_t *out)
-{
-    if (t->timestamp < 0 || t->timestamp > INT64_C(253402300799))
-        return false;
-    *out = t->timestamp * INT64_C(1000000);
-    return true;
-}
-
 PGresult *history_compute(PGconn *conn, batch *b, bool *out_of_memory)
 {
     history_table t = {NULL, 0};
@@ -198,15 +189,15 @@ PGresult *history_compute(PGconn *conn, batch *b, bool *out_of_memory)
                 history_entry *s = tx->from[0] ? table_get(&t, tx->from) : NULL;
                 history_entry *d = tx->to[0] ? table_get(&t, tx->to) : NULL;
                 cw_feature_tx f;
-                int64_t at;
-                bool has_time = tx_time_us(tx, &at);
+                bool has_time = cw_tx_time_known(tx->timestamp);
 
                 f.value = tx->f_value;
                 f.gas = tx->f_gas;
                 f.gas_price = tx->f_gas_price;
                 f.has_to = d != NULL;
                 f.to_hash = d ? d->hash : 0;
-                f.at = cw_chain_time(has_time, has_time ? at : 0, detected_at);
+                f.at = cw_chain_time(has_time, has_time ? tx->timestamp * INT64_C(1000000) : 0,
+                                     detected_at);
                 if (pass == 0) {
                     static const cw_profile empty;
                     cw_features_compute(s ? &s->profile : &empty, d ? &d->profile : NULL, &f,

@@ -95,14 +95,11 @@ int model_load(PGconn *conn, loaded_model *m, char *err, size_t errlen)
         if (!f) {
             snprintf(unusable, sizeof(unusable), "its forest cannot be read: %s", ferr.message);
         } else if (behaviour) {
-            const char *names[CW_FEATURES];
-            int nf = forest_n_features(f);
-            for (int i = 0; i < nf && i < CW_FEATURES; i++)
-                names[i] = forest_feature_name(f, i);
-            n_select = nf <= CW_FEATURES ? cw_feature_map(names, nf, select) : -1;
-            if (n_select != nf) {
+            n_select = cw_feature_map_forest(f, select);
+            if (n_select < 0) {
                 snprintf(unusable, sizeof(unusable),
-                         "its %d features are not distinct features of %s", nf, CW_FEATURE_SET);
+                         "its %d features are not distinct features of %s", forest_n_features(f),
+                         CW_FEATURE_SET);
                 forest_free(f);
                 f = NULL;
             }

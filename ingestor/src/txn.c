@@ -287,7 +287,7 @@ attempt_result txn_commit(const txn_env *e, batch *b, const loaded_model *m, con
     PQclear(res);
 
     /* the rows' behavioural features from the profiles as this transaction sees them, and the
-     * scores of a model over them */
+     * scores of a model over them; a failure goes to the end like any statement's */
     {
         bool oom;
         res = history_compute(conn, b, &oom);
@@ -296,18 +296,11 @@ attempt_result txn_commit(const txn_env *e, batch *b, const loaded_model *m, con
             ar = fail_oom(why);
             goto out;
         }
-        if (res) {
-            txn_failure(conn, res, why);
-            ar = why->kind;
-            PQclear(res);
-            if (PQstatus(conn) == CONNECTION_OK)
-                PQclear(PQexec(conn, "ROLLBACK"));
-            goto out;
-        }
     }
 
     /* a batch of dead letters only sends an empty COPY of transactions */
-    res = start_copy(conn, COPY_TX);
+    if (!res)
+        res = start_copy(conn, COPY_TX);
     if (!res) {
         copy_sink sink = {COPY_CHUNK, stream_flush, conn};
         bool sent = batch_copy_stream(b, m, e->topic, &tx, &an, &dl, counts, &sink) == 0 &&

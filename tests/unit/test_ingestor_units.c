@@ -882,21 +882,41 @@ static void batch_scored_rows_and_anomalies(void **state)
 
 /* ---- a model the ingestor cannot score with; messages refused by the database --------------- */
 
-/* five_feature_forest: a forest trained on rows of five features (a float8[] model) */
-static forest *five_feature_forest(void)
+/* uniform_forest: a forest of n_trees trained on 256 rows of nf uniform features (a float8[]
+ * model), from seed */
+static forest *uniform_forest(int nf, int n_trees, uint64_t seed)
 {
-    enum { N = 256, F = 5 };
-    double rows[N * F];
+    enum { N = 256 };
+    double *rows = malloc(sizeof(double) * N * (size_t) nf);
+    assert_non_null(rows);
     cw_prng rng;
-    cw_prng_seed(&rng, 5);
-    for (int i = 0; i < N * F; i++)
+    cw_prng_seed(&rng, seed);
+    for (int i = 0; i < N * nf; i++)
         rows[i] = cw_prng_double(&rng);
-    forest_params params = {F, 10, 64, 0.05, 5, FOREST_TRANSFORM_IDENTITY};
+    forest_params params = {nf, n_trees, 64, 0.05, seed, FOREST_TRANSFORM_IDENTITY};
     forest_error ferr;
     forest *f = forest_train(rows, N, &params, NULL, &ferr);
+    free(rows);
     if (!f)
         fail_msg("forest_train: %s", ferr.message);
     return f;
+}
+
+/* five_feature_forest: a forest trained on rows of five features (a float8[] model) */
+static forest *five_feature_forest(void)
+{
+    return uniform_forest(5, 10, 5);
+}
+
+/* two_transfers fills b with two one-transaction messages of partition 3, offsets 40 and 41 */
+static void two_transfers(batch *b)
+{
+    assert_int_equal(batch_init(b, 2), 0);
+    batch_add(b, fake_str("{\"hash\":\"" HASH_A "\",\"value\":\"1\",\"gas\":21000,\"gasPrice\":1}",
+                          3, 40));
+    batch_add(b, fake_str("{\"hash\":\"" HASH_B "\",\"value\":\"2\",\"gas\":21000,\"gasPrice\":1}",
+                          3, 41));
+    batch_decode(b, 0);
 }
 
 /* a model over behaviour/1 scores the batch's history (history.c, filled in the batch's
@@ -905,19 +925,8 @@ static forest *five_feature_forest(void)
 static void batch_behaviour_model_scores_the_history(void **state)
 {
     (void) state;
-    enum { N = 256, F = CW_FEATURES };
-    double *train = malloc(sizeof(double) * N * F);
-    assert_non_null(train);
-    cw_prng rng;
-    cw_prng_seed(&rng, 12);
-    for (int i = 0; i < N * F; i++)
-        train[i] = cw_prng_double(&rng);
-    forest_params params = {F, 20, 64, 0.05, 12, FOREST_TRANSFORM_IDENTITY};
-    forest_error ferr;
-    forest *f = forest_train(train, N, &params, NULL, &ferr);
-    free(train);
-    if (!f)
-        fail_msg("forest_train: %s", ferr.message);
+    enum { F = CW_FEATURES };
+    forest *f = uniform_forest(F, 20, 12);
     loaded_model m = default_rules();
     m.forest = f;
     m.model_id = 11;
@@ -929,12 +938,7 @@ static void batch_behaviour_model_scores_the_history(void **state)
     batch b;
     cw_strbuf tx = CW_STRBUF_INIT, an = CW_STRBUF_INIT, dl = CW_STRBUF_INIT, text = CW_STRBUF_INIT;
     batch_counts c;
-    assert_int_equal(batch_init(&b, 2), 0);
-    batch_add(&b, fake_str("{\"hash\":\"" HASH_A "\",\"value\":\"1\",\"gas\":21000,\"gasPrice\":1}",
-                           3, 40));
-    batch_add(&b, fake_str("{\"hash\":\"" HASH_B "\",\"value\":\"2\",\"gas\":21000,\"gasPrice\":1}",
-                           3, 41));
-    batch_decode(&b, 0);
+    two_transfers(&b);
     assert_int_equal(batch_score(&b, &m), 0);
     assert_int_equal(b.scored_with, -1); /* no history yet: not scored */
     batch_copy(&b, &m, "t", &tx, &an, &dl, &c);
@@ -996,12 +1000,7 @@ static void batch_with_an_unusable_model_stores_null_scores(void **state)
     batch b;
     cw_strbuf tx = CW_STRBUF_INIT, an = CW_STRBUF_INIT, dl = CW_STRBUF_INIT, text = CW_STRBUF_INIT;
     batch_counts c;
-    assert_int_equal(batch_init(&b, 2), 0);
-    batch_add(&b, fake_str("{\"hash\":\"" HASH_A "\",\"value\":\"1\",\"gas\":21000,\"gasPrice\":1}",
-                           3, 40));
-    batch_add(&b, fake_str("{\"hash\":\"" HASH_B "\",\"value\":\"2\",\"gas\":21000,\"gasPrice\":1}",
-                           3, 41));
-    batch_decode(&b, 0);
+    two_transfers(&b);
     /* scores hold garbage, as realloc'd memory may: none of it may reach the COPY */
     b.scores = malloc(2 * sizeof(double));
     b.features = malloc(3 * 2 * sizeof(double));
